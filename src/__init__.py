@@ -1,0 +1,1 @@
+"""coinquote: an HTTP API in front of CoinMarketCap."""

@@ -1,0 +1,1 @@
+"""Adapters: the domain's ports implemented for CoinMarketCap, SQL databases and caches."""

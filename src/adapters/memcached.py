@@ -1,0 +1,124 @@
+"""The QuoteCache port on Flask-Caching: memcached through pymemcache, or the in-process cache."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from flask_caching import Cache
+from flask_caching.backends.memcache import MemcachedCache
+from pymemcache import serde
+from pymemcache.client.hash import HashClient
+from pymemcache.exceptions import MemcacheError
+
+from src.adapters.codec import coin_quote_from_data, coin_quote_to_data
+from src.domain.errors import StorageError
+from src.domain.model import CoinQuote
+from src.domain.ports import QuoteCache
+
+logger = logging.getLogger(__name__)
+
+KEY_VERSION = "v1"
+_KEY_PART = re.compile(r"[A-Z0-9_-]{1,64}")
+_CACHE_ERRORS = (MemcacheError, OSError)
+
+
+class PymemcacheCache(MemcachedCache):
+    """Flask-Caching backend on a pymemcache HashClient (Flask-Caching ships none for pymemcache).
+
+    Several servers are sharded by rendezvous hashing. Errors on reads become misses and a dead
+    server is skipped for `dead_timeout` seconds, so an outage costs short timeouts, not failures.
+    """
+
+    @classmethod
+    def factory(cls, app, config, args, kwargs):  # Flask-Caching calls it with these four
+        client = HashClient(
+            [_host_port(server) for server in config["CACHE_MEMCACHED_SERVERS"]],
+            serde=serde.pickle_serde,  # we store str only; this serde returns it as str
+            connect_timeout=config.get("CACHE_MEMCACHED_CONNECT_TIMEOUT", 0.25),
+            timeout=config.get("CACHE_MEMCACHED_TIMEOUT", 0.25),
+            ignore_exc=True,
+            default_noreply=False,  # with noreply, writes always "succeed" and has() lies
+            use_pooling=True,  # the plain client is not thread-safe
+            retry_attempts=1,
+            retry_timeout=0.5,
+            dead_timeout=config.get("CACHE_MEMCACHED_DEAD_TIMEOUT", 10),
+        )
+        kwargs.update(key_prefix=config["CACHE_KEY_PREFIX"])
+        return cls(client, **kwargs)
+
+
+def _host_port(server: str) -> tuple[str, int]:
+    host, _, port = server.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def cache_key(currency: str, symbol: str) -> str:
+    """The one place cache keys are built: `quote:v1:USD:BTC` (only A-Z 0-9 : _ -)."""
+    if not (_KEY_PART.fullmatch(currency) and _KEY_PART.fullmatch(symbol)):
+        raise ValueError("cache key parts must be normalised symbols")
+    return f"quote:{KEY_VERSION}:{currency}:{symbol}"
+
+
+class FlaskCachingQuoteCache(QuoteCache):
+    """Quotes as JSON text under `cache_key`, through a Flask-Caching `Cache` (any backend).
+
+    A cache that cannot be reached answers misses and drops writes; it never raises.
+    """
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+
+    def get_many(self, symbols: Sequence[str], currency: str) -> dict[str, CoinQuote]:
+        if not symbols:
+            return {}
+        keys = [cache_key(currency, s) for s in symbols]
+        try:
+            values = self.cache.get_many(*keys)
+        except _CACHE_ERRORS as exc:
+            logger.warning("cache read failed (%s); treating as misses", type(exc).__name__)
+            return {}
+        found = {}
+        for symbol, value in zip(symbols, values):
+            if value is None:
+                continue
+            coin_quote = _decode(value)
+            if coin_quote is not None:
+                found[symbol] = coin_quote
+        return found
+
+    def set_many(self, quotes: Mapping[str, CoinQuote], ttl_seconds: int) -> None:
+        if not quotes:
+            return
+        mapping = {
+            cache_key(q.quote.currency, symbol): json.dumps(coin_quote_to_data(q), separators=(",", ":"))
+            for symbol, q in quotes.items()
+        }
+        try:
+            stored = self.cache.set_many(mapping, timeout=ttl_seconds)
+        except _CACHE_ERRORS as exc:
+            logger.warning("cache write failed (%s); %d quote(s) not cached", type(exc).__name__, len(mapping))
+            return
+        if len(stored) != len(mapping):
+            logger.warning("cache write lost %d of %d quote(s)", len(mapping) - len(stored), len(mapping))
+
+    def ping(self) -> None:
+        try:
+            ok = self.cache.set("ping", "1", timeout=5)
+        except _CACHE_ERRORS as exc:
+            raise StorageError(f"cache unreachable ({type(exc).__name__})") from exc
+        if not ok:
+            raise StorageError("cache unreachable (write refused)")
+
+
+def _decode(value: Any) -> CoinQuote | None:
+    try:
+        if isinstance(value, bytes):
+            value = value.decode()
+        return coin_quote_from_data(json.loads(value))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        logger.warning("ignoring an unreadable cache entry")
+        return None

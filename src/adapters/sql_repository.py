@@ -1,0 +1,160 @@
+"""SqlQuoteRepository: the QuoteRepository port on SQLAlchemy (PostgreSQL in production, SQLite)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from src.adapters.orm import CoinRow, QuoteRow
+from src.domain.errors import StorageError
+from src.domain.model import QUOTE_FIGURES, Coin, CoinQuote, Quote
+from src.domain.ports import QuoteRepository
+
+logger = logging.getLogger(__name__)
+
+_UPSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+class SqlQuoteRepository(QuoteRepository):
+    """Append-only quote history; the newest row per symbol is the stored quote.
+
+    Coins are keyed by their CoinMarketCap id. Each row also records the symbol it answered,
+    because symbols are not unique and the coin behind one can change.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def newest(self, symbols: Sequence[str], currency: str) -> dict[str, CoinQuote]:
+        if not symbols:
+            return {}
+        ranked = (
+            select(
+                QuoteRow.id,
+                func.row_number()
+                .over(
+                    partition_by=QuoteRow.lookup_symbol,
+                    order_by=(QuoteRow.fetched_at.desc(), QuoteRow.id.desc()),
+                )
+                .label("position"),
+            )
+            .where(QuoteRow.lookup_symbol.in_(list(symbols)), QuoteRow.currency == currency)
+            .subquery()
+        )
+        stmt = (
+            select(QuoteRow, CoinRow)
+            .join(ranked, ranked.c.id == QuoteRow.id)
+            .join(CoinRow, CoinRow.id == QuoteRow.coin_id)
+            .where(ranked.c.position == 1)
+        )
+        try:
+            rows = self.session.execute(stmt).all()
+        except SQLAlchemyError as exc:
+            self._rollback()
+            raise StorageError(f"reading stored quotes failed ({type(exc).__name__})") from exc
+        return {quote_row.lookup_symbol: _to_domain(quote_row, coin_row) for quote_row, coin_row in rows}
+
+    def add(self, quotes: Mapping[str, CoinQuote]) -> None:
+        if not quotes:
+            return
+        coins = {q.coin.id: _coin_values(q) for q in quotes.values()}
+        try:
+            insert = _UPSERTS.get(self.session.get_bind().dialect.name)
+            if insert is None:
+                raise StorageError("unsupported database dialect")
+            stmt = insert(CoinRow).values(list(coins.values()))
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[CoinRow.id],
+                set_={c: stmt.excluded[c] for c in ("symbol", "name", "slug", "date_added", "updated_at")},
+            )
+            self.session.execute(stmt)
+            self.session.execute(
+                QuoteRow.__table__.insert(),
+                [_quote_values(symbol, q) for symbol, q in quotes.items()],
+            )
+            self.session.commit()
+        except SQLAlchemyError as exc:
+            self._rollback()
+            raise StorageError(f"storing quotes failed ({type(exc).__name__})") from exc
+
+    def ping(self) -> None:
+        try:
+            self.session.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            self._rollback()
+            raise StorageError(f"database unreachable ({type(exc).__name__})") from exc
+        finally:
+            self._end()
+
+    def _rollback(self) -> None:
+        try:
+            self.session.rollback()
+        except SQLAlchemyError:  # the connection itself is gone; the pool will replace it
+            logger.debug("rollback failed", exc_info=True)
+
+    def _end(self) -> None:
+        try:
+            self.session.rollback()
+        except SQLAlchemyError:
+            logger.debug("ending the transaction failed", exc_info=True)
+
+
+def _coin_values(q: CoinQuote) -> dict[str, Any]:
+    return {
+        "id": q.coin.id,
+        "symbol": q.coin.symbol,
+        "name": q.coin.name,
+        "slug": q.coin.slug,
+        "date_added": q.coin.date_added,
+        "updated_at": q.fetched_at,
+    }
+
+
+def _quote_values(symbol: str, q: CoinQuote) -> dict[str, Any]:
+    coin, quote = q.coin, q.quote
+    return {
+        "coin_id": coin.id,
+        "lookup_symbol": symbol,
+        "currency": quote.currency,
+        "fetched_at": q.fetched_at,
+        "cmc_rank": coin.cmc_rank,
+        "is_active": coin.is_active,
+        "num_market_pairs": coin.num_market_pairs,
+        "circulating_supply": coin.circulating_supply,
+        "total_supply": coin.total_supply,
+        "max_supply": coin.max_supply,
+        "coin_last_updated": coin.last_updated,
+        "price": quote.price,
+        "quote_last_updated": quote.last_updated,
+        **{name: getattr(quote, name) for name in QUOTE_FIGURES},
+    }
+
+
+def _to_domain(row: QuoteRow, coin_row: CoinRow) -> CoinQuote:
+    coin = Coin(
+        id=coin_row.id,
+        name=coin_row.name,
+        symbol=coin_row.symbol,
+        slug=coin_row.slug,
+        cmc_rank=row.cmc_rank,
+        is_active=row.is_active,
+        num_market_pairs=row.num_market_pairs,
+        circulating_supply=row.circulating_supply,
+        total_supply=row.total_supply,
+        max_supply=row.max_supply,
+        date_added=coin_row.date_added,
+        last_updated=row.coin_last_updated,
+    )
+    quote = Quote(
+        currency=row.currency,
+        price=row.price,
+        last_updated=row.quote_last_updated,
+        **{name: getattr(row, name) for name in QUOTE_FIGURES},
+    )
+    return CoinQuote(coin=coin, quote=quote, fetched_at=row.fetched_at)

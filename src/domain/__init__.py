@@ -1,0 +1,1 @@
+"""The quote domain: values, ports, errors and the retrieval rules. Standard library only."""

@@ -1,0 +1,47 @@
+"""Domain errors: what can go wrong, in the domain's words. The HTTP layer maps each to a status."""
+
+from __future__ import annotations
+
+
+class QuoteError(Exception):
+    """Base of every error the domain reports to its callers."""
+
+
+class InvalidRequest(QuoteError):
+    """The caller's input cannot be served as given."""
+
+
+class InvalidSymbol(InvalidRequest):
+    """A requested symbol is malformed (empty, too long, characters outside A-Z a-z 0-9, too many)."""
+
+
+class InvalidCurrency(InvalidRequest):
+    """The `convert` currency is malformed or does not exist."""
+
+
+class UnknownSymbols(QuoteError):
+    """None of the requested symbols exists."""
+
+    def __init__(self, symbols: tuple[str, ...]) -> None:
+        self.symbols = tuple(symbols)
+        super().__init__("unknown symbol(s): " + ", ".join(self.symbols))
+
+
+class ProviderError(QuoteError):
+    """The quote provider answered with something unusable, or rejected our credentials."""
+
+
+class ProviderUnavailable(QuoteError):
+    """The quote provider is down or rate-limited; `retry_after` (seconds) when it is known."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProviderTimeout(ProviderUnavailable):
+    """The quote provider did not answer in time."""
+
+
+class StorageError(Exception):
+    """A repository or cache could not do its work. The service degrades instead of failing."""

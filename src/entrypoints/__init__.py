@@ -1,0 +1,1 @@
+"""Entrypoints: the Flask application, its settings, HTTP schemas and the composition root."""

@@ -1,0 +1,74 @@
+"""One table from domain errors to HTTP statuses, rendered in flask-smorest's error body."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException, default_exceptions
+
+from src.domain.errors import (
+    InvalidRequest,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    QuoteError,
+    UnknownSymbols,
+)
+
+STATUS_BY_ERROR: dict[type[QuoteError], int] = {
+    InvalidRequest: 422,
+    UnknownSymbols: 404,
+    ProviderError: 502,
+    ProviderUnavailable: 503,
+    ProviderTimeout: 504,
+}
+
+
+def status_for(error: QuoteError) -> int:
+    """The status of `error`: its nearest class in the table (a subclass inherits)."""
+    for cls in type(error).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 500
+
+
+class CoinquoteApi(Api):
+    """flask-smorest's Api, with a `message` in every error body."""
+
+    def handle_http_exception(self, error: HTTPException) -> Any:
+        data = dict(getattr(error, "data", None) or {})
+        if "message" not in data:
+            messages = data.get("errors") or data.get("messages")
+            data["message"] = _summarise(messages) if messages else error.description
+            error.data = data
+        return super().handle_http_exception(error)
+
+
+def _summarise(messages: Any) -> str:
+    """`{"query": {"symbol": ["..."]}}` -> `Invalid query parameter symbol: ...`."""
+    parts = []
+    for location, fields in (messages or {}).items():
+        if not isinstance(fields, dict):
+            continue
+        for name, problems in fields.items():
+            text = "; ".join(str(p) for p in problems) if isinstance(problems, list) else str(problems)
+            parts.append(f"{location} parameter {name!r}: {text}")
+    return ("Invalid " + ", ".join(parts)) if parts else "Invalid request"
+
+
+def register_error_handlers(app: Any, api: CoinquoteApi) -> None:
+    """Render every domain error as its status, with `Retry-After` when the error knows it."""
+
+    @app.errorhandler(QuoteError)
+    def handle_quote_error(error: QuoteError) -> Any:
+        exc = default_exceptions[status_for(error)]()
+        data: dict[str, Any] = {"message": str(error)}
+        if isinstance(error, UnknownSymbols):
+            data["errors"] = {"unknown_symbols": list(error.symbols)}
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            data["headers"] = {"Retry-After": str(max(1, math.ceil(retry_after)))}
+        exc.data = data
+        return api.handle_http_exception(exc)

@@ -1,0 +1,41 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from src.domain.errors import StorageError
+from src.entrypoints.schemas import HealthSchema
+
+blp = Blueprint("health", __name__, description="Probes for load balancers and orchestrators.")
+
+
+@blp.route("/healthz")
+class Health(MethodView):
+    @blp.response(200, HealthSchema, description="The process is up.")
+    def get(self) -> dict[str, Any]:
+        """Liveness: 200 while the process is up (touches nothing else)"""
+        return {"status": "ok", "checks": {}}
+
+
+@blp.route("/readyz")
+class Ready(MethodView):
+    @blp.response(200, HealthSchema, description="The database and the cache answer.")
+    @blp.alt_response(503, schema=HealthSchema, description="A component fails; it is named.")
+    def get(self) -> Any:
+        """Readiness: 200 when the database and the cache answer, 503 naming what fails"""
+        services = current_app.extensions["coinquote"]
+        checks = {}
+        for name, component in (("database", services.repository), ("cache", services.cache)):
+            try:
+                component.ping()
+                checks[name] = "ok"
+            except StorageError as exc:
+                checks[name] = f"failing: {exc}"
+        failing = [name for name, state in checks.items() if state != "ok"]
+        body = {"status": "failing: " + ", ".join(failing) if failing else "ok", "checks": checks}
+        return (body, 503) if failing else body

@@ -1,0 +1,100 @@
+"""The quotes resource: GET /api/v1/quotes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from flask_smorest.error_handler import ErrorSchema
+
+from src.domain.model import QuoteAnswer, ServedQuote
+from src.domain.service import QuoteService
+from src.entrypoints.schemas import QuoteQueryArgsSchema, QuotesResponseSchema
+
+blp = Blueprint(
+    "quotes",
+    __name__,
+    url_prefix="/api/v1",
+    description=(
+        "Latest cryptocurrency quotes. Per symbol: the shared cache (60 s) answers first, then"
+        " the newest stored quote (which is cached again), then CoinMarketCap (stored, then"
+        " cached). Converted quotes are fetched for each request and never cached or stored."
+    ),
+)
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying, when known.",
+        "schema": {"type": "integer"},
+    }
+}
+
+
+@blp.route("/quotes")
+class Quotes(MethodView):
+    @blp.arguments(QuoteQueryArgsSchema, location="query", as_kwargs=True)
+    @blp.response(200, QuotesResponseSchema, description="Quotes of the coins that exist.")
+    @blp.alt_response(404, schema=ErrorSchema, description="None of the requested symbols exists.")
+    @blp.alt_response(
+        422,
+        schema=ErrorSchema,
+        description="Invalid `symbol` or `convert`: missing, empty, bad characters, too long,"
+        " too many symbols, or an unknown `convert` currency.",
+    )
+    @blp.alt_response(
+        502,
+        schema=ErrorSchema,
+        description="CoinMarketCap answered with something unusable, or rejected our credentials.",
+    )
+    @blp.alt_response(
+        503,
+        schema=ErrorSchema,
+        description="CoinMarketCap is unavailable or rate-limited.",
+        headers=_RETRY_AFTER,
+    )
+    @blp.alt_response(504, schema=ErrorSchema, description="CoinMarketCap did not answer in time.")
+    def get(self, symbol: tuple[str, ...], convert: str | None) -> dict[str, Any]:
+        """Get the latest quotes of one or more coins
+
+        Returns each coin's metadata and market quote in the base currency (USD by default),
+        and in the `convert` currency when one is given. `source` tells, per coin, whether the
+        base quote came from the cache, the database or CoinMarketCap.
+        ---
+        Views stay thin: parse (done by the schema), ask the service, present.
+        """
+        service: QuoteService = current_app.extensions["coinquote"].service
+        return present(service.get_quotes(symbol, convert))
+
+
+def present(answer: QuoteAnswer) -> dict[str, Any]:
+    """Shape a QuoteAnswer as the response body."""
+    return {
+        "data": {symbol: _present_coin(served) for symbol, served in answer.quotes.items()},
+        "unknown_symbols": list(answer.unknown_symbols),
+    }
+
+
+def _present_coin(served: ServedQuote) -> dict[str, Any]:
+    coin, quote = served.coin_quote.coin, served.coin_quote.quote
+    quotes = {quote.currency: quote}
+    if served.converted is not None:
+        quotes[served.converted.currency] = served.converted
+    return {
+        "id": coin.id,
+        "name": coin.name,
+        "symbol": coin.symbol,
+        "slug": coin.slug,
+        "cmc_rank": coin.cmc_rank,
+        "is_active": coin.is_active,
+        "num_market_pairs": coin.num_market_pairs,
+        "circulating_supply": coin.circulating_supply,
+        "total_supply": coin.total_supply,
+        "max_supply": coin.max_supply,
+        "date_added": coin.date_added,
+        "last_updated": coin.last_updated,
+        "source": served.source.value,
+        "stale": served.stale,
+        "quote": quotes,
+    }

@@ -1,0 +1,168 @@
+"""marshmallow schemas of the HTTP API: query arguments, quotes, errors. No business rules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields
+
+from src.domain.errors import InvalidRequest
+from src.domain.model import (
+    MAX_SYMBOL_LENGTH,
+    MAX_SYMBOLS_PER_REQUEST,
+    Source,
+    normalise_currency,
+    parse_symbols,
+)
+
+_SYMBOL_PATTERN = f"^[A-Za-z0-9]{{1,{MAX_SYMBOL_LENGTH}}}$"
+_SYMBOLS_PATTERN = f"^[A-Za-z0-9]{{1,{MAX_SYMBOL_LENGTH}}}(,[A-Za-z0-9]{{1,{MAX_SYMBOL_LENGTH}}})*$"
+
+
+class SymbolList(fields.String):
+    """Comma-separated symbols, loaded as a tuple of normalised, distinct symbols."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[str, ...]:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return parse_symbols(text)
+        except InvalidRequest as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class Currency(fields.String):
+    """One currency symbol (fiat or crypto), loaded upper-case."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return normalise_currency(text)
+        except InvalidRequest as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class Timestamp(fields.DateTime):
+    """UTC time as CoinMarketCap writes it: 2026-11-26T03:00:00.000Z."""
+
+    def _serialize(self, value: datetime | None, attr: Any, obj: Any, **kwargs: Any) -> str | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _amount(description: str, example: float | int | None = None) -> fields.Decimal:
+    metadata: dict[str, Any] = {"description": description}
+    if example is not None:
+        metadata["example"] = example
+    # Dumped as a JSON number with every digit the provider sent (see entrypoints.jsonio).
+    return fields.Decimal(allow_none=True, metadata=metadata)
+
+
+class QuoteQueryArgsSchema(Schema):
+    """Query arguments of GET /api/v1/quotes."""
+
+    symbol = SymbolList(
+        required=True,
+        metadata={
+            "description": (
+                "One or more comma-separated cryptocurrency symbols, case-insensitive; duplicates"
+                f" collapse. At most {MAX_SYMBOLS_PER_REQUEST} symbols of 1 to"
+                f" {MAX_SYMBOL_LENGTH} letters or digits."
+            ),
+            "example": "BTC,ETH",
+            "pattern": _SYMBOLS_PATTERN,
+        },
+    )
+    convert = Currency(
+        load_default=None,
+        metadata={
+            "description": (
+                "One fiat or cryptocurrency symbol (e.g. EUR, GBP, JPY, ETH): adds each coin's"
+                " quote in that currency. Converted quotes are fetched live for every request"
+                " and never cached or stored."
+            ),
+            "example": "EUR",
+            "pattern": _SYMBOL_PATTERN,
+        },
+    )
+
+
+class MarketQuoteSchema(Schema):
+    """A coin's market figures in one currency."""
+
+    price = _amount("Price of one coin in this currency.", 67250.12)
+    volume_24h = _amount("Rolling 24 h adjusted trading volume.", 28514220110.4)
+    volume_change_24h = _amount("24 h change of the volume, in percent.", -3.12)
+    market_cap = _amount("Market capitalisation.", 1325670882255.16)
+    market_cap_dominance = _amount("Share of the total market cap, in percent.", 54.66)
+    fully_diluted_market_cap = _amount("Market cap at maximum supply.", 1412252520000)
+    percent_change_1h = _amount("Price change over 1 hour, in percent.", 0.12)
+    percent_change_24h = _amount("Price change over 24 hours, in percent.", 1.85)
+    percent_change_7d = _amount("Price change over 7 days, in percent.", 4.21)
+    percent_change_30d = _amount("Price change over 30 days, in percent.", 9.73)
+    percent_change_60d = _amount("Price change over 60 days, in percent.", 12.4)
+    percent_change_90d = _amount("Price change over 90 days, in percent.", 18.9)
+    last_updated = Timestamp(
+        metadata={"description": "When this currency's rate was taken.", "example": "2026-11-26T03:29:00.000Z"}
+    )
+
+
+class CoinQuoteSchema(Schema):
+    """One coin: its metadata and its quote in the base currency (and the convert currency)."""
+
+    id = fields.Integer(metadata={"description": "Permanent CoinMarketCap id.", "example": 1})
+    name = fields.String(metadata={"example": "Bitcoin"})
+    symbol = fields.String(metadata={"description": "The coin's own symbol.", "example": "BTC"})
+    slug = fields.String(metadata={"example": "bitcoin"})
+    cmc_rank = fields.Integer(allow_none=True, metadata={"example": 1})
+    is_active = fields.Boolean(metadata={"description": "Whether the coin has an active market."})
+    num_market_pairs = fields.Integer(allow_none=True, metadata={"example": 11842})
+    circulating_supply = _amount("Coins in circulation.", 19712543)
+    total_supply = _amount("Coins in existence.", 19712543)
+    max_supply = _amount("Maximum supply; null when unlimited or unknown.", 21000000)
+    date_added = Timestamp(allow_none=True, metadata={"example": "2010-07-13T00:00:00.000Z"})
+    last_updated = Timestamp(
+        allow_none=True,
+        metadata={"description": "Time of the coin's last market data update.", "example": "2026-11-26T03:29:00.000Z"},
+    )
+    source = fields.String(
+        metadata={
+            "description": "Where the base quote came from for this request.",
+            "enum": [s.value for s in Source],
+            "example": "cache",
+        }
+    )
+    stale = fields.Boolean(
+        metadata={
+            "description": (
+                "True when CoinMarketCap failed and an older stored quote is served instead."
+            )
+        }
+    )
+    quote = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(MarketQuoteSchema),
+        metadata={"description": "Quotes keyed by currency: the base currency, and `convert` when given."},
+    )
+
+
+class QuotesResponseSchema(Schema):
+    """The answer of GET /api/v1/quotes."""
+
+    data = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(CoinQuoteSchema),
+        metadata={"description": "Coins keyed by requested symbol (upper-case), in request order."},
+    )
+    unknown_symbols = fields.List(
+        fields.String(),
+        metadata={"description": "Requested symbols that do not exist.", "example": ["NOPE"]},
+    )
+
+
+class HealthSchema(Schema):
+    """Liveness or readiness, with each component's state."""
+
+    status = fields.String(metadata={"example": "ok"})
+    checks = fields.Dict(keys=fields.String(), values=fields.String(), metadata={"example": {"database": "ok", "cache": "ok"}})

@@ -1,0 +1,165 @@
+"""Settings: read once from the environment, validated, turned into Flask configuration."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from src.adapters.coinmarketcap import PRODUCTION_URL, SANDBOX_KEY, SANDBOX_URL
+from src.domain.errors import InvalidSymbol
+from src.domain.model import normalise_symbol
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATABASE_URL = "sqlite:///coinquote.db"  # relative: Flask-SQLAlchemy puts it in instance/
+_RATE_LIMIT_RE = re.compile(r"\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day)s?", re.I)
+
+
+class ConfigError(ValueError):
+    """A configuration variable has a bad value; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment (contract §2)."""
+
+    cmc_api_key: str = field(repr=False)
+    cmc_base_url: str
+    database_url: str = DEFAULT_DATABASE_URL
+    memcached_servers: tuple[str, ...] = ()
+    cache_ttl_seconds: int = 60
+    base_currency: str = "USD"
+    quote_max_age_seconds: int | None = None
+    rate_limit: str | None = None
+    log_format: str = "text"
+    uses_sandbox: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from `env`; raise ConfigError naming the first bad variable."""
+        key = (env.get("CMC_API_KEY") or "").strip()
+        uses_sandbox = not key
+        if uses_sandbox:
+            key = SANDBOX_KEY
+        base_url = _url(env, "CMC_BASE_URL", SANDBOX_URL if uses_sandbox else PRODUCTION_URL)
+        return cls(
+            cmc_api_key=key,
+            cmc_base_url=base_url,
+            database_url=_database_url(env),
+            memcached_servers=_servers(env),
+            cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 60, minimum=1),
+            base_currency=_currency(env, "BASE_CURRENCY", "USD"),
+            quote_max_age_seconds=_int(env, "QUOTE_MAX_AGE_SECONDS", None, minimum=1),
+            rate_limit=_rate_limit(env),
+            log_format=_choice(env, "LOG_FORMAT", "text", ("text", "json")),
+            uses_sandbox=uses_sandbox,
+        )
+
+    def to_flask_config(self) -> dict[str, Any]:
+        """The Flask and extension configuration keys (the only place they are spelled out)."""
+        config: dict[str, Any] = {
+            "SQLALCHEMY_DATABASE_URI": self.database_url,
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+            "CACHE_DEFAULT_TIMEOUT": self.cache_ttl_seconds,
+            "CACHE_KEY_PREFIX": "coinquote:",
+        }
+        if self.memcached_servers:
+            config["CACHE_TYPE"] = "src.adapters.memcached.PymemcacheCache"
+            config["CACHE_MEMCACHED_SERVERS"] = list(self.memcached_servers)
+        else:
+            config["CACHE_TYPE"] = "SimpleCache"
+        if self.database_url.startswith("postgresql"):
+            config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] = {"connect_timeout": 3}
+        return config
+
+
+def _raw(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None or not value.strip():
+        return None
+    return value.strip()
+
+
+def _int(env: Mapping[str, str], name: str, default: int | None, *, minimum: int) -> int | None:
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _database_url(env: Mapping[str, str]) -> str:
+    raw = _raw(env, "DATABASE_URL")
+    if raw is None:
+        return DEFAULT_DATABASE_URL
+    # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; we ship psycopg2.
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            raw = "postgresql+psycopg2://" + raw[len(prefix):]
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError("DATABASE_URL is not a valid SQLAlchemy URL") from None
+    if url.get_backend_name() not in ("postgresql", "sqlite"):
+        raise ConfigError("DATABASE_URL must be a postgresql+psycopg2:// or sqlite:// URL")
+    return raw
+
+
+def _servers(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = _raw(env, "MEMCACHED_SERVERS")
+    if raw is None:
+        return ()
+    servers = tuple(s.strip() for s in raw.split(",") if s.strip())
+    for server in servers:
+        host, sep, port = server.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"MEMCACHED_SERVERS must be host:port[,host:port...], got {server!r}")
+    return servers
+
+
+def _currency(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    try:
+        return normalise_symbol(raw)
+    except InvalidSymbol:
+        raise ConfigError(f"{name} must be a currency symbol such as USD, got {raw!r}") from None
+
+
+def _rate_limit(env: Mapping[str, str]) -> str | None:
+    raw = _raw(env, "RATE_LIMIT")
+    if raw is not None and not _RATE_LIMIT_RE.fullmatch(raw):
+        raise ConfigError(f"RATE_LIMIT must look like '120/minute', got {raw!r}")
+    return raw
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    if raw.lower() not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw.lower()

@@ -1,0 +1,1 @@
+"""A local fake of CoinMarketCap's Pro API, for integration and end-to-end tests and offline demos."""

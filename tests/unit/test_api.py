@@ -1,0 +1,207 @@
+"""The HTTP API through the Flask test client, with fakes behind the ports."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+import pytest
+
+from src.domain.errors import ProviderError, ProviderTimeout, ProviderUnavailable
+from src.entrypoints.app import create_app
+from tests.conftest import TEST_KEY, NoServerErrorClient
+from tests.fakes import FakeQuoteProvider, FixedClock, InMemoryQuoteCache, InMemoryQuoteRepository, coin_quote
+
+BTC = coin_quote("BTC", 1, "67250.123456789012345678")
+ETH = coin_quote("ETH", 1027, "3512.44")
+
+
+@pytest.fixture
+def provider():
+    return FakeQuoteProvider({"BTC": BTC, "ETH": ETH})
+
+
+@pytest.fixture
+def repo():
+    return InMemoryQuoteRepository()
+
+
+@pytest.fixture
+def cache():
+    return InMemoryQuoteCache(clock=FixedClock())
+
+
+@pytest.fixture
+def app(settings, provider, repo, cache):
+    app = create_app(settings, provider=provider, repository=repo, cache=cache, clock=FixedClock())
+    app.test_client_class = NoServerErrorClient
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class TestQuotes:
+    def test_answers_the_contract_shape(self, client):
+        response = client.get("/api/v1/quotes?symbol=btc")
+
+        assert response.status_code == 200
+        body = response.get_json()
+        btc = body["data"]["BTC"]
+        assert {"id", "name", "symbol", "slug", "cmc_rank", "circulating_supply", "total_supply",
+                "max_supply", "last_updated", "source", "quote"} <= set(btc)
+        assert btc["source"] == "provider"
+        assert set(btc["quote"]["USD"]) >= {"price", "volume_24h", "market_cap", "percent_change_1h",
+                                           "percent_change_24h", "percent_change_7d", "last_updated"}
+        assert btc["quote"]["USD"]["last_updated"] == "2026-11-26T03:00:00.000Z"
+        assert body["unknown_symbols"] == []
+
+    def test_prices_are_json_numbers_with_every_digit(self, client):
+        text = client.get("/api/v1/quotes?symbol=BTC").get_data(as_text=True)
+
+        assert '"price":67250.123456789012345678,' in text
+
+    def test_sources_follow_the_rules_across_requests(self, client, cache):
+        assert client.get("/api/v1/quotes?symbol=BTC").get_json()["data"]["BTC"]["source"] == "provider"
+        assert client.get("/api/v1/quotes?symbol=BTC").get_json()["data"]["BTC"]["source"] == "cache"
+        cache.entries.clear()
+        assert client.get("/api/v1/quotes?symbol=BTC").get_json()["data"]["BTC"]["source"] == "database"
+
+    def test_data_keeps_request_order_and_collapses_duplicates(self, client):
+        body = client.get("/api/v1/quotes?symbol=eth,BTC,eth").get_json()
+
+        assert list(body["data"]) == ["ETH", "BTC"]
+
+    def test_unknown_symbols_are_listed(self, client):
+        body = client.get("/api/v1/quotes?symbol=BTC,NOPE").get_json()
+
+        assert list(body["data"]) == ["BTC"]
+        assert body["unknown_symbols"] == ["NOPE"]
+
+    def test_404_when_no_symbol_exists(self, client):
+        response = client.get("/api/v1/quotes?symbol=NOPE,NADA")
+
+        assert response.status_code == 404
+        body = response.get_json()
+        assert body["code"] == 404 and body["status"] == "Not Found"
+        assert "NOPE" in body["message"]
+        assert body["errors"] == {"unknown_symbols": ["NOPE", "NADA"]}
+
+    def test_convert_adds_the_converted_quote(self, client):
+        body = client.get("/api/v1/quotes?symbol=ETH&convert=eur").get_json()
+
+        quotes = body["data"]["ETH"]["quote"]
+        assert set(quotes) == {"USD", "EUR"}
+        assert Decimal(str(quotes["EUR"]["price"])) == pytest.approx(Decimal("3512.44") / Decimal("1.08"))
+
+    def test_unknown_convert_currency_is_422(self, client):
+        response = client.get("/api/v1/quotes?symbol=ETH&convert=XYZ")
+
+        assert response.status_code == 422
+        assert "XYZ" in response.get_json()["message"]
+
+
+class TestBadInput:
+    @pytest.mark.parametrize(
+        "query",
+        [
+            "",
+            "?symbol=",
+            "?symbol=BTC,,ETH",
+            "?symbol=BTC%20ETH",
+            "?symbol=BTC%0D%0Aflush_all",
+            "?symbol=%D0%92%D0%A2%D0%A1",
+            "?symbol=" + "A" * 21,
+            "?symbol=" + ",".join(f"S{i}" for i in range(101)),
+            "?symbol=BTC&convert=",
+            "?symbol=BTC&convert=E%20UR",
+        ],
+    )
+    def test_422_with_a_message_and_nothing_reaches_the_ports(self, client, query, provider, repo, cache):
+        response = client.get("/api/v1/quotes" + query)
+
+        assert response.status_code == 422
+        body = response.get_json()
+        assert body["code"] == 422 and body["message"].startswith("Invalid query parameter")
+        assert "query" in body["errors"]
+        assert provider.calls == [] and repo.reads == [] and cache.gets == []
+
+
+class TestUpstreamErrors:
+    @pytest.mark.parametrize(
+        "error, status",
+        [
+            (ProviderError("CoinMarketCap rejected our credentials"), 502),
+            (ProviderUnavailable("CoinMarketCap rate limit reached"), 503),
+            (ProviderTimeout("CoinMarketCap did not answer in time"), 504),
+        ],
+    )
+    def test_maps_provider_errors_to_gateway_statuses(self, client, provider, error, status):
+        provider.fail_with = error
+
+        response = client.get("/api/v1/quotes?symbol=BTC")
+
+        assert response.status_code == status
+        assert response.get_json()["message"] == str(error)
+        assert "Retry-After" not in response.headers
+
+    def test_retry_after_is_forwarded_rounded_up(self, client, provider):
+        provider.fail_with = ProviderUnavailable("rate limited", retry_after=12.2)
+
+        response = client.get("/api/v1/quotes?symbol=BTC")
+
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "13"
+
+
+class TestOtherEndpoints:
+    def test_healthz(self, client):
+        assert client.get("/healthz").get_json() == {"status": "ok", "checks": {}}
+
+    def test_readyz_names_the_failing_component(self, client, cache, repo):
+        assert client.get("/readyz").status_code == 200
+        cache.down = True
+
+        response = client.get("/readyz")
+
+        assert response.status_code == 503
+        assert response.get_json()["checks"]["cache"].startswith("failing")
+        assert response.get_json()["checks"]["database"] == "ok"
+
+    def test_unknown_path_is_a_json_404(self, client):
+        response = client.get("/nope")
+
+        assert response.status_code == 404
+        assert response.get_json()["message"]
+
+    def test_openapi_document_describes_the_quotes_operation(self, client):
+        spec = client.get("/openapi.json").get_json()
+
+        operation = spec["paths"]["/api/v1/quotes"]["get"]
+        assert {p["name"] for p in operation["parameters"]} == {"symbol", "convert"}
+        assert {"200", "404", "422", "502", "503", "504"} <= set(operation["responses"])
+
+    @pytest.mark.parametrize("path, asset", [("/swagger-ui", "docs-assets/swagger_ui/swagger-ui-bundle.js"),
+                                             ("/redoc", "docs-assets/redoc/redoc.standalone.js")])
+    def test_docs_pages_load_their_assets_from_the_app(self, client, path, asset):
+        page = client.get(path).get_data(as_text=True)
+
+        assert asset in page
+        assert "cdn" not in page.lower() and "unpkg" not in page.lower()
+        assert client.get("/" + asset).status_code == 200
+
+
+def test_key_never_appears_in_responses_or_logs(client, provider, caplog):
+    caplog.set_level(logging.DEBUG)
+    bodies = []
+    for error in (None, ProviderError("bad"), ProviderUnavailable("busy", 3), ProviderTimeout("slow")):
+        provider.fail_with = error
+        for query in ("symbol=BTC", "symbol=NOPE", "symbol=BTC&convert=EUR", "symbol=%00"):
+            response = client.get("/api/v1/quotes?" + query)
+            bodies.append(response.get_data(as_text=True) + str(response.headers))
+    bodies.append(client.get("/openapi.json").get_data(as_text=True))
+
+    assert all(TEST_KEY not in text for text in bodies)
+    assert TEST_KEY not in caplog.text
