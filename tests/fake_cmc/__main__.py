@@ -11,7 +11,7 @@ import argparse
 from werkzeug.serving import run_simple
 
 from src.adapters.coinmarketcap import SANDBOX_KEY
-from tests.fake_cmc.app import create_fake_app
+from tests.fake_cmc.app import HeaderKeepingHandler, create_fake_app
 from tests.fake_cmc.market import Market
 
 
@@ -21,7 +21,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--api-key", default=SANDBOX_KEY)
     args = parser.parse_args()
-    run_simple(args.host, args.port, create_fake_app(Market(api_key=args.api_key)), threaded=True)
+    run_simple(args.host, args.port, create_fake_app(Market(api_key=args.api_key)), threaded=True,
+               request_handler=HeaderKeepingHandler)
 
 
 if __name__ == "__main__":

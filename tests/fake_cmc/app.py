@@ -18,7 +18,7 @@ from typing import Any
 
 import simplejson
 from flask import Flask, Response, request
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from tests.fake_cmc.market import FIAT_IDS, Failure, FakeCoin, Market
 
@@ -246,12 +246,31 @@ def create_fake_app(market: Market) -> Flask:
     return app
 
 
+class HeaderKeepingHandler(WSGIRequestHandler):
+    """Werkzeug's dev server drops headers with underscores; CoinMarketCap's key header has them."""
+
+    def make_environ(self):
+        environ = super().make_environ()
+        for key, value in self.headers.items():
+            if "_" in key:
+                environ["HTTP_" + key.upper().replace("-", "_")] = value
+        return environ
+
+
+class QuietHandler(HeaderKeepingHandler):
+    """The same, without an access-log line per request (keeps test output readable)."""
+
+    def log_request(self, *args, **kwargs):
+        pass
+
+
 class FakeCmcServer:
     """The fake served over real HTTP on a loopback port, in a background thread."""
 
     def __init__(self, market: Market | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.market = market or Market()
-        self._server = make_server(host, port, create_fake_app(self.market), threaded=True)
+        self._server = make_server(host, port, create_fake_app(self.market), threaded=True,
+                                   request_handler=QuietHandler)
         self.url = f"http://{host}:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -1,0 +1,174 @@
+"""Throwaway real servers for the integration and end-to-end tiers: PostgreSQL, memcached.
+
+Each is started on a free loopback port in a temporary directory and stopped afterwards. When
+a server binary is missing the tests fail (never skip) with what to install.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+INSTALL_HINT = (
+    "{what} is needed by the integration tests and was not found. Install it "
+    "(Debian: apt-get install -y {package}), or point {variable} at a running server."
+)
+
+
+class ServerUnavailable(RuntimeError):
+    """A server the tests need cannot be had; the message says how to get it."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise ServerUnavailable(f"server on port {port} exited with code {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise ServerUnavailable(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def _find_binary(name: str, pattern: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(pattern), reverse=True)
+    return candidates[0] if candidates else None
+
+
+def _as_postgres_user() -> list[str]:
+    """PostgreSQL refuses to run as root: drop to the `postgres` user when we are root."""
+    if os.geteuid() != 0:
+        return []
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise ServerUnavailable("running as root, and there is no 'postgres' user to run PostgreSQL") from None
+    return ["runuser", "-u", "postgres", "--"]
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class Postgres:
+    """A PostgreSQL cluster in a temporary directory, trust auth, loopback only."""
+
+    def __init__(self) -> None:
+        initdb = _find_binary("initdb", "/usr/lib/postgresql/*/bin/initdb")
+        if initdb is None:
+            raise ServerUnavailable(INSTALL_HINT.format(what="PostgreSQL", package="postgresql",
+                                                        variable="TEST_DATABASE_URL"))
+        self.bindir = Path(initdb).parent
+        self.port = free_port()
+        self.tmp = Path(tempfile.mkdtemp(prefix="coinquote-pg-"))
+        self.datadir = self.tmp / "data"
+        self.process: subprocess.Popen | None = None
+        self.url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> Postgres:
+        prefix = _as_postgres_user()
+        if prefix:
+            shutil.chown(self.tmp, "postgres", "postgres")
+        subprocess.run(
+            [*prefix, str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres",
+             "--auth=trust", "--no-sync", "-E", "UTF8"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        self.resume()
+        return self
+
+    def resume(self) -> None:
+        """Start the server on its existing data directory."""
+        self.process = subprocess.Popen(
+            [*_as_postgres_user(), str(self.bindir / "postgres"), "-D", str(self.datadir),
+             "-p", str(self.port), "-h", "127.0.0.1", "-k", str(self.tmp), "-c", "fsync=off",
+             "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, 30, self.process)
+        self._wait_accepting()
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (to test outages)."""
+        if self.process is not None:
+            stop(self.process, signal.SIGINT)
+
+    def _wait_accepting(self) -> None:
+        import psycopg2
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres").close()
+                return
+            except psycopg2.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def close(self) -> None:
+        if self.process is not None:
+            stop(self.process, signal.SIGINT)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Memcached:
+    """A memcached server on a free loopback port."""
+
+    def __init__(self) -> None:
+        self.binary = shutil.which("memcached") or _find_binary("memcached", "/usr/bin/memcached")
+        if self.binary is None:
+            raise ServerUnavailable(INSTALL_HINT.format(what="memcached", package="memcached",
+                                                        variable="TEST_MEMCACHED_SERVERS"))
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+        self.address = f"127.0.0.1:{self.port}"
+
+    def start(self) -> Memcached:
+        user = ["-u", "nobody"] if os.geteuid() == 0 else []
+        self.process = subprocess.Popen(
+            [self.binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "64", *user],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, 10, self.process)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+
+    close = stop
+
+
+@contextlib.contextmanager
+def running(server) -> Iterator:
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()

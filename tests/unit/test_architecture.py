@@ -1,0 +1,55 @@
+"""The dependency arrows point inward: domain <- adapters <- entrypoints."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            pytest.fail(f"{path}: relative import; use absolute src.* imports")
+    return names
+
+
+def modules_of(layer: str) -> list[Path]:
+    files = sorted((SRC / layer).rglob("*.py"))
+    assert files, f"no modules found in src/{layer}"
+    return files
+
+
+@pytest.mark.parametrize("path", modules_of("domain"), ids=lambda p: p.name)
+def test_domain_imports_only_the_standard_library_and_itself(path):
+    for name in imported_modules(path):
+        top = name.split(".")[0]
+        if name.startswith("src."):
+            assert name.startswith("src.domain"), f"{path.name} imports {name}"
+        else:
+            assert top in sys.stdlib_module_names or top == "__future__", f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize("path", modules_of("adapters"), ids=lambda p: p.name)
+def test_adapters_never_import_entrypoints(path):
+    assert not any(n.startswith("src.entrypoints") for n in imported_modules(path))
+
+
+def test_only_the_composition_root_builds_adapters():
+    builders = ("CoinMarketCapProvider(", "SqlQuoteRepository(", "FlaskCachingQuoteCache(")
+    offenders = [
+        p.relative_to(SRC).as_posix()
+        for p in SRC.rglob("*.py")
+        if p.name != "app.py" and any(b in p.read_text() for b in builders)
+        and not p.parent.name == "adapters"
+    ]
+    assert offenders == []

@@ -1,0 +1,66 @@
+"""Settings from the environment: defaults, validation that names the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from src.adapters.coinmarketcap import PRODUCTION_URL, SANDBOX_KEY, SANDBOX_URL
+from src.entrypoints.settings import ConfigError, Settings
+
+
+def test_defaults_without_a_key_use_the_sandbox():
+    settings = Settings.from_env({})
+
+    assert (settings.cmc_api_key, settings.cmc_base_url, settings.uses_sandbox) == (SANDBOX_KEY, SANDBOX_URL, True)
+    assert settings.database_url.startswith("sqlite:///")
+    assert settings.memcached_servers == ()
+    assert (settings.cache_ttl_seconds, settings.base_currency, settings.quote_max_age_seconds) == (60, "USD", None)
+    assert settings.to_flask_config()["CACHE_TYPE"] == "SimpleCache"
+
+
+def test_a_key_selects_production():
+    settings = Settings.from_env({"CMC_API_KEY": "k"})
+
+    assert (settings.cmc_base_url, settings.uses_sandbox) == (PRODUCTION_URL, False)
+
+
+def test_values_are_read():
+    settings = Settings.from_env({
+        "CMC_API_KEY": "k", "CMC_BASE_URL": "http://127.0.0.1:8001/",
+        "DATABASE_URL": "postgresql://u:p@db/coinquote", "MEMCACHED_SERVERS": "m1:11211, m2:11212",
+        "CACHE_TTL_SECONDS": "30", "BASE_CURRENCY": "eur", "QUOTE_MAX_AGE_SECONDS": "600",
+        "RATE_LIMIT": "120/minute", "LOG_FORMAT": "JSON",
+    })
+
+    assert settings.cmc_base_url == "http://127.0.0.1:8001"
+    assert settings.database_url == "postgresql+psycopg2://u:p@db/coinquote"
+    assert settings.memcached_servers == ("m1:11211", "m2:11212")
+    assert (settings.cache_ttl_seconds, settings.base_currency, settings.quote_max_age_seconds) == (30, "EUR", 600)
+    assert (settings.rate_limit, settings.log_format) == ("120/minute", "json")
+    assert settings.to_flask_config()["CACHE_MEMCACHED_SERVERS"] == ["m1:11211", "m2:11212"]
+
+
+def test_the_key_is_not_in_the_repr():
+    assert "s3cret" not in repr(Settings.from_env({"CMC_API_KEY": "s3cret"}))
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("CACHE_TTL_SECONDS", "sixty"),
+        ("CACHE_TTL_SECONDS", "0"),
+        ("QUOTE_MAX_AGE_SECONDS", "-5"),
+        ("CMC_BASE_URL", "not a url"),
+        ("CMC_BASE_URL", "ftp://x"),
+        ("DATABASE_URL", "::nonsense::"),
+        ("DATABASE_URL", "mysql://u@h/db"),
+        ("MEMCACHED_SERVERS", "host-without-port"),
+        ("MEMCACHED_SERVERS", "h:99999"),
+        ("BASE_CURRENCY", "U S D"),
+        ("RATE_LIMIT", "lots"),
+        ("LOG_FORMAT", "xml"),
+    ],
+)
+def test_bad_values_stop_start_up_naming_the_variable(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
