@@ -1,5 +1,11 @@
 """WSGI entry point: `gunicorn wsgi:app`, `flask --app wsgi db upgrade`."""
 
-from src.entrypoints.app import create_app
+import sys
 
-app = create_app()
+from src.entrypoints.app import create_app
+from src.entrypoints.settings import ConfigError
+
+try:
+    app = create_app()
+except ConfigError as exc:  # a bad variable: say which, without a traceback
+    sys.exit(f"coinquote: configuration error: {exc}")

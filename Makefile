@@ -1,0 +1,45 @@
+# coinquote — the commands the README names. Everything runs from a virtualenv in .venv.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+FAKE_CMC_PORT ?= 8001
+
+.PHONY: run demo test test-unit test-integration test-e2e fake-cmc clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# The stamps re-install when the package metadata changes.
+$(VENV)/.run-deps: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-deps: $(VENV)/.run-deps
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+## run: migrate the database (SQLite under instance/ unless DATABASE_URL), serve on 127.0.0.1:8000
+run: $(VENV)/.run-deps
+	$(BIN)/flask --app wsgi db upgrade
+	$(BIN)/gunicorn wsgi:app
+
+## demo: the service offline, against the local fake CoinMarketCap on port $(FAKE_CMC_PORT)
+demo: $(VENV)/.test-deps
+	$(BIN)/python -m tests.fake_cmc --port $(FAKE_CMC_PORT) & fake=$$!; \
+	trap "kill $$fake" EXIT INT TERM; \
+	CMC_BASE_URL=http://127.0.0.1:$(FAKE_CMC_PORT) $(MAKE) --no-print-directory run
+
+## fake-cmc: only the fake CoinMarketCap (accepts the sandbox key, or FAKE_CMC_KEY)
+fake-cmc: $(VENV)/.test-deps
+	$(BIN)/python -m tests.fake_cmc --port $(FAKE_CMC_PORT) $(if $(FAKE_CMC_KEY),--api-key $(FAKE_CMC_KEY))
+
+## test: every tier — unit, integration (real PostgreSQL + memcached), end-to-end
+test: $(VENV)/.test-deps
+	$(BIN)/python -m pytest
+
+test-unit test-integration test-e2e: $(VENV)/.test-deps
+	$(BIN)/python -m pytest tests/$(subst test-,,$@)
+
+clean:
+	rm -rf $(VENV) .pytest_cache *.egg-info
