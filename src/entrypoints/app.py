@@ -44,7 +44,9 @@ API_CONFIG = {
                 " never cached or stored.\n\nClients need no credentials: the CoinMarketCap key"
                 " stays on the server."
             )
-        }
+        },
+        # Clients authenticate with nothing: the CoinMarketCap key never leaves the server.
+        "security": [],
     },
 }
 

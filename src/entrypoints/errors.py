@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import flask
 from flask_smorest import Api
-from werkzeug.exceptions import HTTPException, default_exceptions
+from flask_smorest.utils import prepare_response
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, default_exceptions
 
 from src.domain.errors import (
     InvalidRequest,
@@ -35,14 +37,37 @@ def status_for(error: QuoteError) -> int:
 
 
 class CoinquoteApi(Api):
-    """flask-smorest's Api, with a `message` in every error body."""
+    """flask-smorest's Api, with a `message` in every error body and a `servers` entry that
+    follows the proxy's path prefix (so "Try it out" works behind nginx under a prefix)."""
+
+    def _register_responses(self) -> None:
+        super()._register_responses()
+        # Re-register the catch-all error response with an example (every response has one).
+        response = {
+            "description": "Any other error (e.g. 405 for a method the path does not allow).",
+            "schema": self.ERROR_SCHEMA,
+            "example": {"code": 405, "status": "Method Not Allowed",
+                        "message": "The method is not allowed for the requested URL."},
+        }
+        prepare_response(response, self.spec, self.DEFAULT_RESPONSE_CONTENT_TYPE)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
+    def _openapi_json(self) -> Any:
+        spec = self.spec.to_dict()
+        spec["servers"] = [{"url": flask.request.script_root or "/", "description": "This server"}]
+        return flask.current_app.response_class(
+            flask.json.dumps(spec, indent=2, sort_keys=False), mimetype="application/json"
+        )
 
     def handle_http_exception(self, error: HTTPException) -> Any:
         data = dict(getattr(error, "data", None) or {})
         if "message" not in data:
             messages = data.get("errors") or data.get("messages")
             data["message"] = _summarise(messages) if messages else error.description
-            error.data = data
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            # RFC 9110: a 405 names the allowed methods (werkzeug's own header is not kept).
+            data["headers"] = {**data.get("headers", {}), "Allow": ", ".join(error.valid_methods)}
+        error.data = data
         return super().handle_http_exception(error)
 
 

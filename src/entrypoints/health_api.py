@@ -16,7 +16,8 @@ blp = Blueprint("health", __name__, description="Probes for load balancers and o
 
 @blp.route("/healthz")
 class Health(MethodView):
-    @blp.response(200, HealthSchema, description="The process is up.")
+    @blp.response(200, HealthSchema, description="The process is up.",
+                  example={"status": "ok", "checks": {}})
     def get(self) -> dict[str, Any]:
         """Liveness: 200 while the process is up (touches nothing else)"""
         return {"status": "ok", "checks": {}}
@@ -24,8 +25,13 @@ class Health(MethodView):
 
 @blp.route("/readyz")
 class Ready(MethodView):
-    @blp.response(200, HealthSchema, description="The database and the cache answer.")
-    @blp.alt_response(503, schema=HealthSchema, description="A component fails; it is named.")
+    @blp.response(200, HealthSchema, description="The database and the cache answer.",
+                  example={"status": "ok", "checks": {"database": "ok", "cache": "ok"}})
+    @blp.alt_response(
+        503, schema=HealthSchema, description="A component fails; it is named.",
+        example={"status": "failing: cache",
+                 "checks": {"database": "ok", "cache": "failing: cache unreachable (write refused)"}},
+    )
     def get(self) -> Any:
         """Readiness: 200 when the database and the cache answer, 503 naming what fails"""
         services = current_app.extensions["coinquote"]

@@ -24,6 +24,36 @@ blp = Blueprint(
     ),
 )
 
+_USD_QUOTE = {
+    "price": 67250.12, "volume_24h": 28514220110.4, "volume_change_24h": -3.12,
+    "market_cap": 1325670882255.16, "market_cap_dominance": 54.6627,
+    "fully_diluted_market_cap": 1412252520000, "percent_change_1h": 0.12,
+    "percent_change_24h": 1.85, "percent_change_7d": 4.21, "percent_change_30d": 9.73,
+    "percent_change_60d": 12.4, "percent_change_90d": 18.9,
+    "last_updated": "2026-11-26T03:29:00.000Z",
+}
+QUOTES_EXAMPLE = {
+    "data": {
+        "BTC": {
+            "id": 1, "name": "Bitcoin", "symbol": "BTC", "slug": "bitcoin", "cmc_rank": 1,
+            "is_active": True, "num_market_pairs": 11842, "circulating_supply": 19712543,
+            "total_supply": 19712543, "max_supply": 21000000,
+            "date_added": "2010-07-13T00:00:00.000Z", "last_updated": "2026-11-26T03:29:00.000Z",
+            "source": "cache", "stale": False,
+            "quote": {"USD": _USD_QUOTE, "EUR": {**_USD_QUOTE, "price": 62268.63,
+                                                 "volume_24h": 26402055657.78,
+                                                 "market_cap": 1227473039125.15,
+                                                 "fully_diluted_market_cap": 1307641222222.22}},
+        }
+    },
+    "unknown_symbols": ["NOPE"],
+}
+
+
+def _error_example(code: int, status: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"code": code, "status": status, "message": message, **extra}
+
+
 _RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds to wait before retrying, when known.",
@@ -35,27 +65,49 @@ _RETRY_AFTER = {
 @blp.route("/quotes")
 class Quotes(MethodView):
     @blp.arguments(QuoteQueryArgsSchema, location="query", as_kwargs=True)
-    @blp.response(200, QuotesResponseSchema, description="Quotes of the coins that exist.")
-    @blp.alt_response(404, schema=ErrorSchema, description="None of the requested symbols exists.")
+    @blp.response(200, QuotesResponseSchema, description="Quotes of the coins that exist.",
+                  example=QUOTES_EXAMPLE)
+    @blp.alt_response(
+        404,
+        schema=ErrorSchema,
+        description="None of the requested symbols exists.",
+        example=_error_example(404, "Not Found", "unknown symbol(s): NOPE",
+                               errors={"unknown_symbols": ["NOPE"]}),
+    )
     @blp.alt_response(
         422,
         schema=ErrorSchema,
         description="Invalid `symbol` or `convert`: missing, empty, bad characters, too long,"
         " too many symbols, or an unknown `convert` currency.",
+        example=_error_example(
+            422, "Unprocessable Entity",
+            "Invalid query parameter 'symbol': symbol 'B$C' may contain only the letters A-Z,"
+            " a-z and the digits 0-9",
+            errors={"query": {"symbol": ["symbol 'B$C' may contain only the letters A-Z, a-z"
+                                         " and the digits 0-9"]}},
+        ),
     )
     @blp.alt_response(
         502,
         schema=ErrorSchema,
         description="CoinMarketCap answered with something unusable, or rejected our credentials.",
+        example=_error_example(502, "Bad Gateway", "CoinMarketCap rejected our credentials or plan"
+                               " (CoinMarketCap error 1001: This API Key is invalid.)"),
     )
     @blp.alt_response(
         503,
         schema=ErrorSchema,
         description="CoinMarketCap is unavailable or rate-limited.",
         headers=_RETRY_AFTER,
+        example=_error_example(503, "Service Unavailable", "CoinMarketCap rate limit reached"),
     )
-    @blp.alt_response(504, schema=ErrorSchema, description="CoinMarketCap did not answer in time.")
-    def get(self, symbol: tuple[str, ...], convert: str | None) -> dict[str, Any]:
+    @blp.alt_response(
+        504,
+        schema=ErrorSchema,
+        description="CoinMarketCap did not answer in time.",
+        example=_error_example(504, "Gateway Timeout", "CoinMarketCap did not answer in time"),
+    )
+    def get(self, symbol: tuple[str, ...], convert: str | None = None) -> dict[str, Any]:
         """Get the latest quotes of one or more coins
 
         Returns each coin's metadata and market quote in the base currency (USD by default),

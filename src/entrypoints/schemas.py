@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields
+from marshmallow import Schema, ValidationError, fields, validate
+from webargs.fields import DelimitedList
 
 from src.domain.errors import InvalidRequest
 from src.domain.model import (
@@ -17,16 +18,34 @@ from src.domain.model import (
 )
 
 _SYMBOL_PATTERN = f"^[A-Za-z0-9]{{1,{MAX_SYMBOL_LENGTH}}}$"
-_SYMBOLS_PATTERN = f"^[A-Za-z0-9]{{1,{MAX_SYMBOL_LENGTH}}}(,[A-Za-z0-9]{{1,{MAX_SYMBOL_LENGTH}}})*$"
 
 
-class SymbolList(fields.String):
-    """Comma-separated symbols, loaded as a tuple of normalised, distinct symbols."""
+def _symbol_field(**metadata: Any) -> fields.String:
+    return fields.String(
+        validate=validate.Length(min=1, max=MAX_SYMBOL_LENGTH),
+        metadata={"pattern": _SYMBOL_PATTERN, **metadata},
+    )
+
+
+class SymbolList(DelimitedList):
+    """Comma-separated symbols (OpenAPI: a form-style array), loaded normalised and distinct.
+
+    The domain's parse_symbols does all the checking, so every rule and message lives in one
+    place; the inner field and the Length validator only describe those rules in the document.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            _symbol_field(example="BTC"),
+            validate=validate.Length(min=1, max=MAX_SYMBOLS_PER_REQUEST),
+            **kwargs,
+        )
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[str, ...]:
-        text = super()._deserialize(value, attr, data, **kwargs)
+        if not isinstance(value, str):
+            raise ValidationError("symbol must be a comma-separated string, e.g. BTC,ETH")
         try:
-            return parse_symbols(text)
+            return parse_symbols(value)
         except InvalidRequest as exc:
             raise ValidationError(str(exc)) from None
 
@@ -70,12 +89,11 @@ class QuoteQueryArgsSchema(Schema):
                 f" collapse. At most {MAX_SYMBOLS_PER_REQUEST} symbols of 1 to"
                 f" {MAX_SYMBOL_LENGTH} letters or digits."
             ),
-            "example": "BTC,ETH",
-            "pattern": _SYMBOLS_PATTERN,
+            "example": ["BTC", "ETH"],
         },
     )
     convert = Currency(
-        load_default=None,
+        validate=validate.Length(min=1, max=MAX_SYMBOL_LENGTH),
         metadata={
             "description": (
                 "One fiat or cryptocurrency symbol (e.g. EUR, GBP, JPY, ETH): adds each coin's"
@@ -91,7 +109,7 @@ class QuoteQueryArgsSchema(Schema):
 class MarketQuoteSchema(Schema):
     """A coin's market figures in one currency."""
 
-    price = _amount("Price of one coin in this currency.", 67250.12)
+    price = fields.Decimal(required=True, metadata={"description": "Price of one coin in this currency.", "example": 67250.12})
     volume_24h = _amount("Rolling 24 h adjusted trading volume.", 28514220110.4)
     volume_change_24h = _amount("24 h change of the volume, in percent.", -3.12)
     market_cap = _amount("Market capitalisation.", 1325670882255.16)
@@ -104,19 +122,20 @@ class MarketQuoteSchema(Schema):
     percent_change_60d = _amount("Price change over 60 days, in percent.", 12.4)
     percent_change_90d = _amount("Price change over 90 days, in percent.", 18.9)
     last_updated = Timestamp(
-        metadata={"description": "When this currency's rate was taken.", "example": "2026-11-26T03:29:00.000Z"}
+        required=True,
+        metadata={"description": "When this currency's rate was taken.", "example": "2026-11-26T03:29:00.000Z"},
     )
 
 
 class CoinQuoteSchema(Schema):
     """One coin: its metadata and its quote in the base currency (and the convert currency)."""
 
-    id = fields.Integer(metadata={"description": "Permanent CoinMarketCap id.", "example": 1})
-    name = fields.String(metadata={"example": "Bitcoin"})
-    symbol = fields.String(metadata={"description": "The coin's own symbol.", "example": "BTC"})
-    slug = fields.String(metadata={"example": "bitcoin"})
+    id = fields.Integer(required=True, metadata={"description": "Permanent CoinMarketCap id.", "example": 1})
+    name = fields.String(required=True, metadata={"example": "Bitcoin"})
+    symbol = fields.String(required=True, metadata={"description": "The coin's own symbol.", "example": "BTC"})
+    slug = fields.String(required=True, metadata={"example": "bitcoin"})
     cmc_rank = fields.Integer(allow_none=True, metadata={"example": 1})
-    is_active = fields.Boolean(metadata={"description": "Whether the coin has an active market."})
+    is_active = fields.Boolean(required=True, metadata={"description": "Whether the coin has an active market.", "example": True})
     num_market_pairs = fields.Integer(allow_none=True, metadata={"example": 11842})
     circulating_supply = _amount("Coins in circulation.", 19712543)
     total_supply = _amount("Coins in existence.", 19712543)
@@ -127,6 +146,7 @@ class CoinQuoteSchema(Schema):
         metadata={"description": "Time of the coin's last market data update.", "example": "2026-11-26T03:29:00.000Z"},
     )
     source = fields.String(
+        required=True,
         metadata={
             "description": "Where the base quote came from for this request.",
             "enum": [s.value for s in Source],
@@ -134,13 +154,16 @@ class CoinQuoteSchema(Schema):
         }
     )
     stale = fields.Boolean(
+        required=True,
         metadata={
+            "example": False,
             "description": (
                 "True when CoinMarketCap failed and an older stored quote is served instead."
             )
         }
     )
     quote = fields.Dict(
+        required=True,
         keys=fields.String(),
         values=fields.Nested(MarketQuoteSchema),
         metadata={"description": "Quotes keyed by currency: the base currency, and `convert` when given."},
@@ -151,12 +174,14 @@ class QuotesResponseSchema(Schema):
     """The answer of GET /api/v1/quotes."""
 
     data = fields.Dict(
+        required=True,
         keys=fields.String(),
         values=fields.Nested(CoinQuoteSchema),
         metadata={"description": "Coins keyed by requested symbol (upper-case), in request order."},
     )
     unknown_symbols = fields.List(
         fields.String(),
+        required=True,
         metadata={"description": "Requested symbols that do not exist.", "example": ["NOPE"]},
     )
 
@@ -164,5 +189,5 @@ class QuotesResponseSchema(Schema):
 class HealthSchema(Schema):
     """Liveness or readiness, with each component's state."""
 
-    status = fields.String(metadata={"example": "ok"})
+    status = fields.String(required=True, metadata={"description": "`ok`, or `failing: ` and the failing components.", "example": "ok"})
     checks = fields.Dict(keys=fields.String(), values=fields.String(), metadata={"example": {"database": "ok", "cache": "ok"}})

@@ -176,6 +176,19 @@ class TestOtherEndpoints:
         assert response.status_code == 404
         assert response.get_json()["message"]
 
+    def test_wrong_method_is_a_405_naming_the_allowed_methods(self, client):
+        response = client.post("/api/v1/quotes?symbol=BTC")
+
+        assert response.status_code == 405
+        assert "GET" in response.headers["Allow"]
+        assert response.get_json()["message"]
+
+    def test_docs_pages_allow_only_this_server(self, client):
+        csp = client.get("/redoc").headers["Content-Security-Policy"]
+
+        assert "default-src 'self'" in csp and "connect-src 'self'" in csp
+        assert "Content-Security-Policy" not in client.get("/api/v1/quotes?symbol=BTC").headers
+
     def test_openapi_document_describes_the_quotes_operation(self, client):
         spec = client.get("/openapi.json").get_json()
 
