@@ -56,13 +56,17 @@ def postgres():
 @pytest.fixture(scope="session")
 def database_url(postgres):
     url = os.environ.get("TEST_DATABASE_URL") or postgres.url
-    # Apply the real migrations: the schema under test is the one production gets.
+    migrate_database(url)
+    return url
+
+
+def migrate_database(url: str) -> None:
+    """Apply the real migrations: the schema under test is the one production gets."""
     import flask_migrate
 
     app = create_app(Settings(cmc_api_key="unused", cmc_base_url="http://127.0.0.1:9", database_url=url))
     with app.app_context():
         flask_migrate.upgrade(directory=str(MIGRATIONS_DIR))
-    return url
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +106,7 @@ def flush_memcached(memcached_servers):
         for server in memcached_servers:
             host, _, port = server.rpartition(":")
             client = Client((host, int(port)), connect_timeout=1, timeout=1)
-            client.flush_all()
+            client.flush_all(noreply=False)  # wait for OK: a queued flush races the next get
             client.close()
 
     flush()

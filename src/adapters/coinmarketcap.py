@@ -20,6 +20,7 @@ from tenacity import (
 from tenacity import Retrying
 from tenacity.wait import wait_base
 
+from src.adapters.metrics import UPSTREAM_CALLS, UPSTREAM_CREDITS
 from src.domain.errors import (
     InvalidCurrency,
     ProviderError,
@@ -187,15 +188,41 @@ class CoinMarketCapProvider(QuoteProvider):
     def _get_once(self, path: str, params: Mapping[str, str], deadline: float) -> dict[str, Any]:
         remaining = max(0.1, deadline - time.monotonic())
         timeout = (min(self.connect_timeout, remaining), min(self.read_timeout, remaining))
+        outcome = "ok"
         try:
             response = self.session.get(self.base_url + path, params=params, timeout=timeout)
+            body = _check(response)
         except requests.Timeout:
+            outcome = "timeout"
             raise _TransientTimeout("CoinMarketCap did not answer in time") from None
         except requests.ConnectionError:
+            outcome = "connection_error"
             raise _Transient("CoinMarketCap cannot be reached") from None
         except requests.RequestException as exc:
+            outcome = "request_error"
             raise ProviderError(f"request to CoinMarketCap failed ({type(exc).__name__})") from None
-        return _check(response)
+        except (ProviderUnavailable, ProviderError) as exc:
+            outcome = _outcome(exc)
+            raise
+        finally:
+            UPSTREAM_CALLS.labels(outcome).inc()
+        credits = body["status"].get("credit_count")
+        if isinstance(credits, int) and credits > 0:
+            UPSTREAM_CREDITS.inc(credits)
+        return body
+
+
+def _outcome(exc: Exception) -> str:
+    """A metrics label for a failed call."""
+    if isinstance(exc, ProviderTimeout):
+        return "timeout"
+    if isinstance(exc, _Transient):
+        return "unavailable"
+    if isinstance(exc, ProviderUnavailable):
+        return "quota_spent"
+    if isinstance(exc, _BadRequest):
+        return "bad_request"
+    return "unusable"
 
 
 def _check(response: requests.Response) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from pymemcache.client.hash import HashClient
 from pymemcache.exceptions import MemcacheError
 
 from src.adapters.codec import coin_quote_from_data, coin_quote_to_data
+from src.adapters.metrics import CACHE_ERRORS
 from src.domain.errors import StorageError
 from src.domain.model import CoinQuote
 from src.domain.ports import QuoteCache
@@ -26,6 +28,28 @@ _KEY_PART = re.compile(r"[A-Z0-9_-]{1,64}")
 _CACHE_ERRORS = (MemcacheError, OSError)
 
 
+class ObservedHashClient(HashClient):
+    """HashClient that counts server failures and logs an outage at most once a minute."""
+
+    log_interval = 60.0
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._last_logged: dict[object, float] = {}
+
+    def _mark_failed_server(self, server) -> None:
+        CACHE_ERRORS.labels("memcached").inc()
+        now = time.monotonic()
+        if now - self._last_logged.get(server, -self.log_interval) >= self.log_interval:
+            self._last_logged[server] = now
+            logger.warning("memcached %s is failing; requests go on without it", _server_name(server))
+        super()._mark_failed_server(server)
+
+
+def _server_name(server) -> str:
+    return ":".join(str(part) for part in server) if isinstance(server, tuple) else str(server)
+
+
 class PymemcacheCache(MemcachedCache):
     """Flask-Caching backend on a pymemcache HashClient (Flask-Caching ships none for pymemcache).
 
@@ -35,7 +59,7 @@ class PymemcacheCache(MemcachedCache):
 
     @classmethod
     def factory(cls, app, config, args, kwargs):  # Flask-Caching calls it with these four
-        client = HashClient(
+        client = ObservedHashClient(
             [_host_port(server) for server in config["CACHE_MEMCACHED_SERVERS"]],
             serde=serde.pickle_serde,  # we store str only; this serde returns it as str
             connect_timeout=config.get("CACHE_MEMCACHED_CONNECT_TIMEOUT", 0.25),
@@ -79,6 +103,7 @@ class FlaskCachingQuoteCache(QuoteCache):
         try:
             values = self.cache.get_many(*keys)
         except _CACHE_ERRORS as exc:
+            CACHE_ERRORS.labels("get").inc()
             logger.warning("cache read failed (%s); treating as misses", type(exc).__name__)
             return {}
         found = {}
@@ -100,10 +125,12 @@ class FlaskCachingQuoteCache(QuoteCache):
         try:
             stored = self.cache.set_many(mapping, timeout=ttl_seconds)
         except _CACHE_ERRORS as exc:
+            CACHE_ERRORS.labels("set").inc()
             logger.warning("cache write failed (%s); %d quote(s) not cached", type(exc).__name__, len(mapping))
             return
         if len(stored) != len(mapping):
-            logger.warning("cache write lost %d of %d quote(s)", len(mapping) - len(stored), len(mapping))
+            CACHE_ERRORS.labels("set").inc()
+            logger.debug("cache write lost %d of %d quote(s)", len(mapping) - len(stored), len(mapping))
 
     def ping(self) -> None:
         try:

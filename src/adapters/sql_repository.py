@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from src.adapters.metrics import DATABASE_ERRORS
 from src.adapters.orm import CoinRow, QuoteRow
 from src.domain.errors import StorageError
 from src.domain.model import QUOTE_FIGURES, Coin, CoinQuote, Quote
@@ -56,6 +57,7 @@ class SqlQuoteRepository(QuoteRepository):
         try:
             rows = self.session.execute(stmt).all()
         except SQLAlchemyError as exc:
+            DATABASE_ERRORS.labels("read").inc()
             self._rollback()
             raise StorageError(f"reading stored quotes failed ({type(exc).__name__})") from exc
         return {quote_row.lookup_symbol: _to_domain(quote_row, coin_row) for quote_row, coin_row in rows}
@@ -80,6 +82,7 @@ class SqlQuoteRepository(QuoteRepository):
             )
             self.session.commit()
         except SQLAlchemyError as exc:
+            DATABASE_ERRORS.labels("write").inc()
             self._rollback()
             raise StorageError(f"storing quotes failed ({type(exc).__name__})") from exc
 
@@ -87,22 +90,17 @@ class SqlQuoteRepository(QuoteRepository):
         try:
             self.session.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
+            DATABASE_ERRORS.labels("ping").inc()
             self._rollback()
             raise StorageError(f"database unreachable ({type(exc).__name__})") from exc
         finally:
-            self._end()
+            self._rollback()  # end the probe's transaction
 
     def _rollback(self) -> None:
         try:
             self.session.rollback()
         except SQLAlchemyError:  # the connection itself is gone; the pool will replace it
             logger.debug("rollback failed", exc_info=True)
-
-    def _end(self) -> None:
-        try:
-            self.session.rollback()
-        except SQLAlchemyError:
-            logger.debug("ending the transaction failed", exc_info=True)
 
 
 def _coin_values(q: CoinQuote) -> dict[str, Any]:

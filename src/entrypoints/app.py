@@ -25,6 +25,7 @@ from src.entrypoints.docs import DOCS_CONFIG, register_docs_assets
 from src.entrypoints.errors import CoinquoteApi, register_error_handlers
 from src.entrypoints.jsonio import ExactJSONProvider
 from src.entrypoints.logs import configure_logging
+from src.entrypoints.observability import register_observability
 from src.entrypoints.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ def build_cache(app: Flask) -> QuoteCache:
 
 
 def register_api(app: Flask) -> None:
+    register_observability(app)
     register_docs_assets(app)
     api = CoinquoteApi(app)
     register_error_handlers(app, api)

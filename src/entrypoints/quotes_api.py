@@ -11,6 +11,7 @@ from flask_smorest.error_handler import ErrorSchema
 
 from src.domain.model import QuoteAnswer, ServedQuote
 from src.domain.service import QuoteService
+from src.entrypoints.observability import observe_answer
 from src.entrypoints.schemas import QuoteQueryArgsSchema, QuotesResponseSchema
 
 blp = Blueprint(
@@ -117,7 +118,9 @@ class Quotes(MethodView):
         Views stay thin: parse (done by the schema), ask the service, present.
         """
         service: QuoteService = current_app.extensions["coinquote"].service
-        return present(service.get_quotes(symbol, convert))
+        answer = service.get_quotes(symbol, convert)
+        observe_answer(answer)
+        return present(answer)
 
 
 def present(answer: QuoteAnswer) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -94,14 +96,78 @@ def start_gunicorn(env: dict[str, str], log: Path, workers: int = 2) -> Process:
 @pytest.fixture(scope="session")
 def service(e2e_dir, fake_cmc_process, e2e_database_url, memcached_servers) -> Iterator[Process]:
     """coinquote as production runs it: migrations, then gunicorn with gunicorn.conf.py."""
-    env = base_env(CMC_API_KEY=E2E_KEY, CMC_BASE_URL=fake_cmc_process.url,
-                   DATABASE_URL=e2e_database_url, MEMCACHED_SERVERS=",".join(memcached_servers))
+    env = service_env(fake_cmc_process.url, e2e_database_url, memcached_servers)
     migrated = migrate(env)
     assert migrated.returncode == 0, migrated.stderr
     proc = start_gunicorn(env, e2e_dir / "gunicorn.log")
     proc.extra["migrate_output"] = migrated.stdout + migrated.stderr
     yield proc
     stop(proc.process)
+
+
+def service_env(fake_cmc_url: str, database_url: str, memcached_servers: list[str]) -> dict[str, str]:
+    return base_env(CMC_API_KEY=E2E_KEY, CMC_BASE_URL=fake_cmc_url, DATABASE_URL=database_url,
+                    MEMCACHED_SERVERS=",".join(memcached_servers))
+
+
+@pytest.fixture(scope="session")
+def replicas(e2e_dir, service, fake_cmc_process, e2e_database_url, memcached_servers) -> Iterator[list[Process]]:
+    """Two more gunicorn instances (one worker each) sharing the database and memcached."""
+    env = service_env(fake_cmc_process.url, e2e_database_url, memcached_servers)
+    started = [start_gunicorn(env, e2e_dir / f"replica-{i}.log", workers=1) for i in (1, 2)]
+    yield started
+    for proc in started:
+        stop(proc.process)
+
+
+def render_nginx_conf(upstreams: list[str], port: int, workdir: Path) -> str:
+    """deploy/nginx.conf with only its `# e2e:` lines pointed at local ports and files."""
+    text = (ROOT / "deploy" / "nginx.conf").read_text()
+    out = []
+    for line in text.splitlines():
+        if "# e2e:" not in line or line.lstrip().startswith("#"):
+            out.append(line)
+            continue
+        indent = line[: len(line) - len(line.lstrip())]
+        what = line.split("# e2e:")[1].strip()
+        directive = line.split()[0]
+        if what == "upstream":
+            out += [f"{indent}server {u} max_fails=3 fail_timeout=10s;" for u in upstreams]
+        elif what == "listen":
+            out.append(f"{indent}listen 127.0.0.1:{port};")
+        elif what == "access_log":
+            out.append(f"{indent}access_log {workdir}/access.log coinquote;")
+        elif what == "error_log":
+            out.append(f"{indent}error_log {workdir}/error.log warn;")
+        elif what == "pid":
+            out.append(f"{indent}pid {workdir}/nginx.pid;")
+        elif what == "temp":
+            out.append(f"{indent}{directive} {workdir}/{directive};")
+        else:
+            raise AssertionError(f"unknown e2e marker {what!r}")
+    return "\n".join(out) + "\n"
+
+
+@pytest.fixture(scope="session")
+def nginx(e2e_dir, replicas) -> Iterator[Process]:
+    """Real nginx with deploy/nginx.conf in front of the two replicas."""
+    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if binary is None:
+        pytest.fail("nginx is needed for the reverse-proxy tests: apt-get install -y nginx", pytrace=False)
+    workdir = e2e_dir / "nginx"
+    workdir.mkdir()
+    workdir.chmod(0o777)  # nginx workers run as an unprivileged user and write temp files here
+    port = free_port()
+    conf = workdir / "nginx.conf"
+    conf.write_text(render_nginx_conf([r.url.removeprefix("http://") for r in replicas], port, workdir))
+    checked = subprocess.run([binary, "-t", "-c", str(conf), "-e", str(workdir / "startup.log")],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    proc = spawn([binary, "-c", str(conf), "-e", str(workdir / "startup.log"), "-g", "daemon off;"],
+                 base_env(), port, workdir / "stdout.log")
+    proc.extra["access_log"] = workdir / "access.log"
+    yield proc
+    stop(proc.process, signal.SIGQUIT)
 
 
 @pytest.fixture

@@ -1,0 +1,73 @@
+"""Per-request observability: request ids, one access log line, HTTP metrics, /metrics."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections import Counter
+
+from flask import Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from src.adapters.metrics import HTTP_LATENCY, HTTP_REQUESTS, QUOTES_SERVED, render_latest
+from src.domain.model import QuoteAnswer
+
+access_log = logging.getLogger("coinquote.access")
+
+# A client's id is kept only if it is short and plain: it goes into logs and response headers.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_QUIET_ROUTES = {"/healthz", "/metrics"}
+
+
+def observe_answer(answer: QuoteAnswer) -> None:
+    """Count the quotes served by source and keep the answer for the access log line."""
+    g.quote_answer = answer
+    for served in answer.quotes.values():
+        QUOTES_SERVED.labels(served.source.value).inc()
+
+
+def register_observability(app: Flask) -> None:
+    @app.before_request
+    def start_request() -> None:
+        g.started = time.perf_counter()
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+    @app.after_request
+    def finish_request(response: Response) -> Response:
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        route = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
+        request_id = g.get("request_id") or uuid.uuid4().hex
+        response.headers["X-Request-ID"] = request_id
+        HTTP_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(route).observe(elapsed)
+        if route not in _QUIET_ROUTES:
+            _log_request(response.status_code, elapsed, request_id)
+        return response
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(render_latest(), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _log_request(status: int, elapsed: float, request_id: str) -> None:
+    fields: dict[str, object] = {
+        "method": request.method,
+        "path": request.path,
+        "status": status,
+        "duration_ms": round(elapsed * 1000, 2),
+        "request_id": request_id,
+    }
+    summary = ""
+    answer: QuoteAnswer | None = g.get("quote_answer")
+    if answer is not None:
+        sources = Counter(served.source.value for served in answer.quotes.values())
+        fields["symbols"] = len(answer.quotes) + len(answer.unknown_symbols)
+        fields["sources"] = dict(sources)
+        summary = f" symbols={fields['symbols']} sources={','.join(f'{k}:{v}' for k, v in sources.items())}"
+    access_log.info(
+        "%s %s %s %.1fms rid=%s%s", request.method, request.path, status, elapsed * 1000,
+        request_id, summary, extra=fields,
+    )
