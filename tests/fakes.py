@@ -43,6 +43,9 @@ class FixedClock(Clock):
     def advance(self, seconds: float) -> None:
         self.current += timedelta(seconds=seconds)
 
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+
 
 class FakeQuoteProvider(QuoteProvider):
     """Answers from `market` (symbol -> USD CoinQuote) and `rates` (currency -> USD per unit)."""
@@ -107,15 +110,16 @@ class InMemoryQuoteRepository(QuoteRepository):
 
 @dataclass
 class InMemoryQuoteCache(QuoteCache):
-    """Entries keyed by (currency, symbol) with an expiry read from `clock`."""
+    """Entries keyed by (currency, symbol) with an expiry read from `clock`; None = unknown."""
 
     clock: Clock = field(default_factory=FixedClock)
-    entries: dict[tuple[str, str], tuple[CoinQuote, datetime]] = field(default_factory=dict)
+    entries: dict[tuple[str, str], tuple[CoinQuote | None, datetime]] = field(default_factory=dict)
+    claims: dict[tuple[str, tuple[str, ...]], datetime] = field(default_factory=dict)
     gets: list[tuple[str, ...]] = field(default_factory=list)
-    sets: list[tuple[dict[str, CoinQuote], int]] = field(default_factory=list)
+    sets: list[tuple[dict[str, CoinQuote | None], int]] = field(default_factory=list)
     down: bool = False
 
-    def get_many(self, symbols: Sequence[str], currency: str) -> dict[str, CoinQuote]:
+    def get_many(self, symbols: Sequence[str], currency: str) -> dict[str, CoinQuote | None]:
         self.gets.append(tuple(symbols))
         if self.down:
             return {}
@@ -126,13 +130,38 @@ class InMemoryQuoteCache(QuoteCache):
             if (entry := self.entries.get((currency, s))) is not None and entry[1] > now
         }
 
-    def set_many(self, quotes: Mapping[str, CoinQuote], ttl_seconds: int) -> None:
-        self.sets.append((dict(quotes), ttl_seconds))
+    def set_many(self, entries: Mapping[str, CoinQuote | None], currency: str, ttl_seconds: int) -> None:
+        self.sets.append((dict(entries), ttl_seconds))
         if self.down:
             return
         expires = self.clock.now() + timedelta(seconds=ttl_seconds)
+        for symbol, entry in entries.items():
+            self.entries[(currency, symbol)] = (entry, expires)
+
+    def put(self, quotes: Mapping[str, CoinQuote], ttl_seconds: int = 60) -> None:
+        """Arrange a cache hit without recording a write."""
+        expires = self.clock.now() + timedelta(seconds=ttl_seconds)
         for symbol, q in quotes.items():
             self.entries[(q.quote.currency, symbol)] = (q, expires)
+
+    def _claim_key(self, symbols: Sequence[str], currency: str) -> tuple[str, tuple[str, ...]]:
+        return currency, tuple(sorted(symbols))
+
+    def claim_fetch(self, symbols: Sequence[str], currency: str, ttl_seconds: int) -> bool:
+        if self.down:
+            return True
+        key, now = self._claim_key(symbols, currency), self.clock.now()
+        if key in self.claims and self.claims[key] > now:
+            return False
+        self.claims[key] = now + timedelta(seconds=ttl_seconds)
+        return True
+
+    def fetch_in_progress(self, symbols: Sequence[str], currency: str) -> bool:
+        key = self._claim_key(symbols, currency)
+        return not self.down and key in self.claims and self.claims[key] > self.clock.now()
+
+    def release_fetch(self, symbols: Sequence[str], currency: str) -> None:
+        self.claims.pop(self._claim_key(symbols, currency), None)
 
     def ping(self) -> None:
         if self.down:

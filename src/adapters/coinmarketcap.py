@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from tenacity import (
 from tenacity import Retrying
 from tenacity.wait import wait_base
 
-from src.adapters.metrics import UPSTREAM_CALLS, UPSTREAM_CREDITS
+from src.adapters.metrics import UPSTREAM_CALLS, UPSTREAM_CREDITS, UPSTREAM_SHORT_CIRCUITS
 from src.domain.errors import (
     InvalidCurrency,
     ProviderError,
@@ -68,6 +69,54 @@ class _wait_retry_after(wait_base):
         return min(hinted, self.cap) if hinted is not None else self.fallback(retry_state)
 
 
+class CircuitOpen(ProviderUnavailable):
+    """CoinMarketCap failed repeatedly; calls are refused until the cool-down ends."""
+
+
+class CircuitBreaker:
+    """Opens after `failure_threshold` consecutive unavailable answers; while open, calls fail at
+    once with the time left as `retry_after`. After `cooldown_seconds` one trial call goes
+    through (half-open): an answer closes the circuit, a failure opens it again.
+    """
+
+    def __init__(self, failure_threshold: int = 5, cooldown_seconds: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.failure_threshold = failure_threshold
+        self.cooldown_seconds = cooldown_seconds
+        self.clock = clock
+        self.failures = 0
+        self.opened_at: float | None = None
+        self._trial_running = False
+        self._lock = threading.Lock()
+
+    def before_call(self) -> None:
+        with self._lock:
+            if self.opened_at is None:
+                return
+            remaining = self.opened_at + self.cooldown_seconds - self.clock()
+            if remaining > 0 or self._trial_running:
+                UPSTREAM_SHORT_CIRCUITS.inc()
+                raise CircuitOpen("CoinMarketCap is failing; not calling it for a while",
+                                  retry_after=max(remaining, 1.0))
+            self._trial_running = True
+
+    def record_answer(self) -> None:
+        with self._lock:
+            if self.opened_at is not None:
+                logger.warning("CoinMarketCap answers again; circuit closed")
+            self.failures, self.opened_at, self._trial_running = 0, None, False
+
+    def record_failure(self) -> None:
+        with self._lock:
+            self.failures += 1
+            half_open = self._trial_running
+            self._trial_running = False
+            if half_open or (self.opened_at is None and self.failures >= self.failure_threshold):
+                self.opened_at = self.clock()
+                logger.warning("CoinMarketCap failed %d time(s) in a row; circuit open for %.0f s",
+                               self.failures, self.cooldown_seconds)
+
+
 def _stop_when_waits_exceed(budget: float) -> Callable[[Any], bool]:
     """Stop when the waits alone would pass the budget (holds with an injected `sleep` too)."""
 
@@ -98,6 +147,7 @@ class CoinMarketCapProvider(QuoteProvider):
         max_attempts: int = 3,
         backoff_seconds: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.session = session or requests.Session()
@@ -115,6 +165,7 @@ class CoinMarketCapProvider(QuoteProvider):
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self.sleep = sleep
+        self.breaker = breaker or CircuitBreaker()
 
     def __repr__(self) -> str:  # never show the session headers (the key) in a repr
         return f"CoinMarketCapProvider(base_url={self.base_url!r})"
@@ -161,6 +212,19 @@ class CoinMarketCapProvider(QuoteProvider):
     # -- HTTP ---------------------------------------------------------------------------------
 
     def _get(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+        self.breaker.before_call()
+        try:
+            body = self._get_with_retries(path, params)
+        except ProviderUnavailable:
+            self.breaker.record_failure()
+            raise
+        except ProviderError:
+            self.breaker.record_answer()  # an unusable answer is still an answer
+            raise
+        self.breaker.record_answer()
+        return body
+
+    def _get_with_retries(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
         deadline = time.monotonic() + self.budget_seconds
         retrying = Retrying(
             retry=retry_if_exception(lambda exc: isinstance(exc, _Transient)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -24,7 +25,7 @@ from src.domain.ports import QuoteCache
 logger = logging.getLogger(__name__)
 
 KEY_VERSION = "v1"
-_KEY_PART = re.compile(r"[A-Z0-9_-]{1,64}")
+_KEY_PART = re.compile(r"[A-Z0-9_-]{1,64}")  # a sha1 hex digest is 40
 _CACHE_ERRORS = (MemcacheError, OSError)
 
 
@@ -80,11 +81,19 @@ def _host_port(server: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def cache_key(currency: str, symbol: str) -> str:
+def cache_key(currency: str, symbol: str, kind: str = "quote") -> str:
     """The one place cache keys are built: `quote:v1:USD:BTC` (only A-Z 0-9 : _ -)."""
     if not (_KEY_PART.fullmatch(currency) and _KEY_PART.fullmatch(symbol)):
         raise ValueError("cache key parts must be normalised symbols")
-    return f"quote:{KEY_VERSION}:{currency}:{symbol}"
+    return f"{kind}:{KEY_VERSION}:{currency}:{symbol}"
+
+
+def _fetch_key(symbols: Sequence[str], currency: str) -> str:
+    digest = hashlib.sha1(",".join(sorted(symbols)).encode(), usedforsecurity=False).hexdigest()
+    return cache_key(currency, digest.upper(), kind="fetch")
+
+
+_UNKNOWN = '{"unknown":true}'
 
 
 class FlaskCachingQuoteCache(QuoteCache):
@@ -96,7 +105,7 @@ class FlaskCachingQuoteCache(QuoteCache):
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
 
-    def get_many(self, symbols: Sequence[str], currency: str) -> dict[str, CoinQuote]:
+    def get_many(self, symbols: Sequence[str], currency: str) -> dict[str, CoinQuote | None]:
         if not symbols:
             return {}
         keys = [cache_key(currency, s) for s in symbols]
@@ -106,31 +115,57 @@ class FlaskCachingQuoteCache(QuoteCache):
             CACHE_ERRORS.labels("get").inc()
             logger.warning("cache read failed (%s); treating as misses", type(exc).__name__)
             return {}
-        found = {}
+        found: dict[str, CoinQuote | None] = {}
         for symbol, value in zip(symbols, values):
             if value is None:
                 continue
-            coin_quote = _decode(value)
-            if coin_quote is not None:
+            if value == _UNKNOWN:
+                found[symbol] = None
+            elif (coin_quote := _decode(value)) is not None:
                 found[symbol] = coin_quote
         return found
 
-    def set_many(self, quotes: Mapping[str, CoinQuote], ttl_seconds: int) -> None:
-        if not quotes:
+    def set_many(self, entries: Mapping[str, CoinQuote | None], currency: str, ttl_seconds: int) -> None:
+        if not entries:
             return
         mapping = {
-            cache_key(q.quote.currency, symbol): json.dumps(coin_quote_to_data(q), separators=(",", ":"))
-            for symbol, q in quotes.items()
+            cache_key(currency, symbol): _UNKNOWN if entry is None
+            else json.dumps(coin_quote_to_data(entry), separators=(",", ":"))
+            for symbol, entry in entries.items()
         }
         try:
             stored = self.cache.set_many(mapping, timeout=ttl_seconds)
         except _CACHE_ERRORS as exc:
             CACHE_ERRORS.labels("set").inc()
-            logger.warning("cache write failed (%s); %d quote(s) not cached", type(exc).__name__, len(mapping))
+            logger.warning("cache write failed (%s); %d entries not cached", type(exc).__name__, len(mapping))
             return
         if len(stored) != len(mapping):
             CACHE_ERRORS.labels("set").inc()
-            logger.debug("cache write lost %d of %d quote(s)", len(mapping) - len(stored), len(mapping))
+            logger.debug("cache write lost %d of %d entries", len(mapping) - len(stored), len(mapping))
+
+    def claim_fetch(self, symbols: Sequence[str], currency: str, ttl_seconds: int) -> bool:
+        key = _fetch_key(symbols, currency)
+        try:
+            if self.cache.add(key, "1", timeout=max(1, int(ttl_seconds))):
+                return True
+            # `add` also fails when the cache is down; only a visible claim means "wait".
+            return self.cache.get(key) is None
+        except _CACHE_ERRORS:
+            CACHE_ERRORS.labels("lock").inc()
+            return True
+
+    def fetch_in_progress(self, symbols: Sequence[str], currency: str) -> bool:
+        try:
+            return self.cache.get(_fetch_key(symbols, currency)) is not None
+        except _CACHE_ERRORS:
+            CACHE_ERRORS.labels("lock").inc()
+            return False
+
+    def release_fetch(self, symbols: Sequence[str], currency: str) -> None:
+        try:
+            self.cache.delete(_fetch_key(symbols, currency))
+        except _CACHE_ERRORS:
+            CACHE_ERRORS.labels("lock").inc()
 
     def ping(self) -> None:
         try:

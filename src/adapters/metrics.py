@@ -31,6 +31,9 @@ QUOTES_SERVED = Counter(
 UPSTREAM_CALLS = Counter(
     "coinquote_upstream_calls", "HTTP calls to CoinMarketCap, by outcome.", ["outcome"]
 )
+UPSTREAM_SHORT_CIRCUITS = Counter(
+    "coinquote_upstream_short_circuits", "Calls refused at once because the circuit was open."
+)
 UPSTREAM_CREDITS = Counter(
     "coinquote_upstream_credits", "CoinMarketCap credits spent (status.credit_count)."
 )

@@ -60,21 +60,36 @@ class QuoteRepository(Protocol):
 
 
 class QuoteCache(Protocol):
-    """Short-lived shared cache of base-currency quotes. Converted quotes never enter it."""
+    """Short-lived shared cache of base-currency quotes. Converted quotes never enter it.
+
+    An entry is a quote, or None for a symbol known not to exist (a negative entry), so that
+    repeated junk costs neither a database query nor CoinMarketCap credits. A cache that cannot
+    be reached answers misses and drops writes: none of these methods raises except `ping`.
+    """
 
     @abc.abstractmethod
-    def get_many(self, symbols: Sequence[str], currency: str) -> dict[str, CoinQuote]:
-        """Return the cached quotes among `symbols`, in one round trip.
+    def get_many(self, symbols: Sequence[str], currency: str) -> dict[str, CoinQuote | None]:
+        """Return the cached entries among `symbols` (absent: a miss), in one round trip."""
 
-        A cache that cannot be reached answers with no hits: it never raises.
+    @abc.abstractmethod
+    def set_many(self, entries: Mapping[str, CoinQuote | None], currency: str, ttl_seconds: int) -> None:
+        """Cache `entries` (keyed by symbol; None marks an unknown symbol) for `ttl_seconds`."""
+
+    @abc.abstractmethod
+    def claim_fetch(self, symbols: Sequence[str], currency: str, ttl_seconds: int) -> bool:
+        """Claim the right to fetch `symbols` from the provider, across processes.
+
+        Returns False only when another fetch of the same symbols is under way; True when the
+        claim is ours, or when the cache cannot tell (then everyone may fetch).
         """
 
     @abc.abstractmethod
-    def set_many(self, quotes: Mapping[str, CoinQuote], ttl_seconds: int) -> None:
-        """Cache `quotes` (keyed by symbol, each in its own quote currency) for `ttl_seconds`.
+    def fetch_in_progress(self, symbols: Sequence[str], currency: str) -> bool:
+        """Whether a claim on `symbols` is held (False when the cache cannot tell)."""
 
-        A cache that cannot be reached loses the write: it never raises.
-        """
+    @abc.abstractmethod
+    def release_fetch(self, symbols: Sequence[str], currency: str) -> None:
+        """Release a claim taken with `claim_fetch`."""
 
     @abc.abstractmethod
     def ping(self) -> None:
@@ -87,3 +102,7 @@ class Clock(Protocol):
     @abc.abstractmethod
     def now(self) -> datetime:
         """Return the current time, timezone-aware UTC."""
+
+    @abc.abstractmethod
+    def sleep(self, seconds: float) -> None:
+        """Wait `seconds` (a fake clock just moves on)."""

@@ -13,13 +13,17 @@ from src.domain.ports import Clock, QuoteCache, QuoteProvider, QuoteRepository
 
 logger = logging.getLogger(__name__)
 
+# Polling while another process fetches the same symbols: quick at first, then every 100 ms.
+_WAIT_STEPS = (0.01, 0.02, 0.04, 0.08) + (0.1,) * 200
+
 
 class QuoteService:
     """Answers quote requests for many symbols at once, applying the rules to each symbol.
 
     Per request: one cache multi-get; one database read for the cache misses (what it finds is
-    cached again); one provider call for the rest (stored, then cached). A conversion costs one
-    more provider call and is never cached or stored.
+    cached again); one provider call for the rest (stored, then cached, unknown symbols as
+    negative entries). Concurrent requests missing the same symbols wait for one fetch instead
+    of each paying for it. A conversion costs one more provider call and is never cached or stored.
     """
 
     def __init__(
@@ -32,6 +36,7 @@ class QuoteService:
         base_currency: str = "USD",
         cache_ttl_seconds: int = 60,
         max_age: timedelta | None = None,
+        fetch_wait_seconds: float = 10.0,
     ) -> None:
         self.provider = provider
         self.repository = repository
@@ -40,6 +45,8 @@ class QuoteService:
         self.base_currency = base_currency
         self.cache_ttl_seconds = cache_ttl_seconds
         self.max_age = max_age
+        # Longer than one provider call may take, so a waiter outlasts the fetch it waits for.
+        self.fetch_wait_seconds = fetch_wait_seconds
 
     def get_quotes(self, symbols: Sequence[str], convert: str | None = None) -> QuoteAnswer:
         """Return the quotes of `symbols` (normalised, distinct), converted when `convert` is set.
@@ -48,46 +55,83 @@ class QuoteService:
         provider is needed and fails (unless a stale stored quote can stand in for every symbol).
         """
         served: dict[str, ServedQuote] = {}
+        unknown: list[str] = []
 
-        cached = self.cache.get_many(symbols, self.base_currency)
-        for symbol, coin_quote in cached.items():
-            served[symbol] = ServedQuote(coin_quote, Source.CACHE)
-
-        missing = [s for s in symbols if s not in served]
+        missing = self._take_cached(self.cache.get_many(symbols, self.base_currency), served, unknown, symbols)
         stale: dict[str, CoinQuote] = {}
         if missing:
             fresh, stale = self._split_by_age(self._read_stored(missing))
             if fresh:
-                self.cache.set_many(fresh, self.cache_ttl_seconds)
+                self.cache.set_many(fresh, self.base_currency, self.cache_ttl_seconds)
             for symbol, coin_quote in fresh.items():
                 served[symbol] = ServedQuote(coin_quote, Source.DATABASE)
             missing = [s for s in missing if s not in served]
-
-        unknown: tuple[str, ...] = ()
         if missing:
-            try:
-                fetched = self.provider.latest_by_symbols(missing, self.base_currency)
-            except (ProviderUnavailable, ProviderError):
-                if not stale or any(s not in stale for s in missing):
-                    raise
-                logger.warning("provider failed; serving %d stale stored quote(s)", len(missing))
-                fetched = {}
-                for symbol in missing:
-                    served[symbol] = ServedQuote(stale[symbol], Source.DATABASE, stale=True)
-            else:
-                if fetched:
-                    self._store(fetched)
-                    self.cache.set_many(fetched, self.cache_ttl_seconds)
-                for symbol, coin_quote in fetched.items():
-                    served[symbol] = ServedQuote(coin_quote, Source.PROVIDER)
-                unknown = tuple(s for s in missing if s not in fetched)
+            self._fetch(missing, stale, served, unknown)
 
         if not served:
-            raise UnknownSymbols(unknown)
+            raise UnknownSymbols(tuple(s for s in symbols if s in unknown))
         ordered = {s: served[s] for s in symbols if s in served}
         if convert is not None:
             ordered = self._convert(ordered, convert)
-        return QuoteAnswer(quotes=ordered, unknown_symbols=unknown)
+        return QuoteAnswer(quotes=ordered, unknown_symbols=tuple(s for s in symbols if s in unknown))
+
+    def _take_cached(self, cached: dict[str, CoinQuote | None], served: dict[str, ServedQuote],
+                     unknown: list[str], symbols: Sequence[str]) -> list[str]:
+        """Record cache hits (quotes and negative entries); return the symbols still missing."""
+        missing = []
+        for symbol in symbols:
+            if symbol not in cached:
+                missing.append(symbol)
+            elif cached[symbol] is None:
+                unknown.append(symbol)
+            else:
+                served[symbol] = ServedQuote(cached[symbol], Source.CACHE)
+        return missing
+
+    def _fetch(self, missing: list[str], stale: dict[str, CoinQuote],
+               served: dict[str, ServedQuote], unknown: list[str]) -> None:
+        """Ask the provider for `missing` once across processes; store and cache the answer."""
+        claimed = self.cache.claim_fetch(missing, self.base_currency, self.fetch_wait_seconds)
+        if not claimed:
+            missing = self._wait_for_other_fetch(missing, served, unknown)
+            if not missing:
+                return
+        try:
+            fetched = self.provider.latest_by_symbols(missing, self.base_currency)
+        except (ProviderUnavailable, ProviderError):
+            if not stale or any(s not in stale for s in missing):
+                raise
+            logger.warning("provider failed; serving %d stale stored quote(s)", len(missing))
+            for symbol in missing:
+                served[symbol] = ServedQuote(stale[symbol], Source.DATABASE, stale=True)
+            return
+        finally:
+            if claimed:
+                self.cache.release_fetch(missing, self.base_currency)
+        not_found = [s for s in missing if s not in fetched]
+        if fetched:
+            self._store(fetched)
+        entries: dict[str, CoinQuote | None] = {**fetched, **dict.fromkeys(not_found)}
+        self.cache.set_many(entries, self.base_currency, self.cache_ttl_seconds)
+        for symbol, coin_quote in fetched.items():
+            served[symbol] = ServedQuote(coin_quote, Source.PROVIDER)
+        unknown.extend(not_found)
+
+    def _wait_for_other_fetch(self, missing: list[str], served: dict[str, ServedQuote],
+                              unknown: list[str]) -> list[str]:
+        """Poll the cache while another process fetches; return what is still missing after."""
+        waited = 0.0
+        for step in _WAIT_STEPS:
+            if waited >= self.fetch_wait_seconds:
+                break
+            self.clock.sleep(step)
+            waited += step
+            cached = self.cache.get_many(missing, self.base_currency)
+            missing = self._take_cached(cached, served, unknown, missing)
+            if not missing or not self.cache.fetch_in_progress(missing, self.base_currency):
+                break
+        return missing
 
     def _read_stored(self, symbols: list[str]) -> dict[str, CoinQuote]:
         try:

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, request
 from flask_caching import Cache
 from flask_migrate import Migrate
+from werkzeug.exceptions import UnprocessableEntity
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from src.adapters.coinmarketcap import CoinMarketCapProvider
@@ -26,6 +27,7 @@ from src.entrypoints.errors import CoinquoteApi, register_error_handlers
 from src.entrypoints.jsonio import ExactJSONProvider
 from src.entrypoints.logs import configure_logging
 from src.entrypoints.observability import register_observability
+from src.entrypoints.rate_limit import register_rate_limit
 from src.entrypoints.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -94,6 +96,7 @@ def create_app(
         ),
     )
     app.extensions["coinquote"] = Services(settings, service, repository, cache)
+    register_rate_limit(app, settings)
     register_api(app)
     if settings.uses_sandbox:
         logger.warning(
@@ -118,8 +121,19 @@ def build_cache(app: Flask) -> QuoteCache:
     return FlaskCachingQuoteCache(Cache(app))
 
 
+MAX_QUERY_STRING_BYTES = 4096  # 100 symbols of 20 characters need about 2,100
+
+
 def register_api(app: Flask) -> None:
     register_observability(app)
+
+    @app.before_request
+    def bound_the_query_string() -> None:
+        if len(request.query_string) > MAX_QUERY_STRING_BYTES:
+            error = UnprocessableEntity()
+            error.data = {"message": f"the query string is longer than {MAX_QUERY_STRING_BYTES} bytes"}
+            raise error
+
     register_docs_assets(app)
     api = CoinquoteApi(app)
     register_error_handlers(app, api)

@@ -58,7 +58,7 @@ def configure_logging(log_format: str, secret: str) -> None:
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter(secret))
     root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > logging.INFO:

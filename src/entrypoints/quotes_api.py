@@ -89,6 +89,13 @@ class Quotes(MethodView):
         ),
     )
     @blp.alt_response(
+        429,
+        schema=ErrorSchema,
+        description="This client sent too many requests (only when the server sets RATE_LIMIT).",
+        headers=_RETRY_AFTER,
+        example=_error_example(429, "Too Many Requests", "Too many requests: 120 per 1 minute"),
+    )
+    @blp.alt_response(
         502,
         schema=ErrorSchema,
         description="CoinMarketCap answered with something unusable, or rejected our credentials.",

@@ -44,7 +44,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Build settings from `env`; raise ConfigError naming the first bad variable."""
-        key = (env.get("CMC_API_KEY") or "").strip()
+        key = _api_key(env)
         uses_sandbox = not key
         if uses_sandbox:
             key = SANDBOX_KEY
@@ -78,6 +78,24 @@ class Settings:
         if self.database_url.startswith("postgresql"):
             config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] = {"connect_timeout": 3}
         return config
+
+
+def _api_key(env: Mapping[str, str]) -> str:
+    """CMC_API_KEY, or the content of the file CMC_API_KEY_FILE names (Docker secrets)."""
+    key = (env.get("CMC_API_KEY") or "").strip()
+    path = _raw(env, "CMC_API_KEY_FILE")
+    if path is None:
+        return key
+    if key:
+        raise ConfigError("set CMC_API_KEY or CMC_API_KEY_FILE, not both")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            from_file = handle.read().strip()
+    except OSError as exc:
+        raise ConfigError(f"CMC_API_KEY_FILE cannot be read ({exc.strerror})") from None
+    if not from_file:
+        raise ConfigError("CMC_API_KEY_FILE names an empty file")
+    return from_file
 
 
 def _raw(env: Mapping[str, str], name: str) -> str | None:

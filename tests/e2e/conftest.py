@@ -61,9 +61,7 @@ def e2e_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def fake_cmc_process(e2e_dir) -> Iterator[Process]:
-    port = free_port()
-    proc = spawn([sys.executable, "-m", "tests.fake_cmc", "--port", str(port), "--api-key", E2E_KEY],
-                 base_env(), port, e2e_dir / "fake_cmc.log")
+    proc = start_fake_cmc(e2e_dir / "fake_cmc.log")
     yield proc
     stop(proc.process)
 
@@ -174,3 +172,37 @@ def nginx(e2e_dir, replicas) -> Iterator[Process]:
 def http() -> Iterator[requests.Session]:
     with requests.Session() as session:
         yield session
+
+
+@dataclass
+class FaultyStack:
+    """A gunicorn service with its own fake CoinMarketCap, for scripting upstream faults."""
+
+    service: Process
+    fake: Process
+
+    def script(self, http: requests.Session, **failure) -> None:
+        http.post(self.fake.url + "/__fake__/failures", json=failure).raise_for_status()
+
+    def calls(self, http: requests.Session) -> list[dict]:
+        return [c for c in http.get(self.fake.url + "/__fake__/calls").json()["calls"]
+                if c["path"].endswith("quotes/latest")]
+
+    def reset(self, http: requests.Session) -> None:
+        http.post(self.fake.url + "/__fake__/reset").raise_for_status()
+
+
+def start_fake_cmc(log: Path) -> Process:
+    port = free_port()
+    return spawn([sys.executable, "-m", "tests.fake_cmc", "--port", str(port), "--api-key", E2E_KEY],
+                 base_env(), port, log)
+
+
+@pytest.fixture(scope="session")
+def faulty(e2e_dir, e2e_database_url, memcached_servers) -> Iterator[FaultyStack]:
+    fake = start_fake_cmc(e2e_dir / "faulty-fake.log")
+    env = service_env(fake.url, e2e_database_url, memcached_servers)
+    service = start_gunicorn(env, e2e_dir / "faulty-gunicorn.log", workers=1)
+    yield FaultyStack(service, fake)
+    stop(service.process)
+    stop(fake.process)

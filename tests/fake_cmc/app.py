@@ -142,6 +142,8 @@ def create_fake_app(market: Market) -> Flask:
             return denied
         if (failure := market.next_failure()) is not None:
             return _failure_response(failure)
+        if market.latency:
+            time.sleep(market.latency)
         args = request.args
         for name in args:
             if name not in QUOTES_PARAMS and name != "CMC_PRO_API_KEY":
@@ -236,6 +238,11 @@ def create_fake_app(market: Market) -> Flask:
     def add_failure() -> Response:
         with market.lock:
             market.failures.append(Failure(**request.get_json(force=True)))
+        return _json({"ok": True})
+
+    @app.post("/__fake__/latency")
+    def set_latency() -> Response:
+        market.latency = float(request.get_json(force=True)["seconds"])
         return _json({"ok": True})
 
     @app.post("/__fake__/reset")

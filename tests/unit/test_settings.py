@@ -64,3 +64,29 @@ def test_the_key_is_not_in_the_repr():
 def test_bad_values_stop_start_up_naming_the_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+def test_the_key_can_come_from_a_file(tmp_path):
+    secret = tmp_path / "cmc_api_key"
+    secret.write_text("from-a-secret-file\n")
+
+    settings = Settings.from_env({"CMC_API_KEY_FILE": str(secret)})
+
+    assert (settings.cmc_api_key, settings.uses_sandbox) == ("from-a-secret-file", False)
+
+
+@pytest.mark.parametrize("content", [None, "  \n"])
+def test_a_missing_or_empty_key_file_stops_start_up(tmp_path, content):
+    path = tmp_path / "key"
+    if content is not None:
+        path.write_text(content)
+
+    with pytest.raises(ConfigError, match="CMC_API_KEY_FILE"):
+        Settings.from_env({"CMC_API_KEY_FILE": str(path)})
+
+
+def test_key_and_key_file_together_are_refused(tmp_path):
+    (tmp_path / "key").write_text("k")
+
+    with pytest.raises(ConfigError, match="not both"):
+        Settings.from_env({"CMC_API_KEY": "k", "CMC_API_KEY_FILE": str(tmp_path / "key")})

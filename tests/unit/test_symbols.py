@@ -64,3 +64,52 @@ class TestNormaliseCurrency:
             normalise_currency(raw)
 
         assert "convert" in str(raised.value)
+
+
+# -- properties (hypothesis) --------------------------------------------------------------------
+
+import re  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from src.adapters.memcached import cache_key  # noqa: E402
+
+VALID = re.compile(r"[A-Z0-9]{1,20}")
+symbol_text = st.from_regex(r"[A-Za-z0-9]{1,20}", fullmatch=True)
+
+
+@settings(max_examples=300, derandomize=True)
+@given(st.text(max_size=300))
+def test_any_text_is_either_rejected_or_safe(raw):
+    try:
+        parsed = parse_symbols(raw)
+    except InvalidSymbol:
+        return
+    assert 1 <= len(parsed) <= 100
+    assert len(set(parsed)) == len(parsed)
+    assert all(VALID.fullmatch(symbol) for symbol in parsed)
+
+
+@settings(max_examples=200, derandomize=True)
+@given(st.lists(symbol_text, min_size=1, max_size=100))
+def test_valid_lists_round_trip_upper_cased_and_distinct(symbols):
+    parsed = parse_symbols(",".join(symbols))
+
+    assert parsed == tuple(dict.fromkeys(s.upper() for s in symbols))
+
+
+@settings(max_examples=300, derandomize=True)
+@given(st.text(min_size=1, max_size=40).filter(lambda t: re.search(r"[^A-Za-z0-9,]", t)))
+def test_anything_outside_letters_digits_and_commas_is_rejected(raw):
+    with pytest.raises(InvalidSymbol):
+        parse_symbols(raw)
+
+
+@settings(max_examples=200, derandomize=True)
+@given(st.lists(symbol_text, min_size=1, max_size=5))
+def test_parsed_symbols_always_make_valid_memcached_keys(symbols):
+    for symbol in parse_symbols(",".join(symbols)):
+        key = "coinquote:" + cache_key("USD", symbol)
+        assert len(key.encode()) <= 250
+        assert re.fullmatch(r"[A-Za-z0-9:_-]+", key)

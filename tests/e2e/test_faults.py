@@ -1,0 +1,67 @@
+"""Upstream faults injected into a real fake CoinMarketCap, seen through gunicorn."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+BOUND_SECONDS = 8.0  # the provider's budget for one request, all retries included
+SLACK = 1.5
+
+
+@pytest.fixture
+def stack(faulty, http):
+    faulty.reset(http)
+    return faulty
+
+
+_counter = iter(range(9000, 10000))
+
+
+def fresh_symbol() -> str:
+    """A synthetic coin the fake knows and nothing has cached yet."""
+    return f"SYN{next(_counter)}"
+
+
+@pytest.mark.parametrize(
+    "failure, status, calls, retry_after",
+    [
+        (dict(status=500, error_code=500, message="An internal server error occurred", times=5), 503, (3, 3), False),
+        (dict(status=429, error_code=1008, message="rate limit", retry_after="1", times=5), 503, (3, 3), True),
+        (dict(status=429, error_code=1008, message="rate limit", times=5), 503, (1, 2), True),
+        (dict(status=200, error_code=0, body="malformed", times=5), 502, (1, 1), False),
+        (dict(status=502, body="html", times=5), 502, (1, 1), False),
+        (dict(status=401, error_code=1001, message="This API Key is invalid.", times=5), 502, (1, 1), False),
+        (dict(status=429, error_code=1009, message="daily cap", times=5), 503, (1, 1), False),
+        (dict(status=200, error_code=0, delay=6.0, times=5), 504, (2, 2), False),
+    ],
+    ids=["500", "429-retry-after", "429-no-header", "malformed-json", "html-page", "401", "quota-spent", "timeout"],
+)
+def test_upstream_faults_map_to_gateway_statuses_within_the_bound(stack, http, failure, status, calls, retry_after):
+    stack.script(http, **failure)
+
+    started = time.monotonic()
+    response = http.get(stack.service.url + f"/api/v1/quotes?symbol={fresh_symbol()}", timeout=30)
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == status
+    body = response.json()
+    assert body["code"] == status and body["message"]
+    assert elapsed <= BOUND_SECONDS + SLACK
+    low, high = calls
+    assert low <= len(stack.calls(http)) <= high
+    assert ("Retry-After" in response.headers) is retry_after
+    if retry_after:
+        assert int(response.headers["Retry-After"]) >= 1
+
+
+def test_after_the_fault_clears_the_service_answers_again(stack, http):
+    stack.script(http, status=500, error_code=500, message="down", times=3)
+    symbol = fresh_symbol()
+    assert http.get(stack.service.url + f"/api/v1/quotes?symbol={symbol}").status_code == 503
+
+    response = http.get(stack.service.url + f"/api/v1/quotes?symbol={symbol}")
+
+    assert response.status_code == 200
+    assert response.json()["data"][symbol]["source"] == "provider"
