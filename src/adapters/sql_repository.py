@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -19,7 +19,51 @@ from src.domain.ports import QuoteRepository
 
 logger = logging.getLogger(__name__)
 
-_UPSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def _newest_statement():
+    """The newest quote per symbol in one SELECT, built once (only its parameters change)."""
+    quotes, coins = QuoteRow.__table__, CoinRow.__table__
+    ranked = (
+        select(
+            quotes.c.id,
+            func.row_number()
+            .over(partition_by=quotes.c.lookup_symbol,
+                  order_by=(quotes.c.fetched_at.desc(), quotes.c.id.desc()))
+            .label("position"),
+        )
+        .where(quotes.c.lookup_symbol.in_(bindparam("symbols", expanding=True)),
+               quotes.c.currency == bindparam("currency"))
+        .subquery()
+    )
+    # Plain columns, not ORM entities: no identity map or instance state on the read path.
+    return (
+        select(
+            *quotes.c,
+            coins.c.name.label("coin_name"),
+            coins.c.symbol.label("coin_symbol"),
+            coins.c.slug.label("coin_slug"),
+            coins.c.date_added.label("coin_date_added"),
+        )
+        .join(ranked, ranked.c.id == quotes.c.id)
+        .join(coins, coins.c.id == quotes.c.coin_id)
+        .where(ranked.c.position == 1)
+    )
+
+
+_NEWEST = _newest_statement()
+
+
+def _coin_upsert(insert):
+    stmt = insert(CoinRow.__table__)
+    return stmt.on_conflict_do_update(
+        index_elements=[CoinRow.__table__.c.id],
+        set_={c: stmt.excluded[c] for c in ("symbol", "name", "slug", "date_added", "updated_at")},
+    )
+
+
+_COIN_UPSERTS = {"postgresql": _coin_upsert(postgresql.insert), "sqlite": _coin_upsert(sqlite.insert)}
+_INSERT_QUOTE = QuoteRow.__table__.insert()
 
 
 class SqlQuoteRepository(QuoteRepository):
@@ -35,51 +79,28 @@ class SqlQuoteRepository(QuoteRepository):
     def newest(self, symbols: Sequence[str], currency: str) -> dict[str, CoinQuote]:
         if not symbols:
             return {}
-        ranked = (
-            select(
-                QuoteRow.id,
-                func.row_number()
-                .over(
-                    partition_by=QuoteRow.lookup_symbol,
-                    order_by=(QuoteRow.fetched_at.desc(), QuoteRow.id.desc()),
-                )
-                .label("position"),
-            )
-            .where(QuoteRow.lookup_symbol.in_(list(symbols)), QuoteRow.currency == currency)
-            .subquery()
-        )
-        stmt = (
-            select(QuoteRow, CoinRow)
-            .join(ranked, ranked.c.id == QuoteRow.id)
-            .join(CoinRow, CoinRow.id == QuoteRow.coin_id)
-            .where(ranked.c.position == 1)
-        )
         try:
-            rows = self.session.execute(stmt).all()
+            rows = self.session.execute(
+                _NEWEST, {"symbols": list(symbols), "currency": currency}
+            ).all()
         except SQLAlchemyError as exc:
             DATABASE_ERRORS.labels("read").inc()
             self._rollback()
             raise StorageError(f"reading stored quotes failed ({type(exc).__name__})") from exc
-        return {quote_row.lookup_symbol: _to_domain(quote_row, coin_row) for quote_row, coin_row in rows}
+        return {row.lookup_symbol: _to_domain(row) for row in rows}
 
     def add(self, quotes: Mapping[str, CoinQuote]) -> None:
         if not quotes:
             return
         coins = {q.coin.id: _coin_values(q) for q in quotes.values()}
         try:
-            insert = _UPSERTS.get(self.session.get_bind().dialect.name)
-            if insert is None:
+            upsert = _COIN_UPSERTS.get(self.session.get_bind().dialect.name)
+            if upsert is None:
                 raise StorageError("unsupported database dialect")
-            stmt = insert(CoinRow).values(list(coins.values()))
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[CoinRow.id],
-                set_={c: stmt.excluded[c] for c in ("symbol", "name", "slug", "date_added", "updated_at")},
-            )
-            self.session.execute(stmt)
-            self.session.execute(
-                QuoteRow.__table__.insert(),
-                [_quote_values(symbol, q) for symbol, q in quotes.items()],
-            )
+            # Statements built once and run with a list of rows: SQLAlchemy batches them into
+            # one multi-row statement ("insertmanyvalues") and reuses the compiled form.
+            self.session.execute(upsert, list(coins.values()))
+            self.session.execute(_INSERT_QUOTE, [_quote_values(symbol, q) for symbol, q in quotes.items()])
             self.session.commit()
         except SQLAlchemyError as exc:
             DATABASE_ERRORS.labels("write").inc()
@@ -134,19 +155,19 @@ def _quote_values(symbol: str, q: CoinQuote) -> dict[str, Any]:
     }
 
 
-def _to_domain(row: QuoteRow, coin_row: CoinRow) -> CoinQuote:
+def _to_domain(row: Any) -> CoinQuote:
     coin = Coin(
-        id=coin_row.id,
-        name=coin_row.name,
-        symbol=coin_row.symbol,
-        slug=coin_row.slug,
+        id=row.coin_id,
+        name=row.coin_name,
+        symbol=row.coin_symbol,
+        slug=row.coin_slug,
         cmc_rank=row.cmc_rank,
         is_active=row.is_active,
         num_market_pairs=row.num_market_pairs,
         circulating_supply=row.circulating_supply,
         total_supply=row.total_supply,
         max_supply=row.max_supply,
-        date_added=coin_row.date_added,
+        date_added=row.coin_date_added,
         last_updated=row.coin_last_updated,
     )
     quote = Quote(

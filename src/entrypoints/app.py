@@ -28,6 +28,7 @@ from src.entrypoints.jsonio import ExactJSONProvider
 from src.entrypoints.logs import configure_logging
 from src.entrypoints.observability import register_observability
 from src.entrypoints.rate_limit import register_rate_limit
+from src.entrypoints.render import QuoteRenderer
 from src.entrypoints.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class Services:
     service: QuoteService
     repository: QuoteRepository
     cache: QuoteCache
+    renderer: QuoteRenderer
 
 
 def create_app(
@@ -95,7 +97,7 @@ def create_app(
             else None
         ),
     )
-    app.extensions["coinquote"] = Services(settings, service, repository, cache)
+    app.extensions["coinquote"] = Services(settings, service, repository, cache, QuoteRenderer())
     register_rate_limit(app, settings)
     register_api(app)
     if settings.uses_sandbox:

@@ -21,8 +21,8 @@ class RedactingFilter(logging.Filter):
         if not self.secret:
             return True
         message = record.getMessage()
-        if self.secret in message:
-            record.msg, record.args = message.replace(self.secret, "[redacted]"), None
+        # Keep the rendered message: the formatter then does not render it a second time.
+        record.msg, record.args = message.replace(self.secret, "[redacted]"), None
         if record.exc_info and record.exc_text is None:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text and self.secret in record.exc_text:

@@ -24,8 +24,8 @@ _QUIET_ROUTES = {"/healthz", "/metrics"}
 def observe_answer(answer: QuoteAnswer) -> None:
     """Count the quotes served by source and keep the answer for the access log line."""
     g.quote_answer = answer
-    for served in answer.quotes.values():
-        QUOTES_SERVED.labels(served.source.value).inc()
+    for source, count in Counter(served.source.value for served in answer.quotes.values()).items():
+        QUOTES_SERVED.labels(source).inc(count)
 
 
 def register_observability(app: Flask) -> None:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
+from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from flask_smorest.error_handler import ErrorSchema
 
-from src.domain.model import QuoteAnswer, ServedQuote
-from src.domain.service import QuoteService
 from src.entrypoints.observability import observe_answer
 from src.entrypoints.schemas import QuoteQueryArgsSchema, QuotesResponseSchema
 
@@ -65,7 +63,7 @@ _RETRY_AFTER = {
 
 @blp.route("/quotes")
 class Quotes(MethodView):
-    @blp.arguments(QuoteQueryArgsSchema, location="query", as_kwargs=True)
+    @blp.arguments(QuoteQueryArgsSchema(), location="query", as_kwargs=True)  # one instance, not one per request
     @blp.response(200, QuotesResponseSchema, description="Quotes of the coins that exist.",
                   example=QUOTES_EXAMPLE)
     @blp.alt_response(
@@ -115,48 +113,18 @@ class Quotes(MethodView):
         description="CoinMarketCap did not answer in time.",
         example=_error_example(504, "Gateway Timeout", "CoinMarketCap did not answer in time"),
     )
-    def get(self, symbol: tuple[str, ...], convert: str | None = None) -> dict[str, Any]:
+    def get(self, symbol: tuple[str, ...], convert: str | None = None) -> Response:
         """Get the latest quotes of one or more coins
 
         Returns each coin's metadata and market quote in the base currency (USD by default),
         and in the `convert` currency when one is given. `source` tells, per coin, whether the
         base quote came from the cache, the database or CoinMarketCap.
         ---
-        Views stay thin: parse (done by the schema), ask the service, present.
+        Views stay thin: parse (done by the schema), ask the service, render. The body is
+        assembled by QuoteRenderer from fragments the response schema produced.
         """
-        service: QuoteService = current_app.extensions["coinquote"].service
-        answer = service.get_quotes(symbol, convert)
+        services = current_app.extensions["coinquote"]
+        answer = services.service.get_quotes(symbol, convert)
         observe_answer(answer)
-        return present(answer)
+        return Response(services.renderer.render(answer), mimetype="application/json")
 
-
-def present(answer: QuoteAnswer) -> dict[str, Any]:
-    """Shape a QuoteAnswer as the response body."""
-    return {
-        "data": {symbol: _present_coin(served) for symbol, served in answer.quotes.items()},
-        "unknown_symbols": list(answer.unknown_symbols),
-    }
-
-
-def _present_coin(served: ServedQuote) -> dict[str, Any]:
-    coin, quote = served.coin_quote.coin, served.coin_quote.quote
-    quotes = {quote.currency: quote}
-    if served.converted is not None:
-        quotes[served.converted.currency] = served.converted
-    return {
-        "id": coin.id,
-        "name": coin.name,
-        "symbol": coin.symbol,
-        "slug": coin.slug,
-        "cmc_rank": coin.cmc_rank,
-        "is_active": coin.is_active,
-        "num_market_pairs": coin.num_market_pairs,
-        "circulating_supply": coin.circulating_supply,
-        "total_supply": coin.total_supply,
-        "max_supply": coin.max_supply,
-        "date_added": coin.date_added,
-        "last_updated": coin.last_updated,
-        "source": served.source.value,
-        "stale": served.stale,
-        "quote": quotes,
-    }

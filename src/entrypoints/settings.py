@@ -66,7 +66,9 @@ class Settings:
         """The Flask and extension configuration keys (the only place they are spelled out)."""
         config: dict[str, Any] = {
             "SQLALCHEMY_DATABASE_URI": self.database_url,
-            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+            # No pre-ping (a round trip per request): a connection found dead fails one query,
+            # which the service survives, and SQLAlchemy then replaces the whole pool.
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 1800},
             "CACHE_DEFAULT_TIMEOUT": self.cache_ttl_seconds,
             "CACHE_KEY_PREFIX": "coinquote:",
         }
@@ -77,6 +79,8 @@ class Settings:
             config["CACHE_TYPE"] = "SimpleCache"
         if self.database_url.startswith("postgresql"):
             config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] = {"connect_timeout": 3}
+            # The coin upsert (ON CONFLICT) is not batched by default: one round trip per row.
+            config["SQLALCHEMY_ENGINE_OPTIONS"]["executemany_mode"] = "values_plus_batch"
         return config
 
 

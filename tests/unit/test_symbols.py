@@ -113,3 +113,4 @@ def test_parsed_symbols_always_make_valid_memcached_keys(symbols):
         key = "coinquote:" + cache_key("USD", symbol)
         assert len(key.encode()) <= 250
         assert re.fullmatch(r"[A-Za-z0-9:_-]+", key)
+

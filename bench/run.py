@@ -1,0 +1,257 @@
+"""coinquote benchmark: the production shape on this machine, loaded by wrk, against a floor.
+
+Starts throwaway PostgreSQL and memcached, the fake CoinMarketCap (answering at once),
+coinquote under gunicorn with gunicorn.conf.py, a second coinquote whose cache never hits
+(for the database path), and the baseline app (bench/baseline.py) under the same
+gunicorn.conf.py. Then it interleaves wrk runs (baseline, each scenario, baseline, ...) and
+prints medians. `--soak` adds a mixed-traffic run that samples worker memory.
+
+    python -m bench.run [--duration 5] [--rounds 3] [--connections 32] [--soak 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import requests
+
+from tests.servers import Memcached, Postgres, free_port, stop, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "bench-key-not-secret"
+FIFTY = ",".join(f"SYN{i}" for i in range(1, 51))
+
+# Each request asks for 50 synthetic coins nobody has seen: the provider path every time.
+PROVIDER_LUA = """
+local counter = 0
+local offset = 0
+function init(args) offset = tonumber(args[1]) end
+function request()
+  local first = offset + counter * 50
+  counter = counter + 1
+  local symbols = {}
+  for i = 0, 49 do symbols[#symbols + 1] = "SYN" .. (first + i) end
+  return wrk.format("GET", "/api/v1/quotes?symbol=" .. table.concat(symbols, ","))
+end
+"""
+# The soak's traffic: mostly cache hits, some negatives, conversions and new coins.
+SOAK_LUA = """
+local paths = {
+  "/api/v1/quotes?symbol=BTC", "/api/v1/quotes?symbol=ETH,BTC,SOL",
+  "/api/v1/quotes?symbol=%s", "/api/v1/quotes?symbol=NOPE",
+  "/api/v1/quotes?symbol=BTC&convert=EUR", "/api/v1/quotes?symbol=DOGE",
+}
+local counter = 0
+function request()
+  counter = counter + 1
+  if counter %% 50 == 0 then
+    return wrk.format("GET", "/api/v1/quotes?symbol=SYN" .. (700000 + counter %% 250000))
+  end
+  return wrk.format("GET", paths[(counter %% #paths) + 1])
+end
+""" % FIFTY
+
+
+@dataclass
+class Run:
+    scenario: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+
+
+def to_ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def wrk(scenario: str, url: str, duration: int, connections: int, script: str | None = None,
+        script_args: list[str] | None = None) -> Run:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+    if script:
+        handle = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+        handle.write(script)
+        handle.close()
+        command += ["-s", handle.name]
+    command.append(url)
+    if script_args:
+        command += ["--", *script_args]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return Run(
+        scenario=scenario,
+        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        p50_ms=to_ms(re.search(r"50%\s+(\S+)", out).group(1)),
+        p99_ms=to_ms(re.search(r"99%\s+(\S+)", out).group(1)),
+        requests=int(re.search(r"(\d+) requests in", out).group(1)),
+        non_2xx=int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0,
+        socket_errors=sum(int(g) for g in errors.groups()) if errors else 0,
+    )
+
+
+def spawn(args: list[str], env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    wait_for_port(port, 30, process)
+    return process
+
+
+def gunicorn(target: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}"}
+    process = spawn([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", target], env, port, log)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def worker_rss_kib(master: subprocess.Popen) -> int:
+    """Total resident memory of the gunicorn workers (children of the master)."""
+    children = subprocess.run(["ps", "--ppid", str(master.pid), "-o", "rss="], capture_output=True,
+                              text=True).stdout.split()
+    return sum(int(c) for c in children)
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.platform()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (A B A B ...)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--soak", type=int, default=0, help="seconds of mixed traffic (0: none)")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install -y wrk")
+
+    workdir = Path(tempfile.mkdtemp(prefix="coinquote-bench-"))
+    postgres, memcached = Postgres().start(), Memcached().start()
+    processes: list[subprocess.Popen] = []
+    try:
+        fake_port = free_port()
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "CMC_"))}
+        processes.append(spawn([sys.executable, "-m", "tests.fake_cmc", "--port", str(fake_port),
+                                "--api-key", KEY], base_env, fake_port, workdir / "fake.log"))
+        env = {**base_env, "CMC_API_KEY": KEY, "CMC_BASE_URL": f"http://127.0.0.1:{fake_port}",
+               "DATABASE_URL": postgres.url, "MEMCACHED_SERVERS": memcached.address,
+               "CACHE_TTL_SECONDS": "3600", "PYTHONUNBUFFERED": "1"}
+        subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT,
+                       env=env, check=True, capture_output=True)
+        app, app_url = gunicorn("wsgi:app", env, workdir / "coinquote.log")
+        dead_cache = {**env, "MEMCACHED_SERVERS": f"127.0.0.1:{free_port()}"}
+        dbhit, dbhit_url = gunicorn("wsgi:app", dead_cache, workdir / "dbhit.log")
+        baseline_env = {**base_env, "BASELINE_MEMCACHED": memcached.address}
+        baseline, baseline_url = gunicorn("bench.baseline:app", baseline_env, workdir / "baseline.log")
+        processes += [app, dbhit, baseline]
+
+        # Warm up: fetch (stores and caches), and give the baseline the same BTC document.
+        btc = requests.get(app_url + "/api/v1/quotes?symbol=BTC", timeout=10)
+        requests.get(app_url + f"/api/v1/quotes?symbol={FIFTY}", timeout=10).raise_for_status()
+        requests.get(dbhit_url + "/api/v1/quotes?symbol=BTC", timeout=10).raise_for_status()
+        from pymemcache.client.base import Client
+
+        host, _, port = memcached.address.rpartition(":")
+        Client((host, int(port))).set("baseline:BTC", btc.content, expire=0)
+
+        scenarios = [
+            ("cache hit, 1 symbol", app_url + "/api/v1/quotes?symbol=BTC", None),
+            ("cache hit, 50 symbols", app_url + f"/api/v1/quotes?symbol={FIFTY}", None),
+            ("database hit, 1 symbol", dbhit_url + "/api/v1/quotes?symbol=BTC", None),
+            ("provider path, 50 new symbols", app_url + "/api/v1/quotes", PROVIDER_LUA),
+            ("convert=EUR, 1 symbol", app_url + "/api/v1/quotes?symbol=BTC&convert=EUR", None),
+        ]
+        runs: list[Run] = []
+        fake_url = f"http://127.0.0.1:{fake_port}"
+        for round_number in range(args.rounds):
+            runs.append(wrk("baseline", baseline_url + "/api/v1/quotes", args.duration, args.connections))
+            for name, url, script in scenarios:
+                before = len(requests.get(fake_url + "/__fake__/calls").json()["calls"])
+                offset = str(10000 + round_number * 290000)
+                run = wrk(name, url, args.duration, args.connections, script, [offset] if script else None)
+                calls = len(requests.get(fake_url + "/__fake__/calls").json()["calls"]) - before
+                if script:
+                    print(f"  {name}: {calls} upstream calls for {run.requests} requests", flush=True)
+                runs.append(run)
+                requests.delete(fake_url + "/__fake__/calls")
+            print(f"round {round_number + 1}/{args.rounds} done", flush=True)
+
+        report = summarise(runs)
+        soak = run_soak(app, app_url, args) if args.soak else None
+        print_report(report, soak)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"machine": machine(), "args": vars(args),
+                                              "medians": report, "soak": soak,
+                                              "runs": [asdict(r) for r in runs]}, indent=2))
+        print(f"\nwritten to {args.out}; logs in {workdir}")
+    finally:
+        for process in reversed(processes):
+            stop(process)
+        memcached.close()
+        postgres.close()
+
+
+def summarise(runs: list[Run]) -> dict[str, dict[str, float]]:
+    report: dict[str, dict[str, float]] = {}
+    for name in dict.fromkeys(r.scenario for r in runs):
+        mine = [r for r in runs if r.scenario == name]
+        report[name] = {
+            "rps": statistics.median(r.rps for r in mine),
+            "p50_ms": statistics.median(r.p50_ms for r in mine),
+            "p99_ms": statistics.median(r.p99_ms for r in mine),
+            "errors": sum(r.non_2xx + r.socket_errors for r in mine),
+        }
+    baseline = report["baseline"]["rps"]
+    for name, row in report.items():
+        row["vs_baseline"] = row["rps"] / baseline
+    return report
+
+
+def run_soak(app: subprocess.Popen, url: str, args) -> dict[str, float]:
+    warm_up = min(30, args.soak // 5)
+    print(f"soak: {args.soak} s of mixed traffic ({warm_up} s warm-up)", flush=True)
+    wrk("soak warm-up", url + "/", warm_up, args.connections, SOAK_LUA)
+    after_warm_up = worker_rss_kib(app)
+    samples = []
+    started = time.monotonic()
+    remaining = args.soak - warm_up
+    while remaining > 0:
+        chunk = min(30, remaining)
+        run = wrk("soak", url + "/", chunk, args.connections, SOAK_LUA)
+        samples.append({"t": round(time.monotonic() - started), "rss_kib": worker_rss_kib(app),
+                        "rps": run.rps, "errors": run.non_2xx + run.socket_errors})
+        remaining -= chunk
+    end = worker_rss_kib(app)
+    return {"rss_after_warm_up_kib": after_warm_up, "rss_end_kib": end,
+            "growth": (end - after_warm_up) / after_warm_up, "samples": samples}
+
+
+def print_report(report: dict[str, dict[str, float]], soak: dict | None) -> None:
+    print("\n| scenario | req/s | p50 ms | p99 ms | vs baseline | errors |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, row in report.items():
+        print(f"| {name} | {row['rps']:,.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} "
+              f"| {row['vs_baseline']:.0%} | {row['errors']:.0f} |")
+    if soak:
+        print(f"\nsoak: worker RSS {soak['rss_after_warm_up_kib']} KiB after warm-up -> "
+              f"{soak['rss_end_kib']} KiB at the end ({soak['growth']:+.1%})")
+
+
+if __name__ == "__main__":
+    main()
