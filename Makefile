@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 FAKE_CMC_PORT ?= 8001
 
-.PHONY: run demo test test-unit test-integration test-e2e fake-cmc clean
+.PHONY: run demo test test-unit test-integration test-e2e fake-cmc bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ test: $(VENV)/.test-deps
 
 test-unit test-integration test-e2e: $(VENV)/.test-deps
 	$(BIN)/python -m pytest tests/$(subst test-,,$@)
+
+## bench: the benchmark (needs wrk, PostgreSQL and memcached installed); see bench/README.md
+bench: $(VENV)/.test-deps
+	$(BIN)/python -m bench.run --duration 10 --rounds 3 --soak 300
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info

@@ -46,11 +46,12 @@ function request()
   return wrk.format("GET", "/api/v1/quotes?symbol=" .. table.concat(symbols, ","))
 end
 """
-# The soak's traffic: mostly cache hits, some negatives, conversions and new coins.
+# The soak's traffic: mostly cache hits, some unknown symbols, conversions and new coins
+# (every response a 200, so any non-2xx is a real error).
 SOAK_LUA = """
 local paths = {
   "/api/v1/quotes?symbol=BTC", "/api/v1/quotes?symbol=ETH,BTC,SOL",
-  "/api/v1/quotes?symbol=%s", "/api/v1/quotes?symbol=NOPE",
+  "/api/v1/quotes?symbol=%s", "/api/v1/quotes?symbol=BTC,NOPE",
   "/api/v1/quotes?symbol=BTC&convert=EUR", "/api/v1/quotes?symbol=DOGE",
 }
 local counter = 0
@@ -96,8 +97,8 @@ def wrk(scenario: str, url: str, duration: int, connections: int, script: str | 
     return Run(
         scenario=scenario,
         rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        p50_ms=to_ms(re.search(r"50%\s+(\S+)", out).group(1)),
-        p99_ms=to_ms(re.search(r"99%\s+(\S+)", out).group(1)),
+        p50_ms=to_ms(re.search(r"^\s+50%\s+(\S+)\s*$", out, re.M).group(1)),
+        p99_ms=to_ms(re.search(r"^\s+99%\s+(\S+)\s*$", out, re.M).group(1)),
         requests=int(re.search(r"(\d+) requests in", out).group(1)),
         non_2xx=int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0,
         socket_errors=sum(int(g) for g in errors.groups()) if errors else 0,
@@ -137,6 +138,10 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--soak", type=int, default=0, help="seconds of mixed traffic (0: none)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
+    parser.add_argument("--only", help="run only the scenarios whose name contains this text")
+    parser.add_argument("--worker-class", help="GUNICORN_WORKER_CLASS for every server (default: the config's)")
+    parser.add_argument("--workers", type=int, help="GUNICORN_WORKERS for every server")
+    parser.add_argument("--threads", type=int, help="GUNICORN_THREADS for every server")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
@@ -147,6 +152,10 @@ def main() -> None:
     try:
         fake_port = free_port()
         base_env = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "CMC_"))}
+        for option, variable in (("worker_class", "GUNICORN_WORKER_CLASS"), ("workers", "GUNICORN_WORKERS"),
+                                 ("threads", "GUNICORN_THREADS")):
+            if getattr(args, option) is not None:
+                base_env[variable] = str(getattr(args, option))
         processes.append(spawn([sys.executable, "-m", "tests.fake_cmc", "--port", str(fake_port),
                                 "--api-key", KEY], base_env, fake_port, workdir / "fake.log"))
         env = {**base_env, "CMC_API_KEY": KEY, "CMC_BASE_URL": f"http://127.0.0.1:{fake_port}",
@@ -177,6 +186,8 @@ def main() -> None:
             ("provider path, 50 new symbols", app_url + "/api/v1/quotes", PROVIDER_LUA),
             ("convert=EUR, 1 symbol", app_url + "/api/v1/quotes?symbol=BTC&convert=EUR", None),
         ]
+        if args.only:
+            scenarios = [s for s in scenarios if args.only in s[0]]
         runs: list[Run] = []
         fake_url = f"http://127.0.0.1:{fake_port}"
         for round_number in range(args.rounds):

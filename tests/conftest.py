@@ -30,6 +30,13 @@ class NoServerErrorClient(FlaskClient):
         return response
 
 
+def make_client(settings: Settings, **ports) -> FlaskClient:
+    """A test client of the real app (create_app) whose 500s fail the test."""
+    app = create_app(settings, **ports)
+    app.test_client_class = NoServerErrorClient
+    return app.test_client()
+
+
 @pytest.fixture
 def settings() -> Settings:
     return Settings(cmc_api_key=TEST_KEY, cmc_base_url="http://127.0.0.1:9")

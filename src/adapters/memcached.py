@@ -117,7 +117,7 @@ class FlaskCachingQuoteCache(QuoteCache):
     A cache that cannot be reached answers misses and drops writes; it never raises.
     """
 
-    def __init__(self, cache: Cache, memo_entries: int = 20_000) -> None:
+    def __init__(self, cache: Cache, memo_entries: int = 4_096) -> None:
         self.cache = cache
         # Decoding a cached quote costs more than fetching it; the same text decodes to the same
         # value, so keep the last decodings (bounded). Equal text means an equal quote.

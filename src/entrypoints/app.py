@@ -76,7 +76,7 @@ def create_app(
 ) -> Flask:
     """Build the application; each port may be replaced (tests pass fakes here)."""
     settings = settings or Settings.from_env(os.environ)
-    configure_logging(settings.log_format, settings.cmc_api_key)
+    configure_logging(settings.log_format, settings.cmc_api_key, settings.log_level)
     app = Flask("src")
     app.config.update(settings.to_flask_config())
     app.config.update(API_CONFIG)

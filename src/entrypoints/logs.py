@@ -48,7 +48,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(log_format: str, secret: str) -> None:
+def configure_logging(log_format: str, secret: str, level: str = "INFO") -> None:
     """Install one stderr handler on the root logger (idempotent: replaces its own)."""
     root = logging.getLogger()
     for handler in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
@@ -61,5 +61,4 @@ def configure_logging(log_format: str, secret: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter(secret))
     root.addHandler(handler)
-    if root.level == logging.NOTSET or root.level > logging.INFO:
-        root.setLevel(logging.INFO)
+    root.setLevel(level)

@@ -22,10 +22,11 @@ _QUIET_ROUTES = {"/healthz", "/metrics"}
 
 
 def observe_answer(answer: QuoteAnswer) -> None:
-    """Count the quotes served by source and keep the answer for the access log line."""
-    g.quote_answer = answer
-    for source, count in Counter(served.source.value for served in answer.quotes.values()).items():
+    """Count the quotes served by source, and keep the counts for the access log line."""
+    sources = Counter(served.source.value for served in answer.quotes.values())
+    for source, count in sources.items():
         QUOTES_SERVED.labels(source).inc(count)
+    g.quote_counts = (len(answer.quotes) + len(answer.unknown_symbols), sources)
 
 
 def register_observability(app: Flask) -> None:
@@ -53,21 +54,15 @@ def register_observability(app: Flask) -> None:
 
 
 def _log_request(status: int, elapsed: float, request_id: str) -> None:
-    fields: dict[str, object] = {
-        "method": request.method,
-        "path": request.path,
-        "status": status,
-        "duration_ms": round(elapsed * 1000, 2),
-        "request_id": request_id,
-    }
-    summary = ""
-    answer: QuoteAnswer | None = g.get("quote_answer")
-    if answer is not None:
-        sources = Counter(served.source.value for served in answer.quotes.values())
-        fields["symbols"] = len(answer.quotes) + len(answer.unknown_symbols)
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    method, path, duration_ms = request.method, request.path, round(elapsed * 1000, 2)
+    fields: dict[str, object] = {"method": method, "path": path, "status": status,
+                                 "duration_ms": duration_ms, "request_id": request_id}
+    message = f"{method} {path} {status} {duration_ms}ms rid={request_id}"
+    counts = g.get("quote_counts")
+    if counts is not None:
+        fields["symbols"], sources = counts
         fields["sources"] = dict(sources)
-        summary = f" symbols={fields['symbols']} sources={','.join(f'{k}:{v}' for k, v in sources.items())}"
-    access_log.info(
-        "%s %s %s %.1fms rid=%s%s", request.method, request.path, status, elapsed * 1000,
-        request_id, summary, extra=fields,
-    )
+        message += f" symbols={counts[0]} sources=" + ",".join(f"{k}:{v}" for k, v in sources.items())
+    access_log.info(message, extra=fields)

@@ -57,7 +57,7 @@ class _Memo:
 class QuoteRenderer:
     """Renders a QuoteAnswer as the response body of GET /api/v1/quotes."""
 
-    def __init__(self, max_entries: int = 20_000) -> None:
+    def __init__(self, max_entries: int = 4_096) -> None:
         coin_schema = CoinQuoteSchema(only=_COIN_FIELDS)
         self._quote_schema = MarketQuoteSchema()
         # `{"id":1,...}` without its braces, so source, stale and quote can follow.

@@ -39,6 +39,7 @@ class Settings:
     quote_max_age_seconds: int | None = None
     rate_limit: str | None = None
     log_format: str = "text"
+    log_level: str = "INFO"
     uses_sandbox: bool = False
 
     @classmethod
@@ -59,6 +60,7 @@ class Settings:
             quote_max_age_seconds=_int(env, "QUOTE_MAX_AGE_SECONDS", None, minimum=1),
             rate_limit=_rate_limit(env),
             log_format=_choice(env, "LOG_FORMAT", "text", ("text", "json")),
+            log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
             uses_sandbox=uses_sandbox,
         )
 

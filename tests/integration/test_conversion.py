@@ -9,15 +9,7 @@ import pytest
 from pymemcache.client.base import Client
 from sqlalchemy import text
 
-from src.entrypoints.app import create_app
-from tests.conftest import NoServerErrorClient
 
-
-@pytest.fixture
-def client(wired_settings):
-    app = create_app(wired_settings)
-    app.test_client_class = NoServerErrorClient
-    return app.test_client()
 
 
 def memcached_values(servers: list[str]) -> list[bytes]:

@@ -7,9 +7,8 @@ import time
 import pytest
 from sqlalchemy import create_engine, text
 
-from src.entrypoints.app import create_app
 from src.entrypoints.settings import Settings
-from tests.conftest import NoServerErrorClient, migrate_database
+from tests.conftest import make_client, migrate_database
 from tests.fake_cmc.market import TEST_KEY as FAKE_CMC_KEY
 from tests.servers import Memcached, Postgres
 
@@ -37,9 +36,7 @@ def client(own_postgres, own_memcached, cmc):
     engine.dispose()
     settings = Settings(cmc_api_key=FAKE_CMC_KEY, cmc_base_url=cmc.url, database_url=own_postgres.url,
                         memcached_servers=(own_memcached.address,))
-    app = create_app(settings)
-    app.test_client_class = NoServerErrorClient
-    return app.test_client()
+    return make_client(settings)
 
 
 def wait_for_status(client, path: str, status: int, timeout: float = 30.0):

@@ -10,16 +10,10 @@ import pytest
 from sqlalchemy import text
 
 from src.adapters.coinmarketcap import CircuitBreaker, CoinMarketCapProvider
-from src.entrypoints.app import create_app
-from tests.conftest import NoServerErrorClient
+from tests.conftest import make_client
 from tests.fake_cmc.market import Failure
 from tests.integration.test_conversion import memcached_values
 
-
-def make_client(settings, **overrides):
-    app = create_app(settings, **overrides)
-    app.test_client_class = NoServerErrorClient
-    return app.test_client()
 
 
 class TestCircuitBreaker:

@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import logging
 
-import pytest
 from sqlalchemy import text
 
 from src.entrypoints.app import create_app
-from tests.conftest import NoServerErrorClient
 from tests.fake_cmc.market import TEST_KEY as FAKE_CMC_KEY
 
 
-@pytest.fixture
-def app(wired_settings):
-    app = create_app(wired_settings)
-    app.test_client_class = NoServerErrorClient
-    return app
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
 
 
 def source(client, symbols="BTC"):

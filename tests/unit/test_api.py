@@ -10,37 +10,13 @@ import pytest
 from src.domain.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from src.entrypoints.app import create_app
 from tests.conftest import TEST_KEY, NoServerErrorClient
-from tests.fakes import FakeQuoteProvider, FixedClock, InMemoryQuoteCache, InMemoryQuoteRepository, coin_quote
-
-BTC = coin_quote("BTC", 1, "67250.123456789012345678")
-ETH = coin_quote("ETH", 1027, "3512.44")
+from tests.fakes import FixedClock
 
 
-@pytest.fixture
-def provider():
-    return FakeQuoteProvider({"BTC": BTC, "ETH": ETH})
 
 
-@pytest.fixture
-def repo():
-    return InMemoryQuoteRepository()
 
 
-@pytest.fixture
-def cache():
-    return InMemoryQuoteCache(clock=FixedClock())
-
-
-@pytest.fixture
-def app(settings, provider, repo, cache):
-    app = create_app(settings, provider=provider, repository=repo, cache=cache, clock=FixedClock())
-    app.test_client_class = NoServerErrorClient
-    return app
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
 
 
 class TestQuotes:

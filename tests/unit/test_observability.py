@@ -9,28 +9,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from src.domain.errors import ProviderUnavailable
-from src.entrypoints.app import create_app
 from src.entrypoints.logs import JsonFormatter, RedactingFilter
-from tests.conftest import TEST_KEY, NoServerErrorClient
-from tests.fakes import FakeQuoteProvider, FixedClock, InMemoryQuoteCache, InMemoryQuoteRepository, coin_quote
+from tests.conftest import TEST_KEY
 
 
-@pytest.fixture
-def provider():
-    return FakeQuoteProvider({"BTC": coin_quote("BTC", 1, "67250.12"), "ETH": coin_quote("ETH", 1027, "3512.44")})
 
-
-@pytest.fixture
-def cache():
-    return InMemoryQuoteCache(clock=FixedClock())
-
-
-@pytest.fixture
-def client(settings, provider, cache):
-    app = create_app(settings, provider=provider, repository=InMemoryQuoteRepository(), cache=cache,
-                     clock=FixedClock())
-    app.test_client_class = NoServerErrorClient
-    return app.test_client()
 
 
 def samples(client) -> dict[tuple[str, tuple], float]:

@@ -7,27 +7,9 @@ from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 
 from src.domain.errors import ProviderError, ProviderTimeout, ProviderUnavailable
-from src.entrypoints.app import create_app
-from tests.conftest import NoServerErrorClient
-from tests.fakes import FakeQuoteProvider, FixedClock, InMemoryQuoteCache, InMemoryQuoteRepository, coin_quote
 
 
-@pytest.fixture
-def provider():
-    return FakeQuoteProvider({"BTC": coin_quote("BTC", 1, "67250.12"), "ETH": coin_quote("ETH", 1027, "3512.44")})
 
-
-@pytest.fixture
-def cache():
-    return InMemoryQuoteCache(clock=FixedClock())
-
-
-@pytest.fixture
-def client(settings, provider, cache):
-    app = create_app(settings, provider=provider, repository=InMemoryQuoteRepository(), cache=cache,
-                     clock=FixedClock())
-    app.test_client_class = NoServerErrorClient
-    return app.test_client()
 
 
 @pytest.fixture
