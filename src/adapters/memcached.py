@@ -135,7 +135,7 @@ class FlaskCachingQuoteCache(QuoteCache):
             logger.warning("cache read failed (%s); treating as misses", type(exc).__name__)
             return {}
         found: dict[str, CoinQuote | None] = {}
-        for symbol, value in zip(symbols, values):
+        for symbol, value in zip(symbols, values, strict=True):
             if value is None:
                 continue
             if value == _UNKNOWN:

@@ -17,7 +17,7 @@ MAX_SYMBOLS_PER_REQUEST = 100
 _SYMBOL_RE = re.compile(r"[A-Za-z0-9]+", re.ASCII)
 
 
-class Source(str, enum.Enum):
+class Source(enum.StrEnum):
     """Where a coin's base quote came from for one request."""
 
     CACHE = "cache"
