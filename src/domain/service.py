@@ -92,11 +92,24 @@ class QuoteService:
     def _fetch(self, missing: list[str], stale: dict[str, CoinQuote],
                served: dict[str, ServedQuote], unknown: list[str]) -> None:
         """Ask the provider for `missing` once across processes; store and cache the answer."""
-        claimed = self.cache.claim_fetch(missing, self.base_currency, self.fetch_wait_seconds)
-        if not claimed:
+        claim = list(missing)
+        if not self.cache.claim_fetch(claim, self.base_currency, self.fetch_wait_seconds):
             missing = self._wait_for_other_fetch(missing, served, unknown)
-            if not missing:
-                return
+            if missing:
+                self._call_provider(missing, stale, served, unknown)
+            return
+        try:
+            # Another process may have fetched, cached and released between our miss and our
+            # claim: look again before paying for a call.
+            cached = self.cache.get_many(missing, self.base_currency)
+            missing = self._take_cached(cached, served, unknown, missing)
+            if missing:
+                self._call_provider(missing, stale, served, unknown)
+        finally:
+            self.cache.release_fetch(claim, self.base_currency)
+
+    def _call_provider(self, missing: list[str], stale: dict[str, CoinQuote],
+                       served: dict[str, ServedQuote], unknown: list[str]) -> None:
         try:
             fetched = self.provider.latest_by_symbols(missing, self.base_currency)
         except (ProviderUnavailable, ProviderError):
@@ -106,9 +119,6 @@ class QuoteService:
             for symbol in missing:
                 served[symbol] = ServedQuote(stale[symbol], Source.DATABASE, stale=True)
             return
-        finally:
-            if claimed:
-                self.cache.release_fetch(missing, self.base_currency)
         not_found = [s for s in missing if s not in fetched]
         if fetched:
             self._store(fetched)

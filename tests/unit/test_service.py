@@ -107,7 +107,8 @@ class TestRules:
 
         assert service.get_quotes(("BTC",)).quotes["BTC"].source is Source.DATABASE
 
-    def test_mixed_request_costs_one_call_per_port(self, service, provider, repo, cache):
+    def test_mixed_request_costs_one_call_per_port_and_a_second_look_before_fetching(self, service, provider,
+                                                                                     repo, cache):
         cache.put({"BTC": BTC})
         repo.rows.append(("ETH", ETH))
 
@@ -117,7 +118,7 @@ class TestRules:
             "BTC": Source.CACHE, "ETH": Source.DATABASE, "SOL": Source.PROVIDER,
         }
         assert answer.unknown_symbols == ("NOPE",)
-        assert cache.gets == [("BTC", "ETH", "SOL", "NOPE")]
+        assert cache.gets == [("BTC", "ETH", "SOL", "NOPE"), ("SOL", "NOPE")]  # the second after claiming
         assert repo.reads == [("ETH", "SOL", "NOPE")]
         assert provider.calls == [("symbols", ("SOL", "NOPE"), "USD")]
         assert repo.writes == [{"SOL": SOL}]
@@ -359,6 +360,21 @@ class TestStampede:
 
         assert answer.quotes["BTC"].source is Source.PROVIDER
         assert clock.now() - T0 <= timedelta(seconds=2.2)
+
+    def test_a_fetch_finished_elsewhere_just_before_our_claim_is_not_repeated(self, provider, repo, clock):
+        class RacingCache(InMemoryQuoteCache):
+            def claim_fetch(self, symbols, currency, ttl_seconds):
+                self.set_many({"BTC": BTC}, "USD", 60)  # the other process cached and released
+                return super().claim_fetch(symbols, currency, ttl_seconds)
+
+        cache = RacingCache(clock=clock)
+        service = make_service(provider, repo, cache, clock)
+
+        answer = service.get_quotes(("BTC",))
+
+        assert answer.quotes["BTC"].source is Source.CACHE
+        assert provider.calls == []
+        assert cache.claims == {}
 
     def test_the_claim_is_released_after_a_fetch_and_after_a_failure(self, repo, cache, clock):
         ok = make_service(FakeQuoteProvider({"BTC": BTC}), repo, cache, clock)
