@@ -44,3 +44,32 @@ def wired_app(wired_settings):
 @pytest.fixture
 def client(wired_app):
     return wired_app.test_client()
+
+
+class MemcachedProbe:
+    """Direct reads of each memcached server, bypassing the app's client (for assertions)."""
+
+    def __init__(self, servers: list[str]) -> None:
+        from pymemcache.client.base import Client
+
+        self.clients = [Client((host, int(port)), connect_timeout=2, timeout=2)
+                        for host, _, port in (s.rpartition(":") for s in servers)]
+
+    def get_everywhere(self, key: str) -> list[bytes | None]:
+        """`key` as each server holds it (the app's prefix included)."""
+        return [client.get(key) for client in self.clients]
+
+    def sets(self) -> int:
+        """How many set-like commands the servers have executed so far (stats cmd_set)."""
+        return sum(int(client.stats()[b"cmd_set"]) for client in self.clients)
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+@pytest.fixture
+def memcached_probe(memcached_servers):
+    probe = MemcachedProbe(memcached_servers)
+    yield probe
+    probe.close()

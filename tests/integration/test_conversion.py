@@ -3,36 +3,13 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from urllib.parse import unquote
 
 import pytest
-from pymemcache.client.base import Client
 from sqlalchemy import text
 
+from src.adapters.memcached import cache_key
 
 
-
-def memcached_values(servers: list[str]) -> list[bytes]:
-    values = []
-    for server in servers:
-        host, _, port = server.rpartition(":")
-        client = Client((host, int(port)))
-        keys = _dump_keys(client)
-        values += [v for v in client.get_many(keys).values()]
-        client.close()
-    return values
-
-
-def _dump_keys(client: Client) -> list[str]:
-    """Every key the server holds (`lru_crawler metadump all`), for test inspection."""
-    client._connect()  # noqa: SLF001 - a raw protocol command pymemcache has no method for
-    client.sock.sendall(b"lru_crawler metadump all\r\n")
-    data = b""
-    while not data.endswith(b"END\r\n"):
-        data += client.sock.recv(65536)
-    # Lines read `key=<url-encoded key> exp=... la=...`.
-    return [unquote(line.split()[0][4:].decode()) for line in data.splitlines()
-            if line.startswith(b"key=")]
 
 
 def test_eur_price_is_the_usd_price_over_the_eur_rate(client, cmc):
@@ -51,16 +28,20 @@ def test_btc_in_eth_is_the_ratio_of_their_usd_prices(client):
     assert price == pytest.approx(Decimal("67250.12") / Decimal("3512.44"), rel=Decimal("1e-12"))
 
 
-def test_no_cache_value_and_no_row_holds_a_converted_figure(client, engine, memcached_servers):
+def test_no_cache_value_and_no_row_holds_a_converted_figure(client, engine, memcached_probe):
+    sets_before = memcached_probe.sets()
     for _ in range(3):
         assert client.get("/api/v1/quotes?symbol=BTC,ETH&convert=EUR").status_code == 200
 
     with engine.connect() as conn:
         currencies = conn.execute(text("SELECT DISTINCT currency FROM quotes")).scalars().all()
-    values = memcached_values(memcached_servers)
     assert currencies == ["USD"]
-    assert len(values) == 2
-    assert all(b'"EUR"' not in v and b'"currency":"USD"' in v for v in values)
+    for symbol in ("BTC", "ETH"):
+        assert memcached_probe.get_everywhere(f"coinquote:{cache_key('EUR', symbol)}") == [None, None]
+        stored = [v for v in memcached_probe.get_everywhere(f"coinquote:{cache_key('USD', symbol)}") if v]
+        assert len(stored) == 1 and b'"currency":"USD"' in stored[0] and b"EUR" not in stored[0]
+    # The two base quotes (memcached counts each key) and the fetch claim's add: nothing per convert.
+    assert memcached_probe.sets() - sets_before == 3
 
 
 def test_each_convert_request_calls_upstream_once_and_base_quotes_stay_cached(client, cmc):

@@ -12,7 +12,6 @@ from sqlalchemy import text
 from src.adapters.coinmarketcap import CircuitBreaker, CoinMarketCapProvider
 from tests.conftest import make_client
 from tests.fake_cmc.market import Failure
-from tests.integration.test_conversion import memcached_values
 
 
 
@@ -108,8 +107,9 @@ JUNK = [
 ]
 
 
-def test_junk_input_is_422_and_reaches_nothing(wired_settings, cmc, engine, memcached_servers):
+def test_junk_input_is_422_and_reaches_nothing(wired_settings, cmc, engine, memcached_probe):
     client = make_client(wired_settings)
+    sets_before = memcached_probe.sets()
 
     responses = [client.get("/api/v1/quotes?" + query) for query in JUNK]
 
@@ -118,7 +118,7 @@ def test_junk_input_is_422_and_reaches_nothing(wired_settings, cmc, engine, memc
     assert cmc.quote_calls() == []
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM quotes")).scalar() == 0
-    assert memcached_values(memcached_servers) == []
+    assert memcached_probe.sets() == sets_before
 
 
 def test_rate_limit_is_shared_through_memcached_across_app_instances(wired_settings):
