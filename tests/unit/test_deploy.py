@@ -138,3 +138,10 @@ def test_every_file_the_dockerfile_copies_exists():
     for source in re.findall(r"^COPY\s+(?!--from)(.+?)\s+\S+$", DOCKERFILE, re.M):
         for name in source.split():
             assert (ROOT / name).exists(), name
+
+
+def test_nginx_retries_another_replica_only_when_one_cannot_be_reached():
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+
+    assert re.search(r"^\s*proxy_next_upstream error timeout;", conf, re.M)
+    assert "http_503" not in conf and "http_502" not in conf
