@@ -13,12 +13,12 @@ from typing import Any
 
 import requests
 from tenacity import (
-    retry_if_exception,
+    Retrying,
+    retry_if_exception_type,
     stop_after_attempt,
     stop_before_delay,
     wait_exponential_jitter,
 )
-from tenacity import Retrying
 from tenacity.wait import wait_base
 
 from src.adapters.metrics import UPSTREAM_CALLS, UPSTREAM_CREDITS, UPSTREAM_SHORT_CIRCUITS
@@ -227,7 +227,7 @@ class CoinMarketCapProvider(QuoteProvider):
     def _get_with_retries(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
         deadline = time.monotonic() + self.budget_seconds
         retrying = Retrying(
-            retry=retry_if_exception(lambda exc: isinstance(exc, _Transient)),
+            retry=retry_if_exception_type(_Transient),
             wait=_wait_retry_after(
                 wait_exponential_jitter(multiplier=self.backoff_seconds, max=4, jitter=0.25),
                 cap=self.budget_seconds,

@@ -93,7 +93,6 @@ class TestBadInput:
             "?symbol=" + ",".join(f"S{i}" for i in range(101)),
             "?symbol=BTC&convert=",
             "?symbol=BTC&convert=E%20UR",
-            "?symbol=BTC&pad=" + "x" * 5000,
         ],
     )
     def test_422_with_a_message_and_nothing_reaches_the_ports(self, client, query, provider, repo, cache):
@@ -101,8 +100,15 @@ class TestBadInput:
 
         assert response.status_code == 422
         body = response.get_json()
-        assert body["code"] == 422 and body["message"]
-        assert "query" in body.get("errors", {"query": "too long"})
+        assert body["code"] == 422 and body["message"].startswith("Invalid query parameter")
+        assert "query" in body["errors"]
+        assert provider.calls == [] and repo.reads == [] and cache.gets == []
+
+    def test_a_too_long_query_string_is_422_before_any_parsing(self, client, provider, repo, cache):
+        response = client.get("/api/v1/quotes?symbol=BTC&pad=" + "x" * 5000)
+
+        assert response.status_code == 422
+        assert response.get_json()["message"] == "the query string is longer than 4096 bytes"
         assert provider.calls == [] and repo.reads == [] and cache.gets == []
 
 
