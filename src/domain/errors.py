@@ -28,15 +28,28 @@ class UnknownSymbols(QuoteError):
 
 
 class ProviderError(QuoteError):
-    """The quote provider answered with something unusable, or rejected our credentials."""
+    """The quote provider answered with something unusable, or rejected our credentials.
+
+    The message is our own words (safe to show a client); `upstream_code` is the provider's
+    numeric error code when it gave one. The provider's own text goes to the log only.
+    """
+
+    def __init__(self, message: str, upstream_code: int | None = None) -> None:
+        super().__init__(message)
+        self.upstream_code = upstream_code
 
 
 class ProviderUnavailable(QuoteError):
-    """The quote provider is down or rate-limited; `retry_after` (seconds) when it is known."""
+    """The quote provider is down or rate-limited; `retry_after` (seconds) when it is known.
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    As for ProviderError, the message is ours and `upstream_code` the provider's code if any.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None,
+                 upstream_code: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.upstream_code = upstream_code
 
 
 class ProviderTimeout(ProviderUnavailable):

@@ -87,6 +87,20 @@ class ServedQuote:
 
 
 @dataclass(frozen=True, slots=True)
+class FetchFailure:
+    """Why a fetch of some symbols failed, left by the process that tried for those waiting on it.
+
+    `kind` is "unavailable", "timeout" or "error" (the domain error it stands for); `message`
+    is our own text (never CoinMarketCap's), `retry_after` seconds when known.
+    """
+
+    kind: str
+    message: str
+    retry_after: float | None = None
+    upstream_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class QuoteAnswer:
     """The answer to one request: served coins keyed by requested symbol, and unknown symbols."""
 

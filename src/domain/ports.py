@@ -11,24 +11,29 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from src.domain.model import CoinQuote, Quote
+from src.domain.deadline import Deadline
+from src.domain.model import CoinQuote, FetchFailure, Quote
 
 
 class QuoteProvider(Protocol):
     """The upstream market-data source (CoinMarketCap)."""
 
     @abc.abstractmethod
-    def latest_by_symbols(self, symbols: Sequence[str], currency: str) -> dict[str, CoinQuote]:
+    def latest_by_symbols(self, symbols: Sequence[str], currency: str, *,
+                          deadline: Deadline | None = None) -> dict[str, CoinQuote]:
         """Fetch the latest quotes of `symbols` (normalised) in `currency`, in one call.
 
         Returns a map from requested symbol to quote; symbols that do not exist are absent.
         When several coins share a symbol, the active one with the best rank is returned.
+        All of the call's work (connecting, every retry and wait, reading the body) ends before
+        `deadline` (the provider's own budget from now when None); past it, ProviderTimeout.
         Raises ProviderUnavailable (down, rate-limited), ProviderTimeout, or ProviderError
         (unusable answer, rejected credentials).
         """
 
     @abc.abstractmethod
-    def latest_by_ids(self, coin_ids: Sequence[int], currency: str) -> dict[int, Quote]:
+    def latest_by_ids(self, coin_ids: Sequence[int], currency: str, *,
+                      deadline: Deadline | None = None) -> dict[int, Quote]:
         """Fetch the latest quotes of the coins `coin_ids` in `currency`, in one call.
 
         Returns a map from coin id to its quote in `currency`; ids the provider does not know
@@ -76,20 +81,41 @@ class QuoteCache(Protocol):
         """Cache `entries` (keyed by symbol; None marks an unknown symbol) for `ttl_seconds`."""
 
     @abc.abstractmethod
-    def claim_fetch(self, symbols: Sequence[str], currency: str, ttl_seconds: int) -> bool:
-        """Claim the right to fetch `symbols` from the provider, across processes.
+    def claim_fetches(self, symbols: Sequence[str], currency: str, owner: str,
+                      ttl_seconds: float) -> tuple[str, ...]:
+        """Claim, per symbol and atomically across processes, the right to fetch `symbols`.
 
-        Returns False only when another fetch of the same symbols is under way; True when the
-        claim is ours, or when the cache cannot tell (then everyone may fetch).
+        Returns the symbols now claimed by `owner` (a token unique to this attempt); a symbol
+        already claimed by someone else (or holding a failure note) is left out. When the cache
+        cannot tell, every symbol is returned: everyone may fetch. Claims expire after
+        `ttl_seconds` so a crashed holder never blocks a symbol for long.
         """
 
     @abc.abstractmethod
-    def fetch_in_progress(self, symbols: Sequence[str], currency: str) -> bool:
-        """Whether a claim on `symbols` is held (False when the cache cannot tell)."""
+    def fetch_states(self, symbols: Sequence[str], currency: str) -> dict[str, FetchFailure | None]:
+        """The symbols among `symbols` that hold a claim: None while its fetch is under way, a
+        FetchFailure once the holder failed and left a note. Absent: not claimed (or the cache
+        cannot tell)."""
 
     @abc.abstractmethod
-    def release_fetch(self, symbols: Sequence[str], currency: str) -> None:
-        """Release a claim taken with `claim_fetch`."""
+    def release_fetches(self, symbols: Sequence[str], currency: str, owner: str,
+                        failure: FetchFailure | None = None,
+                        failure_ttl_seconds: float = 5.0) -> None:
+        """Release `owner`'s claims on `symbols`; a claim held by another owner is never touched.
+
+        With `failure`, each claim is replaced (still only if `owner` holds it) by the failure
+        note for `failure_ttl_seconds`, so that those waiting get the holder's error instead of
+        each calling the provider in turn.
+        """
+
+    @abc.abstractmethod
+    def currency_known(self, currency: str) -> bool | None:
+        """True when `currency` is remembered as a valid conversion target, False when it is
+        remembered as unknown, None when nothing is remembered (or the cache cannot tell)."""
+
+    @abc.abstractmethod
+    def remember_currency(self, currency: str, known: bool, ttl_seconds: int) -> None:
+        """Remember for `ttl_seconds` whether `currency` exists as a conversion target."""
 
     @abc.abstractmethod
     def ping(self) -> None:
