@@ -52,6 +52,11 @@ class ProviderUnavailable(QuoteError):
         self.upstream_code = upstream_code
 
 
+class BudgetSpent(ProviderUnavailable):
+    """The credit budget (per minute, per day, or CoinMarketCap's own verdict) allows no call now;
+    `retry_after` says when one will be allowed."""
+
+
 class ProviderTimeout(ProviderUnavailable):
     """The quote provider did not answer in time."""
 

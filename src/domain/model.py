@@ -86,6 +86,23 @@ class ServedQuote:
     stale: bool = False
 
 
+class Purpose(enum.StrEnum):
+    """Why a CoinMarketCap call is made; the credit governor spends in this order of priority."""
+
+    REQUEST = "request"  # symbols with nothing stored (or too old), asked for by a client
+    REFRESH = "refresh"  # refresh-ahead of recently requested symbols
+    CONVERT = "convert"  # a live conversion, at most CONVERT_CREDIT_SHARE of the day
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the CoinMarketCap plan allows; `source` is "key_info", "configured" or "default"."""
+
+    daily_credits: int
+    calls_per_minute: int
+    source: str
+
+
 @dataclass(frozen=True, slots=True)
 class FetchFailure:
     """Why a fetch of some symbols failed, left by the process that tried for those waiting on it.

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from src.domain.deadline import Deadline
-from src.domain.model import CoinQuote, FetchFailure, Quote
+from src.domain.model import CoinQuote, FetchFailure, Plan, Purpose, Quote
 
 
 class QuoteProvider(Protocol):
@@ -120,6 +120,43 @@ class QuoteCache(Protocol):
     @abc.abstractmethod
     def ping(self) -> None:
         """Raise StorageError unless the cache answers now."""
+
+
+class CreditGovernor(Protocol):
+    """The CoinMarketCap budget, shared by every process and replica (contract section 4).
+
+    Every provider call is reserved here first; the governor knows the plan, what was spent
+    today by purpose, and CoinMarketCap's own verdicts (1008/1011: wait for the next minute,
+    1009: the daily reset, 1010: the monthly reset). A governor whose storage fails keeps
+    counting in-process: it never raises anything but BudgetSpent.
+    """
+
+    @abc.abstractmethod
+    def reserve(self, purpose: Purpose, credits: int) -> None:
+        """Count one call against the minute and `credits` against the day for `purpose`.
+
+        Raises BudgetSpent (with `retry_after`) when the call is not allowed now: the minute's
+        calls are used, the day's credits for this purpose are spent (purposes are served in
+        the order request, refresh, convert; conversions at most their share of the day), or a
+        CoinMarketCap verdict is in force.
+        """
+
+    @abc.abstractmethod
+    def honour(self, upstream_code: int, retry_after: float | None = None) -> None:
+        """Record a CoinMarketCap limit verdict (1008, 1009, 1010, 1011) for every process."""
+
+    @abc.abstractmethod
+    def plan(self) -> Plan:
+        """The plan in force (configured, read from CoinMarketCap's key info, or the default)."""
+
+    @abc.abstractmethod
+    def refresh_interval(self, symbols: int) -> float:
+        """Seconds between refresh rounds for `symbols` symbols: the shortest the day's credits
+        sustain after requests' reserve, never below 60 (unless configured)."""
+
+    @abc.abstractmethod
+    def usage(self) -> dict:
+        """Plain data for /usage and /metrics: plan, today's credits used/left by purpose."""
 
 
 class Clock(Protocol):
