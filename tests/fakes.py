@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from src.domain.errors import InvalidCurrency, StorageError
-from src.domain.model import Coin, CoinQuote, Quote
+from src.domain.deadline import Deadline
+from src.domain.errors import InvalidCurrency, ProviderTimeout, StorageError
+from src.domain.model import Coin, CoinQuote, FetchFailure, Quote
 from src.domain.ports import Clock, QuoteCache, QuoteProvider, QuoteRepository
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
@@ -34,40 +35,66 @@ def coin_quote(
 
 
 class FixedClock(Clock):
+    """Time stands still until a test (or a fake's simulated work, or a sleep) moves it.
+
+    `schedule(after, action)` runs `action` once the clock has moved `after` seconds further:
+    the way a unit test plays another process's part while the service waits.
+    """
+
     def __init__(self, now: datetime = T0) -> None:
         self.current = now
+        self.slept: list[float] = []
+        self.pending: list[tuple[datetime, Callable[[], object]]] = []
 
     def now(self) -> datetime:
         return self.current
 
     def advance(self, seconds: float) -> None:
         self.current += timedelta(seconds=seconds)
+        due = [entry for entry in self.pending if entry[0] <= self.current]
+        self.pending = [entry for entry in self.pending if entry[0] > self.current]
+        for _, action in sorted(due, key=lambda entry: entry[0]):
+            action()
 
     def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
         self.advance(seconds)
+
+    def schedule(self, after_seconds: float, action: Callable[[], object]) -> None:
+        self.pending.append((self.current + timedelta(seconds=after_seconds), action))
+
+    def monotonic(self) -> float:
+        """Seconds on this clock, for a Deadline that moves with it."""
+        return self.current.timestamp()
 
 
 class FakeQuoteProvider(QuoteProvider):
-    """Answers from `market` (symbol -> USD CoinQuote) and `rates` (currency -> USD per unit)."""
+    """Answers from `market` (symbol -> USD CoinQuote) and `rates` (currency -> USD per unit).
+
+    Each call takes `latency_seconds` on `clock` (when given); a call whose deadline ends first
+    moves the clock to the deadline and raises ProviderTimeout, as the real adapter does.
+    """
 
     def __init__(self, market: Mapping[str, CoinQuote] | None = None,
                  rates: Mapping[str, Decimal] | None = None,
-                 fail_with: Exception | None = None) -> None:
+                 fail_with: Exception | None = None, *,
+                 clock: FixedClock | None = None, latency_seconds: float = 0.0) -> None:
         self.market = dict(market or {})
         self.rates = dict(rates or {"USD": Decimal(1), "EUR": Decimal("1.08")})
         self.fail_with = fail_with
+        self.clock = clock
+        self.latency_seconds = latency_seconds
         self.calls: list[tuple[str, tuple, str]] = []
+        self.deadlines: list[Deadline | None] = []
 
-    def latest_by_symbols(self, symbols: Sequence[str], currency: str) -> dict[str, CoinQuote]:
-        self.calls.append(("symbols", tuple(symbols), currency))
-        if self.fail_with is not None:
-            raise self.fail_with
+    def latest_by_symbols(self, symbols: Sequence[str], currency: str, *,
+                          deadline: Deadline | None = None) -> dict[str, CoinQuote]:
+        self._answer(("symbols", tuple(symbols), currency), deadline)
         return {s: self.market[s] for s in symbols if s in self.market}
 
-    def latest_by_ids(self, coin_ids: Sequence[int], currency: str) -> dict[int, Quote]:
-        self.calls.append(("ids", tuple(coin_ids), currency))
-        if self.fail_with is not None:
-            raise self.fail_with
+    def latest_by_ids(self, coin_ids: Sequence[int], currency: str, *,
+                      deadline: Deadline | None = None) -> dict[int, Quote]:
+        self._answer(("ids", tuple(coin_ids), currency), deadline)
         if currency not in self.rates:
             raise InvalidCurrency(f"unknown convert currency {currency}")
         by_id = {q.coin.id: q.quote for q in self.market.values()}
@@ -75,6 +102,20 @@ class FakeQuoteProvider(QuoteProvider):
             i: replace(by_id[i], currency=currency, price=by_id[i].price / self.rates[currency])
             for i in coin_ids if i in by_id
         }
+
+    def _answer(self, call: tuple[str, tuple, str], deadline: Deadline | None) -> None:
+        """Record the call, spend its time, and fail as scripted."""
+        self.calls.append(call)
+        self.deadlines.append(deadline)
+        if deadline is not None and deadline.expired:
+            raise ProviderTimeout("deadline passed before the call")
+        if self.clock is not None and self.latency_seconds:
+            if deadline is not None and deadline.remaining() < self.latency_seconds:
+                self.clock.advance(deadline.remaining())
+                raise ProviderTimeout("the provider did not answer before the deadline")
+            self.clock.advance(self.latency_seconds)
+        if self.fail_with is not None:
+            raise self.fail_with
 
 
 @dataclass
@@ -110,11 +151,16 @@ class InMemoryQuoteRepository(QuoteRepository):
 
 @dataclass
 class InMemoryQuoteCache(QuoteCache):
-    """Entries keyed by (currency, symbol) with an expiry read from `clock`; None = unknown."""
+    """Entries keyed by (currency, symbol) with an expiry read from `clock`; None = unknown.
+
+    Claims are per (currency, symbol): (owner, failure note or None, expiry). Currencies are
+    remembered as (known, expiry). `down` makes it behave like an unreachable cache.
+    """
 
     clock: Clock = field(default_factory=FixedClock)
     entries: dict[tuple[str, str], tuple[CoinQuote | None, datetime]] = field(default_factory=dict)
-    claims: dict[tuple[str, tuple[str, ...]], datetime] = field(default_factory=dict)
+    claims: dict[tuple[str, str], tuple[str, FetchFailure | None, datetime]] = field(default_factory=dict)
+    currencies: dict[str, tuple[bool, datetime]] = field(default_factory=dict)
     gets: list[tuple[str, ...]] = field(default_factory=list)
     sets: list[tuple[dict[str, CoinQuote | None], int]] = field(default_factory=list)
     down: bool = False
@@ -144,24 +190,56 @@ class InMemoryQuoteCache(QuoteCache):
         for symbol, q in quotes.items():
             self.entries[(q.quote.currency, symbol)] = (q, expires)
 
-    def _claim_key(self, symbols: Sequence[str], currency: str) -> tuple[str, tuple[str, ...]]:
-        return currency, tuple(sorted(symbols))
+    def _live_claim(self, currency: str, symbol: str) -> tuple[str, FetchFailure | None, datetime] | None:
+        claim = self.claims.get((currency, symbol))
+        if claim is None or claim[2] <= self.clock.now():
+            return None
+        return claim
 
-    def claim_fetch(self, symbols: Sequence[str], currency: str, ttl_seconds: int) -> bool:
+    def claim_fetches(self, symbols: Sequence[str], currency: str, owner: str,
+                      ttl_seconds: float) -> tuple[str, ...]:
         if self.down:
-            return True
-        key, now = self._claim_key(symbols, currency), self.clock.now()
-        if key in self.claims and self.claims[key] > now:
-            return False
-        self.claims[key] = now + timedelta(seconds=ttl_seconds)
-        return True
+            return tuple(symbols)
+        expires = self.clock.now() + timedelta(seconds=ttl_seconds)
+        won = []
+        for symbol in symbols:
+            if self._live_claim(currency, symbol) is None:
+                self.claims[(currency, symbol)] = (owner, None, expires)
+                won.append(symbol)
+        return tuple(won)
 
-    def fetch_in_progress(self, symbols: Sequence[str], currency: str) -> bool:
-        key = self._claim_key(symbols, currency)
-        return not self.down and key in self.claims and self.claims[key] > self.clock.now()
+    def fetch_states(self, symbols: Sequence[str], currency: str) -> dict[str, FetchFailure | None]:
+        if self.down:
+            return {}
+        return {s: claim[1] for s in symbols if (claim := self._live_claim(currency, s)) is not None}
 
-    def release_fetch(self, symbols: Sequence[str], currency: str) -> None:
-        self.claims.pop(self._claim_key(symbols, currency), None)
+    def release_fetches(self, symbols: Sequence[str], currency: str, owner: str,
+                        failure: FetchFailure | None = None,
+                        failure_ttl_seconds: float = 5.0) -> None:
+        if self.down:
+            return
+        for symbol in symbols:
+            claim = self._live_claim(currency, symbol)
+            if claim is None or claim[0] != owner:
+                continue
+            if failure is None:
+                del self.claims[(currency, symbol)]
+            else:
+                expires = self.clock.now() + timedelta(seconds=failure_ttl_seconds)
+                self.claims[(currency, symbol)] = (owner, failure, expires)
+
+    def currency_known(self, currency: str) -> bool | None:
+        if self.down:
+            return None
+        remembered = self.currencies.get(currency)
+        if remembered is None or remembered[1] <= self.clock.now():
+            return None
+        return remembered[0]
+
+    def remember_currency(self, currency: str, known: bool, ttl_seconds: int) -> None:
+        if self.down:
+            return
+        self.currencies[currency] = (known, self.clock.now() + timedelta(seconds=ttl_seconds))
 
     def ping(self) -> None:
         if self.down:
