@@ -2,16 +2,25 @@
 
 Decimals travel as strings and times as ISO-8601 text, so no digit is lost and no pickled
 domain class is ever stored (a deploy that changes a class cannot break reading old entries).
+Reading is strict: the data may come from anyone who can reach the cache, so every field is
+checked for its type and every amount for being a finite number.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from src.domain.model import Coin, CoinQuote, Quote
+
+MAX_AMOUNT_CHARS = 100  # far more digits than any CoinMarketCap figure has
+
+
+class UnreadableData(ValueError):
+    """The data is not what `*_to_data` writes (wrong shape, type or value)."""
 
 
 def _dump_value(value: Any) -> Any:
@@ -22,18 +31,71 @@ def _dump_value(value: Any) -> Any:
     return value
 
 
-def _load_fields(cls: type, data: dict[str, Any]) -> Any:
-    values = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in data:
-            continue  # absent: the dataclass default applies (a newer field, an older entry)
-        raw = data[f.name]
-        if raw is not None and "Decimal" in f.type:
-            raw = Decimal(raw)
-        elif raw is not None and "datetime" in f.type:
-            raw = datetime.fromisoformat(raw)
-        values[f.name] = raw
-    return cls(**values)
+def _load_str(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise UnreadableData("not a string")
+    return raw
+
+
+def _load_int(raw: Any) -> int:
+    if not isinstance(raw, int) or isinstance(raw, bool):
+        raise UnreadableData("not an integer")
+    return raw
+
+
+def _load_bool(raw: Any) -> bool:
+    if not isinstance(raw, bool):
+        raise UnreadableData("not a boolean")
+    return raw
+
+
+def _load_decimal(raw: Any) -> Decimal:
+    if not isinstance(raw, str) or len(raw) > MAX_AMOUNT_CHARS:
+        raise UnreadableData("an amount must be a short string")
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise UnreadableData("not a number") from None
+    if not value.is_finite():
+        raise UnreadableData("not a finite number")
+    return value
+
+
+def _load_datetime(raw: Any) -> datetime:
+    if not isinstance(raw, str):
+        raise UnreadableData("a time must be a string")
+    value = datetime.fromisoformat(raw)  # ValueError is UnreadableData's base
+    if value.tzinfo is None:
+        raise UnreadableData("a time must carry its offset")
+    return value
+
+
+_LOADERS: dict[str, Callable[[Any], Any]] = {
+    "str": _load_str, "int": _load_int, "bool": _load_bool,
+    "Decimal": _load_decimal, "datetime": _load_datetime,
+}
+
+
+def _load_field(type_name: str, raw: Any) -> Any:
+    base = type_name.removesuffix(" | None")
+    if raw is None:
+        if base != type_name:
+            return None
+        raise UnreadableData("a required field is null")
+    return _LOADERS[base](raw)
+
+
+def _load_fields(cls: type, data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise UnreadableData(f"{cls.__name__} must be an object")
+    values = {
+        # absent: the dataclass default applies (a newer field, an older entry)
+        f.name: _load_field(f.type, data[f.name]) for f in dataclasses.fields(cls) if f.name in data
+    }
+    try:
+        return cls(**values)
+    except TypeError as exc:  # a required field is missing
+        raise UnreadableData(f"{cls.__name__}: {exc}") from None
 
 
 def _dump_fields(obj: Any) -> dict[str, Any]:
@@ -49,10 +111,12 @@ def coin_quote_to_data(coin_quote: CoinQuote) -> dict[str, Any]:
     }
 
 
-def coin_quote_from_data(data: dict[str, Any]) -> CoinQuote:
-    """Rebuild a CoinQuote from `coin_quote_to_data` output; raises KeyError/ValueError/TypeError."""
+def coin_quote_from_data(data: Any) -> CoinQuote:
+    """Rebuild a CoinQuote from `coin_quote_to_data` output; raises UnreadableData otherwise."""
+    if not isinstance(data, dict) or not {"coin", "quote", "fetched_at"} <= data.keys():
+        raise UnreadableData("not a coin quote")
     return CoinQuote(
         coin=_load_fields(Coin, data["coin"]),
         quote=_load_fields(Quote, data["quote"]),
-        fetched_at=datetime.fromisoformat(data["fetched_at"]),
+        fetched_at=_load_datetime(data["fetched_at"]),
     )

@@ -15,8 +15,8 @@ from werkzeug.exceptions import UnprocessableEntity
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from src.adapters.coinmarketcap import CoinMarketCapProvider
-from src.adapters.memcached import FlaskCachingQuoteCache
 from src.adapters.orm import db
+from src.adapters.quote_cache import FlaskCachingQuoteCache
 from src.adapters.sql_repository import SqlQuoteRepository
 from src.domain.clock import SystemClock
 from src.domain.ports import Clock, QuoteCache, QuoteProvider, QuoteRepository

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
-from src.adapters.memcached import cache_key
+from src.adapters.cache_keys import cache_key
 
 
 

@@ -9,8 +9,10 @@ from flask import Flask
 from flask_caching import Cache
 from pymemcache.client.base import Client
 
-from src.adapters.memcached import FlaskCachingQuoteCache, cache_key
+from src.adapters.cache_keys import cache_key
+from src.adapters.quote_cache import FlaskCachingQuoteCache
 from src.domain.errors import StorageError
+from src.domain.model import FetchFailure
 from src.entrypoints.settings import Settings
 from tests.fakes import coin_quote
 from tests.servers import Memcached, free_port
@@ -113,32 +115,92 @@ def test_unknown_symbols_are_cached_as_negative_entries(cache):
     assert found["NOPE"] is None and found["BTC"].coin.id == 1 and "MISS" not in found
 
 
-def test_a_fetch_claim_is_exclusive_across_clients_until_released(memcached_servers, flush_memcached):
+def test_a_fetch_claim_is_per_symbol_and_exclusive_across_clients(memcached_servers, flush_memcached):
     one, other = make_cache(memcached_servers), make_cache(memcached_servers)
 
-    assert one.claim_fetch(["BTC", "ETH"], "USD", 10) is True
-    assert other.claim_fetch(["ETH", "BTC"], "USD", 10) is False  # same set, any order
-    assert other.fetch_in_progress(["BTC", "ETH"], "USD") is True
-    assert other.claim_fetch(["BTC"], "USD", 10) is True  # another set is another claim
+    assert one.claim_fetches(["BTC", "ETH"], "USD", "one", 10) == ("BTC", "ETH")
+    assert other.claim_fetches(["ETH", "SOL", "BTC"], "USD", "other", 10) == ("SOL",)
 
-    one.release_fetch(["BTC", "ETH"], "USD")
+    assert other.fetch_states(["BTC", "ETH", "SOL", "ADA"], "USD") == {"BTC": None, "ETH": None, "SOL": None}
 
-    assert other.fetch_in_progress(["BTC", "ETH"], "USD") is False
-    assert other.claim_fetch(["BTC", "ETH"], "USD", 10) is True
+
+def test_released_claims_can_be_claimed_again(memcached_servers, flush_memcached):
+    one, other = make_cache(memcached_servers), make_cache(memcached_servers)
+    one.claim_fetches(["BTC", "ETH"], "USD", "one", 10)
+
+    one.release_fetches(["BTC", "ETH"], "USD", "one")
+
+    assert other.fetch_states(["BTC", "ETH"], "USD") == {}
+    assert other.claim_fetches(["BTC", "ETH"], "USD", "other", 10) == ("BTC", "ETH")
+
+
+def test_a_release_never_touches_another_owners_claim(memcached_servers, flush_memcached):
+    late, next_fetcher = make_cache(memcached_servers), make_cache(memcached_servers)
+    next_fetcher.claim_fetches(["BTC"], "USD", "next", 10)  # as if "late"'s claim had expired
+
+    late.release_fetches(["BTC"], "USD", "late")
+    late.release_fetches(["BTC"], "USD", "late", FetchFailure("timeout", "too slow"))
+
+    assert late.fetch_states(["BTC"], "USD") == {"BTC": None}
+    assert late.claim_fetches(["BTC"], "USD", "third", 10) == ()
+    next_fetcher.release_fetches(["BTC"], "USD", "next")
+    assert late.fetch_states(["BTC"], "USD") == {}
+
+
+def test_a_failed_fetch_leaves_its_failure_for_the_waiters_until_it_expires(memcached_servers, flush_memcached):
+    holder, waiter = make_cache(memcached_servers), make_cache(memcached_servers)
+    holder.claim_fetches(["BTC", "ETH"], "USD", "holder", 10)
+    failure = FetchFailure("unavailable", "CoinMarketCap is unavailable", retry_after=30.0, upstream_code=1008)
+
+    holder.release_fetches(["BTC", "ETH"], "USD", "holder", failure, failure_ttl_seconds=2)
+
+    assert waiter.fetch_states(["BTC", "ETH"], "USD") == {"BTC": failure, "ETH": failure}
+    assert waiter.claim_fetches(["BTC"], "USD", "waiter", 10) == ()
+    time.sleep(3.1)
+    assert waiter.fetch_states(["BTC", "ETH"], "USD") == {}
+    assert waiter.claim_fetches(["BTC"], "USD", "waiter", 10) == ("BTC",)
+
+
+def test_claims_of_many_symbols_live_each_on_one_server(cache, memcached_servers, memcached_probe):
+    symbols = [f"K{i}" for i in range(40)]
+
+    assert cache.claim_fetches(symbols, "USD", "owner", 10) == tuple(symbols)
+
+    holders = [memcached_probe.get_everywhere(f"coinquote:fetch:v1:USD:{s}") for s in symbols]
+    assert all(sum(v is not None for v in held) == 1 for held in holders)
+    assert all(any(held[n] for held in holders) for n in range(len(memcached_servers)))
 
 
 def test_a_claim_expires_by_itself(cache):
-    assert cache.claim_fetch(["BTC"], "USD", 2) is True
-    assert cache.claim_fetch(["BTC"], "USD", 2) is False
+    assert cache.claim_fetches(["BTC"], "USD", "one", 2) == ("BTC",)
+    assert cache.claim_fetches(["BTC"], "USD", "two", 2) == ()
 
     time.sleep(3.1)
 
-    assert cache.claim_fetch(["BTC"], "USD", 2) is True
+    assert cache.claim_fetches(["BTC"], "USD", "two", 2) == ("BTC",)
 
 
 def test_with_the_cache_down_everyone_may_fetch():
     cache = make_cache([f"127.0.0.1:{free_port()}"])
 
-    assert cache.claim_fetch(["BTC"], "USD", 10) is True
-    assert cache.claim_fetch(["BTC"], "USD", 10) is True
-    assert cache.fetch_in_progress(["BTC"], "USD") is False
+    assert cache.claim_fetches(["BTC", "ETH"], "USD", "one", 10) == ("BTC", "ETH")
+    assert cache.claim_fetches(["BTC", "ETH"], "USD", "two", 10) == ("BTC", "ETH")
+    assert cache.fetch_states(["BTC"], "USD") == {}
+    cache.release_fetches(["BTC"], "USD", "one", FetchFailure("error", "bad answer"))
+
+
+def test_currencies_are_remembered_known_or_unknown(cache):
+    assert cache.currency_known("EUR") is None
+
+    cache.remember_currency("EUR", True, 60)
+    cache.remember_currency("XYZ", False, 60)
+
+    assert (cache.currency_known("EUR"), cache.currency_known("XYZ")) == (True, False)
+
+
+def test_with_the_cache_down_no_currency_is_remembered():
+    cache = make_cache([f"127.0.0.1:{free_port()}"])
+
+    cache.remember_currency("EUR", True, 60)
+
+    assert cache.currency_known("EUR") is None
