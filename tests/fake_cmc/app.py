@@ -2,8 +2,11 @@
 
 Serves `/v2/cryptocurrency/quotes/latest` (symbol lists per symbol, id-keyed objects, one
 convert per call as on the Basic plan, `skip_invalid`), `/v1/fiat/map` and `/v1/key/info`, with
-CoinMarketCap's auth and error bodies. Control endpoints under `/__fake__/` count calls, change
-prices and script failures.
+CoinMarketCap's auth and error bodies. It enforces a plan as cmc-api.md §8 says (calls per
+minute: 429/1008; credits per day and month: 429/1009/1010; quotes cost ceil(coins/100), at least
+1, plus one per extra convert; fiat/map 1; key/info 0 but it counts against the minute; errors
+cost nothing), unlimited unless configured. Control endpoints under `/__fake__/` count calls,
+change prices and the plan, script failures and inject limit verdicts.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import simplejson
 from flask import Flask, Response, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from tests.fake_cmc.market import FIAT_IDS, Failure, FakeCoin, Market
+from tests.fake_cmc.market import FIAT_IDS, LIMIT_MESSAGES, Failure, FakeCoin, Market, Plan
 
 QUOTES_PARAMS = {"id", "slug", "symbol", "convert", "convert_id", "aux", "skip_invalid"}
 _SYMBOLS_RE = re.compile(r"[0-9A-Za-z$@-]+(,[0-9A-Za-z$@-]+)*")
@@ -55,6 +58,10 @@ def _json(body: Any, http: int = 200, headers: dict[str, str] | None = None) -> 
 
 def _error(http: int, code: int, message: str) -> Response:
     return _json({"status": _status(code, message)}, http)
+
+
+def _limit(code: int) -> Response:
+    return _error(429, code, LIMIT_MESSAGES.get(code, "Rate limit reached."))
 
 
 def _failure_response(failure: Failure) -> Response:
@@ -140,6 +147,8 @@ def create_fake_app(market: Market) -> Flask:
         market.record(request.path, request.args.items(multi=True))
         if (denied := authenticate()) is not None:
             return denied
+        if (refused := market.admit_call()) is not None:
+            return _limit(refused)
         if (failure := market.next_failure()) is not None:
             return _failure_response(failure)
         if market.latency:
@@ -195,6 +204,8 @@ def create_fake_app(market: Market) -> Flask:
             return _error(400, 400, f'Invalid values for "{field_name}": "{",".join(invalid)}"')
         coins_returned = sum(len(v) if isinstance(v, list) else 1 for v in data.values())
         credits = max(1, math.ceil(coins_returned / 100)) + (len(converts) - 1 if converts else 0)
+        if (refused := market.charge(credits)) is not None:
+            return _limit(refused)
         return _json({"status": _status(credits=credits), "data": data})
 
     @app.get("/v1/fiat/map")
@@ -202,6 +213,8 @@ def create_fake_app(market: Market) -> Flask:
         market.record(request.path, request.args.items(multi=True))
         if (denied := authenticate()) is not None:
             return denied
+        if (refused := market.admit_call()) is not None or (refused := market.charge(1)) is not None:
+            return _limit(refused)
         data = [{"id": FIAT_IDS.get(s, 0), "name": s, "sign": "", "symbol": s} for s in market.fiat_usd]
         return _json({"status": _status(credits=1), "data": data})
 
@@ -210,11 +223,11 @@ def create_fake_app(market: Market) -> Flask:
         market.record(request.path, request.args.items(multi=True))
         if (denied := authenticate()) is not None:
             return denied
-        quote_calls = sum(1 for c in market.calls if c["path"].endswith("quotes/latest"))
-        return _json({"status": _status(), "data": {
-            "plan": {"credit_limit_daily": 333, "credit_limit_monthly": 10000, "rate_limit_minute": 30},
-            "usage": {"current_day": {"credits_used": quote_calls, "credits_left": 333 - quote_calls}},
-        }})
+        # Free, but a call like any other for the per-minute limit (cmc-api.md §6).
+        if (refused := market.admit_call(free=True)) is not None:
+            return _limit(refused)
+        usage = market.usage()
+        return _json({"status": _status(), "data": {"plan": usage["plan"], "usage": usage["usage"]}})
 
     # -- control endpoints (not part of CoinMarketCap) ---------------------------------------
 
@@ -243,6 +256,23 @@ def create_fake_app(market: Market) -> Flask:
     @app.post("/__fake__/latency")
     def set_latency() -> Response:
         market.latency = float(request.get_json(force=True)["seconds"])
+        return _json({"ok": True})
+
+    @app.post("/__fake__/plan")
+    def set_plan() -> Response:
+        body = request.get_json(force=True)
+        market.set_plan(**{k: body[k] for k in ("daily_credits", "monthly_credits", "calls_per_minute")
+                           if k in body})
+        return _json({"ok": True})
+
+    @app.get("/__fake__/usage")
+    def usage() -> Response:
+        return _json(market.usage())
+
+    @app.post("/__fake__/verdict")
+    def inject_verdict() -> Response:
+        body = request.get_json(force=True)
+        market.inject_verdict(int(body["error_code"]), float(body["seconds"]))
         return _json({"ok": True})
 
     @app.post("/__fake__/reset")

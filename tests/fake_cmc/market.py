@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -92,6 +94,33 @@ class Failure:
     times: int = 1
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What the fake's key may do; None is unlimited (the default, so ordinary tests never hit it)."""
+
+    daily_credits: int | None = None
+    monthly_credits: int | None = None
+    calls_per_minute: int | None = None
+
+
+# What /v1/key/info reports for an unlimited figure (an enterprise-sized plan).
+UNLIMITED = {"daily_credits": 10_000_000, "monthly_credits": 300_000_000, "calls_per_minute": 10_000}
+LIMIT_MESSAGES = {
+    1008: "You've exceeded your API Key's HTTP request rate limit. Rate limits reset every minute.",
+    1009: "You've exceeded your API Key's daily rate limit.",
+    1010: "You've exceeded your API Key's monthly rate limit.",
+    1011: "You've hit an IP rate limit.",
+}
+
+
+@dataclass
+class Verdict:
+    """An injected limit answer (429 with `error_code`) for every call until `until` (epoch s)."""
+
+    error_code: int
+    until: float
+
+
 @dataclass
 class Market:
     """Thread-safe state of one fake CoinMarketCap."""
@@ -102,7 +131,19 @@ class Market:
     calls: list[dict[str, Any]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     latency: float = 0.0  # seconds every successful quotes answer takes
+    plan: Plan = field(default_factory=Plan)
+    clock: Callable[[], float] = time.time
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Usage as CoinMarketCap counts it: calls per minute of the fake's clock, credits per UTC
+    # day and month; refused calls by error code (tests assert coinquote caused none).
+    minute_calls: dict[int, int] = field(default_factory=dict)
+    day_credits: dict[str, int] = field(default_factory=dict)
+    month_credits: dict[str, int] = field(default_factory=dict)
+    refused: dict[int, int] = field(default_factory=dict)
+    verdict: Verdict | None = None
+
+    def __post_init__(self) -> None:
+        self.start_plan = self.plan
 
     def by_symbol(self, symbol: str) -> list[FakeCoin]:
         symbol = symbol.upper()
@@ -151,15 +192,141 @@ class Market:
             return failure
 
     def reset(self) -> None:
+        """Back to the state at start: default coins, the plan given at start, nothing used."""
         with self.lock:
             self.coins = default_coins()
             self.fiat_usd = dict(DEFAULT_FIAT_USD)
             self.calls.clear()
             self.failures.clear()
             self.latency = 0.0
+            self.plan = self.start_plan
+            self.minute_calls.clear()
+            self.day_credits.clear()
+            self.month_credits.clear()
+            self.refused.clear()
+            self.verdict = None
+
+    # -- the plan ---------------------------------------------------------------------------
+
+    def set_plan(self, **limits: int | None) -> None:
+        """Change some of the plan's figures (None: unlimited); usage so far is kept."""
+        with self.lock:
+            self.plan = replace(self.plan, **limits)
+
+    def inject_verdict(self, error_code: int, seconds: float) -> None:
+        """Answer every call with 429 `error_code` for `seconds` from now (1009: the daily reset
+        then reported by /v1/key/info is that moment)."""
+        with self.lock:
+            self.verdict = Verdict(error_code, self.clock() + seconds)
+
+    def admit_call(self, *, free: bool = False) -> int | None:
+        """Count one call against the current minute; the refusing error code, or None.
+
+        A `free` call (key info) is refused only by the minute's limits, not by spent credits.
+        """
+        with self.lock:
+            now = self.clock()
+            if self.verdict is not None and now < self.verdict.until and \
+                    not (free and self.verdict.error_code in (1009, 1010)):
+                return self._refuse(self.verdict.error_code)
+            minute = int(now // 60)
+            made = self.minute_calls.get(minute, 0)
+            if self.plan.calls_per_minute is not None and made >= self.plan.calls_per_minute:
+                return self._refuse(1008)
+            self.minute_calls = {minute: made + 1}
+            return None
+
+    def charge(self, credits: int) -> int | None:
+        """Spend `credits` today and this month; the refusing error code (nothing spent), or None."""
+        with self.lock:
+            day, month = self._day_and_month()
+            if self.plan.daily_credits is not None and \
+                    self.day_credits.get(day, 0) + credits > self.plan.daily_credits:
+                return self._refuse(1009)
+            if self.plan.monthly_credits is not None and \
+                    self.month_credits.get(month, 0) + credits > self.plan.monthly_credits:
+                return self._refuse(1010)
+            self.day_credits[day] = self.day_credits.get(day, 0) + credits
+            self.month_credits[month] = self.month_credits.get(month, 0) + credits
+            return None
+
+    def usage(self) -> dict[str, Any]:
+        """Plan and usage as /v1/key/info reports them (and /__fake__/usage, for tests)."""
+        with self.lock:
+            now = self.clock()
+            day, month = self._day_and_month()
+            daily = _figure(self.plan.daily_credits, "daily_credits")
+            monthly = _figure(self.plan.monthly_credits, "monthly_credits")
+            per_minute = _figure(self.plan.calls_per_minute, "calls_per_minute")
+            made = self.minute_calls.get(int(now // 60), 0)
+            used_day, used_month = self.day_credits.get(day, 0), self.month_credits.get(month, 0)
+            daily_reset = self._daily_reset(now)
+            monthly_reset = _next_month(now)
+            return {
+                "plan": {
+                    "credit_limit_daily": daily,
+                    "credit_limit_daily_reset": _in_words(daily_reset - now),
+                    "credit_limit_daily_reset_timestamp": _iso(daily_reset),
+                    "credit_limit_monthly": monthly,
+                    "credit_limit_monthly_reset": _in_words(monthly_reset - now),
+                    "credit_limit_monthly_reset_timestamp": _iso(monthly_reset),
+                    "rate_limit_minute": per_minute,
+                },
+                "usage": {
+                    "current_minute": {"requests_made": made, "requests_left": max(0, per_minute - made)},
+                    "current_day": {"credits_used": used_day,
+                                    "credits_left": 0 if self._verdict_in_force(now, 1009)
+                                    else max(0, daily - used_day)},
+                    "current_month": {"credits_used": used_month,
+                                      "credits_left": max(0, monthly - used_month)},
+                },
+                "refused": {str(code): n for code, n in sorted(self.refused.items())},
+            }
+
+    def _refuse(self, code: int) -> int:
+        self.refused[code] = self.refused.get(code, 0) + 1
+        return code
+
+    def _day_and_month(self) -> tuple[str, str]:
+        today = datetime.fromtimestamp(self.clock(), UTC).date()
+        return today.isoformat(), today.isoformat()[:7]
+
+    def _verdict_in_force(self, now: float, code: int) -> bool:
+        return self.verdict is not None and self.verdict.error_code == code and now < self.verdict.until
+
+    def _daily_reset(self, now: float) -> float:
+        if self._verdict_in_force(now, 1009):
+            return self.verdict.until
+        midnight = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        return (midnight + timedelta(days=1)).timestamp()
 
 
 def synthetic_coin(n: int) -> FakeCoin:
     """Coin SYN<n>: exists for any n, so benchmarks can ask for coins nobody has cached."""
     return FakeCoin(SYNTHETIC_ID_BASE + n, f"Synthetic {n}", f"SYN{n}", f"synthetic-{n}",
                     Decimal(n) + Decimal("0.125"), 1000 + n)
+
+
+def _figure(value: int | None, name: str) -> int:
+    return UNLIMITED[name] if value is None else value
+
+
+def _next_month(now: float) -> float:
+    moment = datetime.fromtimestamp(now, UTC)
+    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+    return datetime(year, month, 1, tzinfo=UTC).timestamp()
+
+
+def _iso(epoch: float) -> str:
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _in_words(seconds: float) -> str:
+    """CoinMarketCap's human-readable reset, e.g. "In 19 hours, 56 minutes"."""
+    minutes = max(0, int(seconds // 60))
+    days, rest = divmod(minutes, 1440)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{n} {unit}{'s' if n != 1 else ''}"
+             for n, unit in ((days, "day"), (hours, "hour"), (minutes, "minute")) if n]
+    return "In " + (", ".join(parts) or "less than a minute")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fake_cmc.app import create_fake_app
-from tests.fake_cmc.market import TEST_KEY, Failure, Market
+from tests.fake_cmc.market import TEST_KEY, Failure, Market, Plan
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cmc"
 QUOTES = "/v2/cryptocurrency/quotes/latest"
@@ -114,3 +114,136 @@ def test_synthetic_coins_exist_for_any_number(client):
     data = get(client, "symbol=SYN1,SYN4242").get_json()["data"]
 
     assert data["SYN4242"][0]["id"] == 5_004_242
+
+
+# -- the plan (cmc-api.md §6 and §8) ----------------------------------------------------------
+
+
+class TickingClock:
+    """The fake's clock, moved by hand (epoch seconds)."""
+
+    def __init__(self, now: float = 1_795_651_200.0) -> None:  # 2026-11-26T00:00:00Z
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return TickingClock()
+
+
+@pytest.fixture
+def limited(clock):
+    return Market(clock=clock, plan=Plan(daily_credits=10, monthly_credits=50, calls_per_minute=3))
+
+
+@pytest.fixture
+def limited_client(limited):
+    return create_fake_app(limited).test_client()
+
+
+def key_info(client):
+    return client.get("/v1/key/info", headers={"X-CMC_PRO_API_KEY": TEST_KEY})
+
+
+def test_calls_beyond_the_minute_get_429_1008_until_the_next_minute_of_its_clock(limited_client, clock):
+    clock.now += 50
+    answers = [get(limited_client, "symbol=BTC") for _ in range(4)]
+    clock.now += 10  # the next minute starts
+
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[-1].get_json()["status"]["error_code"] == 1008
+    assert get(limited_client, "symbol=BTC").status_code == 200
+
+
+def test_quotes_are_charged_per_hundred_coins_and_errors_cost_nothing(limited_client, limited, clock):
+    symbols = ",".join(f"SYN{n}" for n in range(1, 151))
+
+    big = get(limited_client, f"symbol={symbols}")
+    clock.now += 60
+    bad = get(limited_client, "symbol=NOPE1")
+
+    assert big.get_json()["status"]["credit_count"] == 2
+    assert bad.status_code == 400
+    assert limited.usage()["usage"]["current_day"]["credits_used"] == 2
+
+
+def test_daily_credits_run_out_with_429_1009_and_nothing_charged(limited_client, limited, clock):
+    limited.set_plan(daily_credits=2, calls_per_minute=None)
+
+    answers = [get(limited_client, "symbol=BTC") for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[-1].get_json()["status"]["error_code"] == 1009
+    assert limited.usage()["usage"]["current_day"] == {"credits_used": 2, "credits_left": 0}
+    assert limited.usage()["refused"] == {"1009": 1}
+
+
+def test_monthly_credits_run_out_with_429_1010_across_days(limited_client, limited, clock):
+    limited.set_plan(daily_credits=None, monthly_credits=2, calls_per_minute=None)
+    get(limited_client, "symbol=BTC")
+    clock.now += 86_400
+
+    second = get(limited_client, "symbol=BTC")
+    third = get(limited_client, "symbol=BTC")
+
+    assert second.status_code == 200
+    assert (third.status_code, third.get_json()["status"]["error_code"]) == (429, 1010)
+
+
+def test_key_info_is_free_but_counts_against_the_minute(limited_client, limited):
+    info = [key_info(limited_client) for _ in range(3)]
+
+    assert all(i.status_code == 200 for i in info)
+    assert info[-1].get_json()["data"]["usage"]["current_minute"] == {"requests_made": 3, "requests_left": 0}
+    assert info[-1].get_json()["data"]["usage"]["current_day"]["credits_used"] == 0
+    assert get(limited_client, "symbol=BTC").get_json()["status"]["error_code"] == 1008
+
+
+def test_key_info_reports_the_plan_and_what_it_charged(limited_client, clock):
+    get(limited_client, "symbol=BTC")
+    get(limited_client, "id=1&convert=EUR")
+
+    data = key_info(limited_client).get_json()["data"]
+
+    assert data["plan"]["credit_limit_daily"] == 10
+    assert data["plan"]["credit_limit_monthly"] == 50
+    assert data["plan"]["rate_limit_minute"] == 3
+    assert data["plan"]["credit_limit_daily_reset_timestamp"] == "2026-11-27T00:00:00.000Z"
+    assert data["plan"]["credit_limit_monthly_reset_timestamp"] == "2026-12-01T00:00:00.000Z"
+    assert data["usage"]["current_day"] == {"credits_used": 2, "credits_left": 8}
+    assert data["usage"]["current_month"] == {"credits_used": 2, "credits_left": 48}
+
+
+def test_the_plan_changes_at_runtime_and_reset_restores_the_one_given_at_start(limited_client, limited):
+    limited_client.post("/__fake__/plan", json={"daily_credits": 1})
+    get(limited_client, "symbol=BTC")
+
+    refused = get(limited_client, "symbol=BTC")
+    limited_client.post("/__fake__/reset")
+
+    assert refused.get_json()["status"]["error_code"] == 1009
+    assert limited_client.get("/__fake__/usage").get_json()["plan"]["credit_limit_daily"] == 10
+    assert limited_client.get("/__fake__/usage").get_json()["usage"]["current_day"]["credits_used"] == 0
+
+
+def test_an_injected_1009_refuses_quotes_until_its_reset_which_key_info_reports(limited_client, clock):
+    limited_client.post("/__fake__/verdict", json={"error_code": 1009, "seconds": 30})
+
+    refused = get(limited_client, "symbol=BTC")
+    info = key_info(limited_client).get_json()["data"]
+    clock.now += 31
+
+    assert (refused.status_code, refused.get_json()["status"]["error_code"]) == (429, 1009)
+    assert info["plan"]["credit_limit_daily_reset_timestamp"] == "2026-11-26T00:00:30.000Z"
+    assert info["usage"]["current_day"]["credits_left"] == 0
+    assert get(limited_client, "symbol=BTC").status_code == 200
+
+
+def test_the_default_plan_is_unlimited(client):
+    answers = [get(client, "symbol=BTC").status_code for _ in range(50)]
+
+    assert set(answers) == {200}
+    assert client.get("/__fake__/usage").get_json()["refused"] == {}
