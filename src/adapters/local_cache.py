@@ -51,7 +51,7 @@ class LocalCache(BaseCache):
 
     @classmethod
     def factory(cls, app, config, args, kwargs):  # Flask-Caching calls it with these four
-        return cls(*args, limits=LOCAL_LIMITS, classify=partition_of, **kwargs)
+        return cls(kwargs.get("default_timeout", 300), limits=LOCAL_LIMITS, classify=partition_of)
 
     # --- helpers; the caller holds the lock -------------------------------------------------
 
