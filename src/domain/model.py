@@ -161,3 +161,16 @@ def _shown(raw: str) -> str:
     """A safe, short rendering of user input for error messages."""
     text = raw if len(raw) <= 24 else raw[:24] + "..."
     return ascii(text)
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshRound:
+    """What one refresh round did: `symbols` to refresh, `refreshed` of them answered, in
+    `calls` upstream calls; `stopped` says why it ended early ("budget", "provider", "lease")."""
+
+    started_at: datetime
+    finished_at: datetime
+    symbols: int
+    refreshed: int
+    calls: int
+    stopped: str | None = None

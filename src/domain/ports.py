@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from src.domain.deadline import Deadline
-from src.domain.model import CoinQuote, FetchFailure, Plan, Purpose, Quote
+from src.domain.model import CoinQuote, FetchFailure, Plan, Purpose, Quote, RefreshRound
 
 
 class QuoteProvider(Protocol):
@@ -169,3 +169,61 @@ class Clock(Protocol):
     @abc.abstractmethod
     def sleep(self, seconds: float) -> None:
         """Wait `seconds` (a fake clock just moves on)."""
+
+
+class RequestLog(Protocol):
+    """Which symbols clients asked for, and when: the refresher's list of symbols to keep fresh.
+
+    Shared by every process and replica. Writes come in batches (a buffer in each process), so
+    the hot path never pays a write per request.
+    """
+
+    @abc.abstractmethod
+    def record(self, requested: Mapping[str, datetime]) -> None:
+        """Note that each symbol was requested at the time given (an older time never replaces a
+        newer one), in one transaction. Raises StorageError when nothing could be written."""
+
+    @abc.abstractmethod
+    def requested_since(self, since: datetime) -> list[str]:
+        """The symbols requested at or after `since`, most recently requested first.
+
+        Raises StorageError when the log cannot be read.
+        """
+
+
+class RefreshLease(Protocol):
+    """The right to run one refresh round, shared by every refresher of every replica.
+
+    A lease expires by itself after its TTL, so a refresher killed mid-round blocks the next
+    round for one TTL at most. It also remembers when the last round started (rounds are spaced
+    by the interval whoever runs them) and what the last finished round did.
+    """
+
+    @abc.abstractmethod
+    def acquire(self, holder: str, ttl_seconds: float, interval_seconds: float) -> bool:
+        """Take the lease for `holder` for `ttl_seconds`, atomically across processes, when no live
+        lease is held and the last round started at least `interval_seconds` ago.
+
+        Returns True when taken (the round's start is recorded as now). Raises StorageError.
+        """
+
+    @abc.abstractmethod
+    def renew(self, holder: str, ttl_seconds: float) -> bool:
+        """Extend `holder`'s lease by `ttl_seconds` from now; False when `holder` no longer holds it.
+
+        Raises StorageError.
+        """
+
+    @abc.abstractmethod
+    def release(self, holder: str, finished: RefreshRound | None = None) -> None:
+        """Give up `holder`'s lease (a lease held by another is never touched) and record
+        `finished` as the last round. Raises StorageError."""
+
+    @abc.abstractmethod
+    def last_round(self) -> RefreshRound | None:
+        """The last finished round (None before the first). Raises StorageError."""
+
+    @abc.abstractmethod
+    def claim_daily(self, job: str) -> bool:
+        """True at most once a day across processes for `job` (e.g. history pruning): the caller
+        that gets True runs it. Raises StorageError."""

@@ -1,0 +1,246 @@
+"""Refresh rounds, proven with in-memory fakes: what is fetched, how, and who runs each round."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from src.domain.errors import ProviderError, ProviderUnavailable, StorageError
+from src.domain.model import Purpose
+from src.domain.refresh import Refresher, RefreshPolicy, refresh_status
+from tests.fakes import FakeQuoteProvider, FixedClock, InMemoryQuoteCache, InMemoryQuoteRepository, coin_quote
+from tests.fakes_refresh import FakeCreditGovernor, InMemoryRefreshLease, InMemoryRequestLog
+
+WINDOW = 900
+SYMBOLS = [f"C{i}" for i in range(250)]
+
+
+@pytest.fixture
+def clock():
+    return FixedClock()
+
+
+@pytest.fixture
+def provider(clock):
+    market = {s: coin_quote(s, i + 1, f"{i + 1}.5", fetched_at=clock.now()) for i, s in enumerate(SYMBOLS)}
+    return FakeQuoteProvider(market)
+
+
+@pytest.fixture
+def repo():
+    return InMemoryQuoteRepository()
+
+
+@pytest.fixture
+def cache(clock):
+    return InMemoryQuoteCache(clock=clock)
+
+
+@pytest.fixture
+def governor():
+    return FakeCreditGovernor()
+
+
+@pytest.fixture
+def log():
+    return InMemoryRequestLog()
+
+
+@pytest.fixture
+def lease(clock):
+    return InMemoryRefreshLease(clock=clock)
+
+
+@pytest.fixture
+def make_refresher(provider, repo, cache, governor, log, lease, clock):
+    def make(holder: str = "refresher-1", **policy) -> Refresher:
+        policy = {"window_seconds": WINDOW, "interval_seconds": 60, "cache_ttl_seconds": 45, **policy}
+        return Refresher(provider=provider, repository=repo, cache=cache, governor=governor,
+                         request_log=log, lease=lease, clock=clock, policy=RefreshPolicy(**policy),
+                         holder=holder)
+    return make
+
+
+def requested(log, clock, symbols, seconds_ago=0):
+    log.record(dict.fromkeys(symbols, clock.now() - timedelta(seconds=seconds_ago)))
+
+
+def test_round_refreshes_the_symbols_requested_within_the_window_only(make_refresher, log, clock, provider,
+                                                                      repo, cache):
+    requested(log, clock, ["C1", "C2"], seconds_ago=10)
+    requested(log, clock, ["C3"], seconds_ago=WINDOW + 1)
+
+    done = make_refresher().run_round()
+
+    assert [set(call[1]) for call in provider.calls] == [{"C1", "C2"}]
+    assert {symbol for symbol, _ in repo.rows} == {"C1", "C2"}
+    assert cache.sets == [({"C1": provider.market["C1"], "C2": provider.market["C2"]}, 45)]
+    assert (done.symbols, done.refreshed, done.calls, done.stopped) == (2, 2, 1, None)
+
+
+def test_round_makes_one_call_and_reserves_one_refresh_credit_per_100_symbols(make_refresher, log, clock,
+                                                                              provider, governor):
+    requested(log, clock, SYMBOLS)
+
+    done = make_refresher().run_round()
+
+    assert [len(call[1]) for call in provider.calls] == [100, 100, 50]
+    assert sorted(s for call in provider.calls for s in call[1]) == sorted(SYMBOLS)
+    assert governor.reserved == [(Purpose.REFRESH, 1)] * 3
+    assert (done.refreshed, done.calls) == (250, 3)
+
+
+def test_most_recently_requested_symbols_go_first(make_refresher, log, clock, provider, governor):
+    requested(log, clock, SYMBOLS[:150], seconds_ago=300)
+    requested(log, clock, SYMBOLS[150:], seconds_ago=5)
+    governor.allowed = 1
+
+    make_refresher().run_round()
+
+    assert set(provider.calls[0][1]) == set(SYMBOLS[150:])
+
+
+def test_spent_budget_ends_the_round_without_calling_again(make_refresher, log, clock, provider, governor):
+    requested(log, clock, SYMBOLS)
+    governor.allowed = 1
+
+    done = make_refresher().run_round()
+
+    assert len(provider.calls) == 1
+    assert (done.calls, done.refreshed, done.stopped) == (1, 100, "budget")
+
+
+def test_every_call_ends_before_its_own_deadline(make_refresher, log, clock, provider):
+    requested(log, clock, SYMBOLS[:1])
+
+    make_refresher(call_seconds=7).run_round()
+
+    assert provider.deadlines[0] is not None
+    assert provider.deadlines[0].remaining() == pytest.approx(7)
+
+
+def test_a_limit_verdict_is_honoured_for_everyone_and_ends_the_round(make_refresher, log, clock, provider,
+                                                                     governor):
+    requested(log, clock, SYMBOLS)
+    provider.fail_with = ProviderUnavailable("daily credits spent", retry_after=3600, upstream_code=1009)
+
+    done = make_refresher().run_round()
+
+    assert governor.honoured == [(1009, 3600)]
+    assert len(provider.calls) == 1
+    assert done.stopped == "provider"
+
+
+def test_an_unusable_answer_for_one_batch_does_not_stop_the_next(make_refresher, log, clock, provider):
+    requested(log, clock, SYMBOLS)
+    provider.fail_with = ProviderError("unusable answer")
+
+    done = make_refresher().run_round()
+
+    assert len(provider.calls) == 3
+    assert (done.refreshed, done.stopped) == (0, None)
+
+
+def test_a_failed_store_still_caches_the_fresh_quotes(make_refresher, log, clock, repo, cache):
+    requested(log, clock, ["C1"])
+    repo.fail_with = StorageError("database down")
+
+    done = make_refresher().run_round()
+
+    assert cache.get_many(["C1"], "USD") != {}
+    assert done.refreshed == 1
+
+
+def test_a_second_refresher_does_nothing_until_the_interval_has_passed(make_refresher, log, clock, provider):
+    requested(log, clock, ["C1"])
+    first, second = make_refresher("a"), make_refresher("b")
+    first.run_round()
+
+    clock.advance(30)
+    skipped = second.run_round()
+    clock.advance(31)
+    ran = second.run_round()
+
+    assert skipped is None
+    assert ran is not None
+    assert len(provider.calls) == 2
+
+
+def test_a_lease_left_by_a_killed_refresher_expires_and_the_next_round_runs(make_refresher, log, clock, lease,
+                                                                            provider):
+    requested(log, clock, ["C1"])
+    lease.acquire("killed", ttl_seconds=15, interval_seconds=1)  # taken, never released
+    survivor = make_refresher("survivor", interval_seconds=1, call_seconds=10, lease_margin_seconds=5)
+
+    clock.advance(14)
+    blocked = survivor.run_round()
+    clock.advance(2)
+    ran = survivor.run_round()
+
+    assert blocked is None
+    assert ran is not None and ran.refreshed == 1
+
+
+def test_a_round_that_lost_its_lease_stops_before_the_next_batch(make_refresher, log, clock, lease, provider):
+    requested(log, clock, SYMBOLS)
+    # The first call outlasts the lease; another refresher takes it over meanwhile.
+    provider.clock, provider.latency_seconds = clock, 20
+    clock.schedule(16, lambda: lease.acquire("other", ttl_seconds=15, interval_seconds=0))
+
+    done = make_refresher(call_seconds=30, lease_margin_seconds=-15).run_round()
+
+    assert len(provider.calls) == 1
+    assert done.stopped == "lease"
+
+
+def test_window_zero_turns_refresh_ahead_off(make_refresher, log, clock, provider):
+    requested(log, clock, ["C1"])
+
+    done = make_refresher(window_seconds=0).run_round()
+
+    assert done is None
+    assert provider.calls == []
+
+
+def test_the_interval_comes_from_the_governor_when_not_configured(make_refresher, governor):
+    governor.interval_seconds = 432.0
+
+    assert make_refresher(interval_seconds=None).interval(120) == 432.0
+    assert make_refresher(interval_seconds=2).interval(120) == 2
+
+
+def test_the_last_round_is_reported_for_usage(make_refresher, log, clock):
+    requested(log, clock, ["C1", "C2", "C3"])
+    refresher = make_refresher()
+    before = refresh_status(refresher)
+
+    refresher.run_round()
+    after = refresh_status(refresher)
+
+    assert before == {"window_seconds": WINDOW, "interval_seconds": 60, "symbols": 0, "last_round_at": None}
+    assert after == {"window_seconds": WINDOW, "interval_seconds": 60, "symbols": 3, "last_round_at": clock.now()}
+
+
+def test_the_daily_job_runs_once_a_day_whoever_asks(make_refresher, clock):
+    runs = []
+    first, second = make_refresher("a"), make_refresher("b")
+    first.daily_job = second.daily_job = lambda: runs.append(clock.now())
+
+    first.run_daily_job()
+    second.run_daily_job()
+    clock.advance(86400)
+    second.run_daily_job()
+
+    assert len(runs) == 2
+
+
+def test_the_loop_survives_a_failing_database_and_stops_when_told(make_refresher, lease):
+    lease.fail_with = StorageError("database down")
+    stop = threading.Event()
+    threading.Timer(0.1, stop.set).start()
+
+    make_refresher().run(stop, max_wait_seconds=0.01)
+
+    assert stop.is_set()
