@@ -63,10 +63,6 @@ class FixedClock(Clock):
     def schedule(self, after_seconds: float, action: Callable[[], object]) -> None:
         self.pending.append((self.current + timedelta(seconds=after_seconds), action))
 
-    def monotonic(self) -> float:
-        """Seconds on this clock, for a Deadline that moves with it."""
-        return self.current.timestamp()
-
 
 class FakeQuoteProvider(QuoteProvider):
     """Answers from `market` (symbol -> USD CoinQuote) and `rates` (currency -> USD per unit).
@@ -86,6 +82,7 @@ class FakeQuoteProvider(QuoteProvider):
         self.latency_seconds = latency_seconds
         self.calls: list[tuple[str, tuple, str]] = []
         self.deadlines: list[Deadline | None] = []
+        self.budgets: list[float | None] = []  # each call's deadline.remaining() when it began
 
     def latest_by_symbols(self, symbols: Sequence[str], currency: str, *,
                           deadline: Deadline | None = None) -> dict[str, CoinQuote]:
@@ -107,6 +104,7 @@ class FakeQuoteProvider(QuoteProvider):
         """Record the call, spend its time, and fail as scripted."""
         self.calls.append(call)
         self.deadlines.append(deadline)
+        self.budgets.append(None if deadline is None else deadline.remaining())
         if deadline is not None and deadline.expired:
             raise ProviderTimeout("deadline passed before the call")
         if self.clock is not None and self.latency_seconds:
@@ -163,9 +161,11 @@ class InMemoryQuoteCache(QuoteCache):
     currencies: dict[str, tuple[bool, datetime]] = field(default_factory=dict)
     gets: list[tuple[str, ...]] = field(default_factory=list)
     sets: list[tuple[dict[str, CoinQuote | None], int]] = field(default_factory=list)
+    ops: list[str] = field(default_factory=list)  # every port method called, in order (work counts)
     down: bool = False
 
     def get_many(self, symbols: Sequence[str], currency: str) -> dict[str, CoinQuote | None]:
+        self.ops.append("get_many")
         self.gets.append(tuple(symbols))
         if self.down:
             return {}
@@ -177,6 +177,7 @@ class InMemoryQuoteCache(QuoteCache):
         }
 
     def set_many(self, entries: Mapping[str, CoinQuote | None], currency: str, ttl_seconds: int) -> None:
+        self.ops.append("set_many")
         self.sets.append((dict(entries), ttl_seconds))
         if self.down:
             return
@@ -198,6 +199,7 @@ class InMemoryQuoteCache(QuoteCache):
 
     def claim_fetches(self, symbols: Sequence[str], currency: str, owner: str,
                       ttl_seconds: float) -> tuple[str, ...]:
+        self.ops.append("claim_fetches")
         if self.down:
             return tuple(symbols)
         expires = self.clock.now() + timedelta(seconds=ttl_seconds)
@@ -209,6 +211,7 @@ class InMemoryQuoteCache(QuoteCache):
         return tuple(won)
 
     def fetch_states(self, symbols: Sequence[str], currency: str) -> dict[str, FetchFailure | None]:
+        self.ops.append("fetch_states")
         if self.down:
             return {}
         return {s: claim[1] for s in symbols if (claim := self._live_claim(currency, s)) is not None}
@@ -216,6 +219,7 @@ class InMemoryQuoteCache(QuoteCache):
     def release_fetches(self, symbols: Sequence[str], currency: str, owner: str,
                         failure: FetchFailure | None = None,
                         failure_ttl_seconds: float = 5.0) -> None:
+        self.ops.append("release_fetches")
         if self.down:
             return
         for symbol in symbols:
@@ -229,6 +233,7 @@ class InMemoryQuoteCache(QuoteCache):
                 self.claims[(currency, symbol)] = (owner, failure, expires)
 
     def currency_known(self, currency: str) -> bool | None:
+        self.ops.append("currency_known")
         if self.down:
             return None
         remembered = self.currencies.get(currency)
@@ -237,10 +242,12 @@ class InMemoryQuoteCache(QuoteCache):
         return remembered[0]
 
     def remember_currency(self, currency: str, known: bool, ttl_seconds: int) -> None:
+        self.ops.append("remember_currency")
         if self.down:
             return
         self.currencies[currency] = (known, self.clock.now() + timedelta(seconds=ttl_seconds))
 
     def ping(self) -> None:
+        self.ops.append("ping")
         if self.down:
             raise StorageError("fake cache down")

@@ -119,10 +119,22 @@ class FetchFailure:
 
 @dataclass(frozen=True, slots=True)
 class QuoteAnswer:
-    """The answer to one request: served coins keyed by requested symbol, and unknown symbols."""
+    """The answer to one request: served coins keyed by requested symbol, and unknown symbols.
+
+    `convert` is the conversion currency asked for (None: none); a served coin whose
+    `converted` is None then had no quote in it in the provider's answer.
+    """
 
     quotes: dict[str, ServedQuote] = field(default_factory=dict)
     unknown_symbols: tuple[str, ...] = ()
+    convert: str | None = None
+
+    @property
+    def unconverted_symbols(self) -> tuple[str, ...]:
+        """Served symbols without a quote in `convert` (empty when nothing was converted)."""
+        if self.convert is None:
+            return ()
+        return tuple(s for s, q in self.quotes.items() if q.converted is None)
 
 
 def normalise_symbol(raw: str) -> str:

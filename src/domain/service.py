@@ -3,18 +3,57 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
-from src.domain.errors import ProviderError, ProviderUnavailable, StorageError, UnknownSymbols
+from src.domain.deadline import Deadline
+from src.domain.errors import (
+    InvalidCurrency,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    QuoteError,
+    StorageError,
+    UnknownSymbols,
+)
+from src.domain.fetch_claims import FetchClaims, WaitOutcome, error_from, failure_note
 from src.domain.model import CoinQuote, Quote, QuoteAnswer, ServedQuote, Source
 from src.domain.ports import Clock, QuoteCache, QuoteProvider, QuoteRepository
 
 logger = logging.getLogger(__name__)
 
-# Polling while another process fetches the same symbols: quick at first, then every 100 ms.
-_WAIT_STEPS = (0.01, 0.02, 0.04, 0.08) + (0.1,) * 200
+# The coin asked for in a conversion whose only purpose is to learn whether the currency
+# exists (CoinMarketCap id 1, Bitcoin: listed for good).
+_PROBE_COIN_ID = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What one step of the rules settled: served coins, unknown symbols, and what is left."""
+
+    served: dict[str, ServedQuote] = field(default_factory=dict)
+    unknown: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+
+    def then(self, later: Lookup) -> Lookup:
+        """This step's findings followed by a later step's, which settled (part of) `missing`."""
+        return Lookup({**self.served, **later.served}, self.unknown + later.unknown, later.missing)
+
+
+def sort_cached(symbols: Sequence[str], entries: Mapping[str, CoinQuote | None]) -> Lookup:
+    """Cache entries as a Lookup: hits served, negative entries unknown, the rest missing."""
+    served: dict[str, ServedQuote] = {}
+    unknown: list[str] = []
+    missing: list[str] = []
+    for symbol in symbols:
+        if symbol not in entries:
+            missing.append(symbol)
+        elif (entry := entries[symbol]) is None:
+            unknown.append(symbol)
+        else:
+            served[symbol] = ServedQuote(entry, Source.CACHE)
+    return Lookup(served, tuple(unknown), tuple(missing))
 
 
 class QuoteService:
@@ -22,8 +61,13 @@ class QuoteService:
 
     Per request: one cache multi-get; one database read for the cache misses (what it finds is
     cached again); one provider call for the rest (stored, then cached, unknown symbols as
-    negative entries). Concurrent requests missing the same symbols wait for one fetch instead
-    of each paying for it. A conversion costs one more provider call and is never cached or stored.
+    negative entries). Missing symbols are claimed per symbol across processes, so concurrent
+    requests share one fetch of each symbol, and its failure too. All of a request's upstream
+    work (waiting for another fetch, its own call, the conversion call) ends within one
+    deadline of `upstream_budget_seconds`. A conversion costs one more provider call and is
+    never cached or stored; whether a conversion currency exists is remembered.
+
+    The provider is called in exactly two places, `_call_symbols` and `_call_ids`.
     """
 
     def __init__(
@@ -36,7 +80,10 @@ class QuoteService:
         base_currency: str = "USD",
         cache_ttl_seconds: int = 60,
         max_age: timedelta | None = None,
-        fetch_wait_seconds: float = 10.0,
+        upstream_budget_seconds: float = 8.0,
+        failure_note_seconds: float = 5.0,
+        known_currency_ttl_seconds: int = 86_400,
+        unknown_currency_ttl_seconds: int = 3_600,
     ) -> None:
         self.provider = provider
         self.repository = repository
@@ -45,105 +92,138 @@ class QuoteService:
         self.base_currency = base_currency
         self.cache_ttl_seconds = cache_ttl_seconds
         self.max_age = max_age
-        # Longer than one provider call may take, so a waiter outlasts the fetch it waits for.
-        self.fetch_wait_seconds = fetch_wait_seconds
+        self.upstream_budget_seconds = upstream_budget_seconds
+        # A claim outlives the holder's whole fetch (bounded by its deadline), so it never
+        # expires while the fetch runs; the margin covers storing and caching the answer.
+        self.claim_ttl_seconds = upstream_budget_seconds + 2.0
+        # Long enough for the waiters of a failed fetch to read the note; short enough that
+        # the next request after an outage tries again soon.
+        self.failure_note_seconds = failure_note_seconds
+        # Currency lists change rarely: a valid one is trusted for a day; an invalid one is
+        # refused without a call for an hour (a currency listed meanwhile waits at most that).
+        self.known_currency_ttl_seconds = known_currency_ttl_seconds
+        self.unknown_currency_ttl_seconds = unknown_currency_ttl_seconds
 
     def get_quotes(self, symbols: Sequence[str], convert: str | None = None) -> QuoteAnswer:
         """Return the quotes of `symbols` (normalised, distinct), converted when `convert` is set.
 
-        Raises UnknownSymbols when none of them exists, and the provider's errors when the
-        provider is needed and fails (unless a stale stored quote can stand in for every symbol).
+        Raises InvalidCurrency when `convert` does not exist (whatever the symbols),
+        UnknownSymbols when none of the symbols exists, and the provider's errors when the
+        provider is needed and fails (unless a stale stored quote can stand in for each symbol
+        concerned). A coin the conversion answer lacks is served with `converted` None.
         """
-        served: dict[str, ServedQuote] = {}
-        unknown: list[str] = []
+        converting = convert is not None and convert != self.base_currency
+        currency_known = self._currency_memory(convert) if converting else None
 
-        missing = self._take_cached(self.cache.get_many(symbols, self.base_currency), served, unknown, symbols)
-        stale: dict[str, CoinQuote] = {}
-        if missing:
-            fresh, stale = self._split_by_age(self._read_stored(missing))
-            if fresh:
-                self.cache.set_many(fresh, self.base_currency, self.cache_ttl_seconds)
-            for symbol, coin_quote in fresh.items():
-                served[symbol] = ServedQuote(coin_quote, Source.DATABASE)
-            missing = [s for s in missing if s not in served]
-        if missing:
-            self._fetch(missing, stale, served, unknown)
+        found = sort_cached(symbols, self.cache.get_many(symbols, self.base_currency))
+        deadline = None
+        if found.missing:
+            deadline = self._new_deadline()
+            found = found.then(self._resolve_missing(found.missing, deadline))
 
-        if not served:
-            raise UnknownSymbols(tuple(s for s in symbols if s in unknown))
-        ordered = {s: served[s] for s in symbols if s in served}
-        if convert is not None:
-            ordered = self._convert(ordered, convert)
-        return QuoteAnswer(quotes=ordered, unknown_symbols=tuple(s for s in symbols if s in unknown))
+        if not found.served:
+            if converting and not currency_known:
+                self._learn_currency(convert, deadline or self._new_deadline())
+            raise UnknownSymbols(tuple(s for s in symbols if s in found.unknown))
+        quotes = {s: found.served[s] for s in symbols if s in found.served}
+        if convert == self.base_currency:
+            quotes = {s: replace(q, converted=q.coin_quote.quote) for s, q in quotes.items()}
+        elif converting:
+            quotes = self._convert(quotes, convert, currency_known, deadline or self._new_deadline())
+        return QuoteAnswer(quotes=quotes, unknown_symbols=tuple(s for s in symbols if s in found.unknown),
+                           convert=convert)
 
-    def _take_cached(self, cached: dict[str, CoinQuote | None], served: dict[str, ServedQuote],
-                     unknown: list[str], symbols: Sequence[str]) -> list[str]:
-        """Record cache hits (quotes and negative entries); return the symbols still missing."""
-        missing = []
-        for symbol in symbols:
-            if symbol not in cached:
-                missing.append(symbol)
-            elif cached[symbol] is None:
-                unknown.append(symbol)
-            else:
-                served[symbol] = ServedQuote(cached[symbol], Source.CACHE)
-        return missing
+    def _new_deadline(self) -> Deadline:
+        return Deadline(self.upstream_budget_seconds, clock=self._seconds)
 
-    def _fetch(self, missing: list[str], stale: dict[str, CoinQuote],
-               served: dict[str, ServedQuote], unknown: list[str]) -> None:
-        """Ask the provider for `missing` once across processes; store and cache the answer."""
-        claim = list(missing)
-        if not self.cache.claim_fetch(claim, self.base_currency, self.fetch_wait_seconds):
-            missing = self._wait_for_other_fetch(missing, served, unknown)
-            if missing:
-                self._call_provider(missing, stale, served, unknown)
-            return
+    def _seconds(self) -> float:
+        # The injected clock, so that a test's simulated waits and slow calls move the deadline.
+        return self.clock.now().timestamp()
+
+    # --- base quotes: the database, then the provider -------------------------------------
+
+    def _resolve_missing(self, missing: Sequence[str], deadline: Deadline) -> Lookup:
+        """Settle cache misses from the database, then the provider for what is still missing."""
+        fresh, stale = self._split_by_age(self._read_stored(missing))
+        if fresh:
+            self.cache.set_many(fresh, self.base_currency, self.cache_ttl_seconds)
+        stored = Lookup({s: ServedQuote(q, Source.DATABASE) for s, q in fresh.items()},
+                        missing=tuple(s for s in missing if s not in fresh))
+        if not stored.missing:
+            return stored
+        return stored.then(self._fetch_shared(stored.missing, stale, deadline))
+
+    def _fetch_shared(self, missing: Sequence[str], stale: Mapping[str, CoinQuote],
+                      deadline: Deadline) -> Lookup:
+        """Fetch `missing`, at most one process per symbol at a time.
+
+        Claims what nobody holds and fetches it; waits for the symbols others hold and takes
+        their result, or their failure; claims again the symbols whose claim ended without
+        either (only one of those waiting wins each). Raises the provider's error (ours or the
+        holder's) for a symbol that failed with no stale stored quote to stand in.
+        """
+        claims = FetchClaims(self.cache, self.clock, self.base_currency, ttl_seconds=self.claim_ttl_seconds,
+                             failure_ttl_seconds=self.failure_note_seconds)
+        found = Lookup(missing=tuple(missing))
+        while found.missing:
+            mine = claims.claim(found.missing)
+            others = tuple(s for s in found.missing if s not in mine)
+            if mine:
+                found = found.then(replace(self._fetch_claimed(mine, claims, stale, deadline), missing=others))
+            if others:
+                found = found.then(self._after_others(claims.wait(others, deadline), stale))
+        return found
+
+    def _fetch_claimed(self, mine: tuple[str, ...], claims: FetchClaims, stale: Mapping[str, CoinQuote],
+                       deadline: Deadline) -> Lookup:
+        """Fetch the symbols we hold claims on; release them, with a failure note if it failed."""
+        found = Lookup(missing=mine)
         try:
             # Another process may have fetched, cached and released between our miss and our
             # claim: look again before paying for a call.
-            cached = self.cache.get_many(missing, self.base_currency)
-            missing = self._take_cached(cached, served, unknown, missing)
-            if missing:
-                self._call_provider(missing, stale, served, unknown)
-        finally:
-            self.cache.release_fetch(claim, self.base_currency)
+            found = sort_cached(mine, self.cache.get_many(mine, self.base_currency))
+            if found.missing:
+                found = found.then(self._fetch_from_provider(found.missing, deadline))
+        except (ProviderUnavailable, ProviderError) as exc:
+            # Waiters read the cache before the note, so the symbols found above still reach them.
+            claims.release(mine, failure_note(exc))
+            return found.then(self._stand_in(found.missing, stale, exc))
+        except BaseException:
+            claims.release(mine)
+            raise
+        claims.release(mine)
+        return found
 
-    def _call_provider(self, missing: list[str], stale: dict[str, CoinQuote],
-                       served: dict[str, ServedQuote], unknown: list[str]) -> None:
-        try:
-            fetched = self.provider.latest_by_symbols(missing, self.base_currency)
-        except (ProviderUnavailable, ProviderError):
-            if not stale or any(s not in stale for s in missing):
-                raise
-            logger.warning("provider failed; serving %d stale stored quote(s)", len(missing))
-            for symbol in missing:
-                served[symbol] = ServedQuote(stale[symbol], Source.DATABASE, stale=True)
-            return
-        not_found = [s for s in missing if s not in fetched]
+    def _after_others(self, waited: WaitOutcome, stale: Mapping[str, CoinQuote]) -> Lookup:
+        """What the fetches of others left: their results, their failures (or stale stand-ins),
+        a timeout for what is still pending, and the vanished claims to try again."""
+        found = sort_cached(tuple(waited.cached), waited.cached)
+        for note in set(waited.failed.values()):
+            symbols = tuple(s for s, n in waited.failed.items() if n == note)
+            found = found.then(self._stand_in(symbols, stale, error_from(note)))
+        if waited.pending:
+            timeout = ProviderTimeout("CoinMarketCap did not answer in time")
+            found = found.then(self._stand_in(waited.pending, stale, timeout))
+        return found.then(Lookup(missing=waited.vanished))
+
+    def _stand_in(self, symbols: tuple[str, ...], stale: Mapping[str, CoinQuote], error: QuoteError) -> Lookup:
+        """Stale stored quotes for `symbols` after a provider failure, or raise `error`."""
+        if any(s not in stale for s in symbols):
+            raise error
+        logger.warning("provider failed (%s); serving %d stale stored quote(s)", error, len(symbols))
+        return Lookup({s: ServedQuote(stale[s], Source.DATABASE, stale=True) for s in symbols})
+
+    def _fetch_from_provider(self, symbols: tuple[str, ...], deadline: Deadline) -> Lookup:
+        """One provider call for `symbols`; store and cache the answer, unknown symbols too."""
+        fetched = self._call_symbols(symbols, deadline)
+        not_found = tuple(s for s in symbols if s not in fetched)
         if fetched:
             self._store(fetched)
         entries: dict[str, CoinQuote | None] = {**fetched, **dict.fromkeys(not_found)}
         self.cache.set_many(entries, self.base_currency, self.cache_ttl_seconds)
-        for symbol, coin_quote in fetched.items():
-            served[symbol] = ServedQuote(coin_quote, Source.PROVIDER)
-        unknown.extend(not_found)
+        return Lookup({s: ServedQuote(q, Source.PROVIDER) for s, q in fetched.items()}, not_found)
 
-    def _wait_for_other_fetch(self, missing: list[str], served: dict[str, ServedQuote],
-                              unknown: list[str]) -> list[str]:
-        """Poll the cache while another process fetches; return what is still missing after."""
-        waited = 0.0
-        for step in _WAIT_STEPS:
-            if waited >= self.fetch_wait_seconds:
-                break
-            self.clock.sleep(step)
-            waited += step
-            cached = self.cache.get_many(missing, self.base_currency)
-            missing = self._take_cached(cached, served, unknown, missing)
-            if not missing or not self.cache.fetch_in_progress(missing, self.base_currency):
-                break
-        return missing
-
-    def _read_stored(self, symbols: list[str]) -> dict[str, CoinQuote]:
+    def _read_stored(self, symbols: Sequence[str]) -> dict[str, CoinQuote]:
         try:
             return self.repository.newest(symbols, self.base_currency)
         except StorageError:
@@ -168,11 +248,49 @@ class QuoteService:
         stale = {s: q for s, q in stored.items() if s not in fresh}
         return fresh, stale
 
-    def _convert(self, served: dict[str, ServedQuote], currency: str) -> dict[str, ServedQuote]:
-        if currency == self.base_currency:
-            return {s: replace(q, converted=q.coin_quote.quote) for s, q in served.items()}
-        coin_ids = list(dict.fromkeys(q.coin_quote.coin.id for q in served.values()))
-        converted: dict[int, Quote] = self.provider.latest_by_ids(coin_ids, currency)
-        return {
-            s: replace(q, converted=converted.get(q.coin_quote.coin.id)) for s, q in served.items()
-        }
+    # --- conversion ------------------------------------------------------------------------
+
+    def _currency_memory(self, currency: str) -> bool | None:
+        """Whether `currency` is remembered as valid; raise InvalidCurrency if remembered invalid."""
+        known = self.cache.currency_known(currency)
+        if known is False:
+            raise InvalidCurrency(f"unknown convert currency {currency}")
+        return known
+
+    def _learn_currency(self, currency: str, deadline: Deadline) -> None:
+        """Find out (and remember) whether `currency` exists; raise InvalidCurrency if not."""
+        self._convert_ids((_PROBE_COIN_ID,), currency, None, deadline)
+
+    def _convert(self, quotes: dict[str, ServedQuote], currency: str, currency_known: bool | None,
+                 deadline: Deadline) -> dict[str, ServedQuote]:
+        """Each coin's quote in `currency`, in one call; a coin the answer lacks keeps None."""
+        coin_ids = tuple(dict.fromkeys(q.coin_quote.coin.id for q in quotes.values()))
+        converted = self._convert_ids(coin_ids, currency, currency_known, deadline)
+        missing = [s for s, q in quotes.items() if q.coin_quote.coin.id not in converted]
+        if missing:
+            logger.warning("no %s quote for %s in the conversion answer", currency, ",".join(missing))
+        return {s: replace(q, converted=converted.get(q.coin_quote.coin.id)) for s, q in quotes.items()}
+
+    def _convert_ids(self, coin_ids: tuple[int, ...], currency: str, currency_known: bool | None,
+                     deadline: Deadline) -> dict[int, Quote]:
+        """One conversion call; whether `currency` exists is remembered from its answer."""
+        try:
+            converted = self._call_ids(coin_ids, currency, deadline)
+        except InvalidCurrency:
+            self.cache.remember_currency(currency, False, self.unknown_currency_ttl_seconds)
+            raise
+        if not currency_known:
+            self.cache.remember_currency(currency, True, self.known_currency_ttl_seconds)
+        return converted
+
+    # --- the only two places that call the provider ----------------------------------------
+
+    def _call_symbols(self, symbols: tuple[str, ...], deadline: Deadline) -> dict[str, CoinQuote]:
+        if deadline.expired:
+            raise ProviderTimeout("CoinMarketCap did not answer in time")
+        return self.provider.latest_by_symbols(symbols, self.base_currency, deadline=deadline)
+
+    def _call_ids(self, coin_ids: tuple[int, ...], currency: str, deadline: Deadline) -> dict[int, Quote]:
+        if deadline.expired:
+            raise ProviderTimeout("CoinMarketCap did not answer in time")
+        return self.provider.latest_by_ids(coin_ids, currency, deadline=deadline)

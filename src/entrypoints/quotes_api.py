@@ -19,7 +19,9 @@ blp = Blueprint(
     description=(
         "Latest cryptocurrency quotes. Per symbol: the shared cache (60 s) answers first, then"
         " the newest stored quote (which is cached again), then CoinMarketCap (stored, then"
-        " cached). Converted quotes are fetched for each request and never cached or stored."
+        " cached). Converted quotes are fetched for each request and never cached or stored;"
+        " whether a `convert` currency exists is remembered (a day when it does, an hour when"
+        " it does not), so an unknown one costs no CoinMarketCap call when repeated."
     ),
 )
 
@@ -46,6 +48,7 @@ QUOTES_EXAMPLE = {
         }
     },
     "unknown_symbols": ["NOPE"],
+    "unconverted_symbols": [],
 }
 
 
@@ -77,7 +80,8 @@ class Quotes(MethodView):
         422,
         schema=ErrorSchema,
         description="Invalid `symbol` or `convert`: missing, empty, bad characters, too long,"
-        " too many symbols, or an unknown `convert` currency.",
+        " too many symbols, or an unknown `convert` currency (a 422 whatever the symbols, even"
+        " when none of them exists).",
         example=_error_example(
             422, "Unprocessable Entity",
             "Invalid query parameter 'symbol': symbol 'B$C' may contain only the letters A-Z,"
@@ -97,8 +101,8 @@ class Quotes(MethodView):
         502,
         schema=ErrorSchema,
         description="CoinMarketCap answered with something unusable, or rejected our credentials.",
-        example=_error_example(502, "Bad Gateway", "CoinMarketCap rejected our credentials or plan"
-                               " (CoinMarketCap error 1001: This API Key is invalid.)"),
+        example=_error_example(502, "Bad Gateway", "CoinMarketCap rejected our credentials or plan",
+                               errors={"upstream_error_code": 1001}),
     )
     @blp.alt_response(
         503,

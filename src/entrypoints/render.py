@@ -68,17 +68,24 @@ class QuoteRenderer:
         return _json(self._quote_schema.dump(quote))
 
     def render(self, answer: QuoteAnswer) -> str:
-        coins = ",".join(self._render_coin(symbol, served) for symbol, served in answer.quotes.items())
+        coins = ",".join(self._render_coin(symbol, served, answer.convert)
+                         for symbol, served in answer.quotes.items())
         unknown = ",".join(f'"{symbol}"' for symbol in answer.unknown_symbols)
-        return f'{{"data":{{{coins}}},"unknown_symbols":[{unknown}]}}'
+        if answer.convert is None:
+            return f'{{"data":{{{coins}}},"unknown_symbols":[{unknown}]}}'
+        unconverted = ",".join(f'"{symbol}"' for symbol in answer.unconverted_symbols)
+        return f'{{"data":{{{coins}}},"unknown_symbols":[{unknown}],"unconverted_symbols":[{unconverted}]}}'
 
-    def _render_coin(self, symbol: str, served: ServedQuote) -> str:
+    def _render_coin(self, symbol: str, served: ServedQuote, convert: str | None) -> str:
         # Symbols and currency codes are [A-Z0-9] by construction: no escaping is needed.
         base = served.coin_quote.quote
         quotes = f'"{base.currency}":{self._quote(base)}'
         converted = served.converted
         if converted is not None and converted.currency != base.currency:
             quotes += f',"{converted.currency}":{self._render_quote(converted)}'
+        elif converted is None and convert is not None:
+            # Asked for, but the conversion answer had no quote for this coin: say so.
+            quotes += f',"{convert}":null'
         return (
             f'"{symbol}":{{{self._coin(served.coin_quote.coin)},"source":"{served.source.value}",'
             f'"stale":{_STALE[served.stale]},"quote":{{{quotes}}}}}'

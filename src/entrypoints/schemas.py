@@ -165,8 +165,15 @@ class CoinQuoteSchema(Schema):
     quote = fields.Dict(
         required=True,
         keys=fields.String(),
-        values=fields.Nested(MarketQuoteSchema),
-        metadata={"description": "Quotes keyed by currency: the base currency, and `convert` when given."},
+        values=fields.Nested(MarketQuoteSchema, allow_none=True),
+        metadata={
+            "description": (
+                "Quotes keyed by currency: the base currency, and `convert` when given. The"
+                " `convert` currency's value is null when CoinMarketCap's conversion answer had"
+                " no quote for this coin (the symbol is then also listed in"
+                " `unconverted_symbols`); the base currency's is never null."
+            ),
+        },
     )
 
 
@@ -183,6 +190,17 @@ class QuotesResponseSchema(Schema):
         fields.String(),
         required=True,
         metadata={"description": "Requested symbols that do not exist.", "example": ["NOPE"]},
+    )
+    unconverted_symbols = fields.List(
+        fields.String(),
+        metadata={
+            "description": (
+                "Present only with `convert`: the served symbols that have no quote in the"
+                " `convert` currency (CoinMarketCap's conversion answer lacked them), whose"
+                " `quote` holds null under that currency. Empty when every coin was converted."
+            ),
+            "example": [],
+        },
     )
 
 

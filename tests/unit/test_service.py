@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from decimal import Decimal
 
@@ -15,7 +16,7 @@ from src.domain.errors import (
     StorageError,
     UnknownSymbols,
 )
-from src.domain.model import Source
+from src.domain.model import FetchFailure, Source
 from src.domain.service import QuoteService
 from tests.fakes import (
     T0,
@@ -62,13 +63,14 @@ def service(provider, repo, cache, clock):
 
 
 class TestRules:
-    def test_cache_hit_touches_neither_database_nor_provider(self, service, provider, repo, cache):
-        cache.put({"BTC": BTC})
+    def test_a_full_cache_hit_is_one_cache_read_and_nothing_else(self, service, provider, repo, cache):
+        cache.put({"BTC": BTC, "ETH": ETH})
 
-        answer = service.get_quotes(("BTC",))
+        answer = service.get_quotes(("BTC", "ETH"))
 
-        assert answer.quotes["BTC"].source is Source.CACHE
+        assert {s: q.source for s, q in answer.quotes.items()} == {"BTC": Source.CACHE, "ETH": Source.CACHE}
         assert answer.quotes["BTC"].coin_quote == BTC
+        assert cache.ops == ["get_many"]
         assert repo.reads == []
         assert provider.calls == []
 
@@ -82,13 +84,13 @@ class TestRules:
         assert provider.calls == []
         assert service.get_quotes(("BTC",)).quotes["BTC"].source is Source.CACHE
 
-    def test_database_serves_the_newest_stored_quote(self, service, repo):
-        newer = coin_quote("BTC", 1, "70000", fetched_at=T0 + timedelta(minutes=5))
-        repo.rows.extend([("BTC", newer), ("BTC", BTC)])
+    def test_a_database_hit_takes_no_claim_and_makes_no_call(self, service, provider, repo, cache):
+        repo.rows.append(("BTC", BTC))
 
-        answer = service.get_quotes(("BTC",))
+        service.get_quotes(("BTC",))
 
-        assert answer.quotes["BTC"].coin_quote.quote.price == Decimal("70000")
+        assert "claim_fetches" not in cache.ops
+        assert provider.calls == []
 
     def test_provider_answer_is_stored_then_cached(self, service, provider, repo, cache):
         answer = service.get_quotes(("BTC",))
@@ -98,14 +100,13 @@ class TestRules:
         assert repo.rows == [("BTC", BTC)]
         assert cache.sets == [({"BTC": BTC}, 60)]
 
-    def test_cached_quote_expires_after_the_ttl_and_comes_from_the_database(self, service, clock):
-        service.get_quotes(("BTC",))
-        clock.advance(59)
-        assert service.get_quotes(("BTC",)).quotes["BTC"].source is Source.CACHE
+    def test_quotes_and_unknown_symbols_are_cached_with_the_configured_ttl(self, provider, repo, cache, clock):
+        service = QuoteService(provider=provider, repository=repo, cache=cache, clock=clock,
+                               cache_ttl_seconds=17)
 
-        clock.advance(2)
+        service.get_quotes(("BTC", "NOPE"))
 
-        assert service.get_quotes(("BTC",)).quotes["BTC"].source is Source.DATABASE
+        assert cache.sets == [({"BTC": BTC, "NOPE": None}, 17)]
 
     def test_mixed_request_costs_one_call_per_port_and_a_second_look_before_fetching(self, service, provider,
                                                                                      repo, cache):
@@ -144,16 +145,6 @@ class TestRules:
 
         assert list(answer.quotes) == ["BTC"]
         assert answer.unknown_symbols == ("NOPE",)
-
-    def test_shared_symbol_is_stored_under_the_requested_symbol_with_the_coin_id(self, provider, repo, cache, clock):
-        classic = coin_quote("ETC", 1321, "26.91", name="Ethereum Classic")
-        provider.market["ETC"] = classic
-        service = make_service(provider, repo, cache, clock)
-
-        answer = service.get_quotes(("ETC",))
-
-        assert answer.quotes["ETC"].coin_quote.coin.id == 1321
-        assert repo.rows == [("ETC", classic)]
 
 
 class TestMaxAge:
@@ -267,17 +258,87 @@ class TestConversion:
         answer = service.get_quotes(("BTC",), convert="USD")
 
         assert answer.quotes["BTC"].converted == BTC.quote
+        assert answer.unconverted_symbols == ()
         assert provider.calls == []
-
-    def test_unknown_currency_is_raised(self, service):
-        with pytest.raises(InvalidCurrency):
-            service.get_quotes(("BTC",), convert="XYZ")
+        assert cache.ops == ["get_many"]
 
     def test_repeated_conversions_each_call_the_provider_but_base_quotes_stay_cached(self, service, provider):
         for _ in range(3):
             service.get_quotes(("BTC",), convert="EUR")
 
         assert [c[0] for c in provider.calls] == ["symbols", "ids", "ids", "ids"]
+
+    def test_a_coin_missing_from_the_conversion_answer_is_reported_not_dropped(self, service, cache, provider):
+        newcomer = coin_quote("NEW", 99999, "0.5")
+        cache.put({"BTC": BTC, "NEW": newcomer})  # NEW is unknown to the provider's conversion
+
+        answer = service.get_quotes(("BTC", "NEW"), convert="EUR")
+
+        assert answer.quotes["BTC"].converted.currency == "EUR"
+        assert answer.quotes["NEW"].converted is None
+        assert answer.convert == "EUR"
+        assert answer.unconverted_symbols == ("NEW",)
+
+
+class TestCurrencyMemory:
+    def test_an_unknown_currency_is_remembered_so_repeating_it_costs_no_call(self, service, provider, cache):
+        with pytest.raises(InvalidCurrency):
+            service.get_quotes(("BTC",), convert="XYZ")
+        calls_after_first = len(provider.calls)
+
+        for _ in range(3):
+            with pytest.raises(InvalidCurrency):
+                service.get_quotes(("BTC",), convert="XYZ")
+
+        assert len(provider.calls) == calls_after_first
+        assert cache.currencies["XYZ"][0] is False
+
+    def test_a_remembered_unknown_currency_is_refused_before_any_other_work(self, service, provider, repo, cache):
+        cache.remember_currency("XYZ", False, 3600)
+        cache.ops.clear()
+
+        with pytest.raises(InvalidCurrency, match="XYZ"):
+            service.get_quotes(("BTC", "NOPE"), convert="XYZ")
+
+        assert cache.ops == ["currency_known"]
+        assert repo.reads == [] and provider.calls == []
+
+    def test_unknown_currencies_are_forgotten_after_an_hour_and_known_ones_after_a_day(self, service, cache, clock):
+        with pytest.raises(InvalidCurrency):
+            service.get_quotes(("BTC",), convert="XYZ")
+        service.get_quotes(("BTC",), convert="EUR")
+
+        assert cache.currencies["XYZ"] == (False, clock.now() + timedelta(hours=1))
+        assert cache.currencies["EUR"] == (True, clock.now() + timedelta(days=1))
+
+    def test_an_unknown_currency_is_invalid_even_when_no_symbol_exists(self, service, provider):
+        with pytest.raises(InvalidCurrency):
+            service.get_quotes(("NOPE",), convert="XYZ")
+
+        assert provider.calls == [("symbols", ("NOPE",), "USD"), ("ids", (1,), "XYZ")]
+
+    def test_no_symbol_with_a_valid_currency_learns_it_once_then_answers_unknown_symbols(self, service, provider):
+        for _ in range(2):
+            with pytest.raises(UnknownSymbols):
+                service.get_quotes(("NOPE",), convert="EUR")
+
+        assert [c for c in provider.calls if c[0] == "ids"] == [("ids", (1,), "EUR")]
+
+    def test_a_currency_known_valid_needs_no_probe_before_unknown_symbols(self, service, provider, cache):
+        cache.remember_currency("EUR", True, 86400)
+
+        with pytest.raises(UnknownSymbols):
+            service.get_quotes(("NOPE",), convert="EUR")
+
+        assert provider.calls == [("symbols", ("NOPE",), "USD")]
+
+    def test_a_currency_known_valid_is_not_written_again(self, service, cache):
+        cache.remember_currency("EUR", True, 86400)
+        cache.ops.clear()
+
+        service.get_quotes(("BTC",), convert="EUR")
+
+        assert "remember_currency" not in cache.ops
 
 
 class TestNegativeCache:
@@ -295,77 +356,115 @@ class TestNegativeCache:
         assert provider.calls == [("symbols", ("BTC",), "USD")]
         assert repo.reads == [("BTC",)]
 
-    def test_a_negative_entry_expires(self, service, provider, clock):
-        with pytest.raises(UnknownSymbols):
-            service.get_quotes(("NOPE",))
-        clock.advance(61)
 
-        with pytest.raises(UnknownSymbols):
-            service.get_quotes(("NOPE",))
-
-        assert len(provider.calls) == 2
+def other_process_claims(cache, *symbols, owner="other", ttl=10):
+    assert cache.claim_fetches(symbols, "USD", owner, ttl) == symbols
 
 
-class ScriptedClock(FixedClock):
-    """A clock whose sleeps let 'another process' act after a given number of them."""
-
-    def __init__(self, after_sleeps: int, action) -> None:
-        super().__init__()
-        self.sleeps = 0
-        self.after_sleeps = after_sleeps
-        self.action = action
-
-    def sleep(self, seconds: float) -> None:
-        super().sleep(seconds)
-        self.sleeps += 1
-        if self.sleeps == self.after_sleeps:
-            self.action()
+UNAVAILABLE = FetchFailure("unavailable", "CoinMarketCap is unavailable", retry_after=30.0)
 
 
 class TestStampede:
-    def test_waits_for_another_fetch_of_the_same_symbols_instead_of_calling(self, provider, repo):
-        def other_process_finishes():
-            cache.set_many({"BTC": BTC}, "USD", 60)
-            cache.release_fetch(["BTC"], "USD")
-
-        clock = ScriptedClock(3, other_process_finishes)
-        cache = InMemoryQuoteCache(clock=clock)
-        cache.claim_fetch(["BTC"], "USD", 10)
-        service = make_service(provider, repo, cache, clock)
+    def test_waits_for_another_processs_fetch_and_serves_its_result_without_calling(self, service, provider,
+                                                                                     cache, clock):
+        other_process_claims(cache, "BTC")
+        clock.schedule(0.5, lambda: (cache.set_many({"BTC": BTC}, "USD", 60),
+                                     cache.release_fetches(["BTC"], "USD", "other")))
 
         answer = service.get_quotes(("BTC",))
 
         assert answer.quotes["BTC"].source is Source.CACHE
         assert provider.calls == []
-        assert clock.sleeps == 3
 
-    def test_fetches_itself_when_the_other_fetch_ends_without_a_result(self, provider, repo):
-        clock = ScriptedClock(2, lambda: cache.release_fetch(["BTC"], "USD"))
-        cache = InMemoryQuoteCache(clock=clock)
-        cache.claim_fetch(["BTC"], "USD", 10)
+    @pytest.mark.parametrize(("note", "raised"), [
+        (UNAVAILABLE, ProviderUnavailable),
+        (FetchFailure("timeout", "CoinMarketCap did not answer in time"), ProviderTimeout),
+        (FetchFailure("error", "CoinMarketCap rejected our credentials", upstream_code=1001), ProviderError),
+    ])
+    def test_waiters_of_a_failed_fetch_get_the_holders_error_without_calling(self, service, provider, cache,
+                                                                            clock, note, raised):
+        other_process_claims(cache, "BTC")
+        clock.schedule(0.5, lambda: cache.release_fetches(["BTC"], "USD", "other", note))
+
+        with pytest.raises(raised) as error:
+            service.get_quotes(("BTC",))
+
+        assert type(error.value) is raised
+        assert str(error.value) == note.message
+        assert getattr(error.value, "retry_after", None) == note.retry_after
+        assert error.value.upstream_code == note.upstream_code
+        assert provider.calls == []
+
+    def test_a_waiter_of_a_failed_fetch_serves_its_stale_stored_quote(self, provider, repo, cache, clock):
+        repo.rows.append(("BTC", BTC))
+        clock.advance(600)
+        service = make_service(provider, repo, cache, clock, max_age=timedelta(seconds=300))
+        other_process_claims(cache, "BTC")
+        clock.schedule(0.5, lambda: cache.release_fetches(["BTC"], "USD", "other", UNAVAILABLE))
+
+        served = service.get_quotes(("BTC",)).quotes["BTC"]
+
+        assert (served.source, served.stale) == (Source.DATABASE, True)
+        assert provider.calls == []
+
+    def test_a_failed_fetch_leaves_its_error_for_the_requests_that_follow_it(self, repo, cache, clock):
+        provider = FakeQuoteProvider(fail_with=ProviderUnavailable("CoinMarketCap is unavailable", 30))
         service = make_service(provider, repo, cache, clock)
+        with pytest.raises(ProviderUnavailable):
+            service.get_quotes(("BTC",))
 
-        answer = service.get_quotes(("BTC",))
+        for _ in range(5):
+            with pytest.raises(ProviderUnavailable) as error:
+                service.get_quotes(("BTC",))
 
-        assert answer.quotes["BTC"].source is Source.PROVIDER
+        assert error.value.retry_after == 30
         assert len(provider.calls) == 1
+        clock.advance(5)
+        with pytest.raises(ProviderUnavailable):
+            service.get_quotes(("BTC",))
+        assert len(provider.calls) == 2  # the note expires, and the next request tries again
 
-    def test_gives_up_waiting_after_the_wait_bound(self, provider, repo):
-        clock = FixedClock()
-        cache = InMemoryQuoteCache(clock=clock)
-        cache.claim_fetch(["BTC"], "USD", 3600)  # a claim that never ends
-        service = make_service(provider, repo, cache, clock, fetch_wait_seconds=2)
+    def test_a_vanished_claim_is_claimed_again_and_fetched_once(self, service, provider, cache, clock):
+        other_process_claims(cache, "BTC")
+        clock.schedule(0.5, lambda: cache.claims.clear())  # the holder crashed; its claim is gone
 
         answer = service.get_quotes(("BTC",))
 
         assert answer.quotes["BTC"].source is Source.PROVIDER
-        assert clock.now() - T0 <= timedelta(seconds=2.2)
+        assert provider.calls == [("symbols", ("BTC",), "USD")]
+
+    def test_only_one_waiter_of_a_vanished_claim_fetches_the_others_wait_for_it(self, service, provider,
+                                                                                 cache, clock):
+        other_process_claims(cache, "BTC", owner="crashed")
+
+        def crash_then_another_waiter_claims_first():
+            cache.claims.clear()
+            other_process_claims(cache, "BTC", owner="faster-waiter")
+
+        clock.schedule(0.5, crash_then_another_waiter_claims_first)
+        clock.schedule(1.5, lambda: (cache.set_many({"BTC": BTC}, "USD", 60),
+                                     cache.release_fetches(["BTC"], "USD", "faster-waiter")))
+
+        answer = service.get_quotes(("BTC",))
+
+        assert answer.quotes["BTC"].source is Source.CACHE
+        assert provider.calls == []
+
+    def test_overlapping_requests_share_the_claim_of_their_common_symbol(self, service, provider, cache, clock):
+        other_process_claims(cache, "BTC")  # another request for BTC alone is fetching it
+        clock.schedule(0.5, lambda: (cache.set_many({"BTC": BTC}, "USD", 60),
+                                     cache.release_fetches(["BTC"], "USD", "other")))
+
+        answer = service.get_quotes(("BTC", "ETH"))
+
+        assert provider.calls == [("symbols", ("ETH",), "USD")]
+        assert {s: q.source for s, q in answer.quotes.items()} == {"BTC": Source.CACHE, "ETH": Source.PROVIDER}
 
     def test_a_fetch_finished_elsewhere_just_before_our_claim_is_not_repeated(self, provider, repo, clock):
         class RacingCache(InMemoryQuoteCache):
-            def claim_fetch(self, symbols, currency, ttl_seconds):
+            def claim_fetches(self, symbols, currency, owner, ttl_seconds):
                 self.set_many({"BTC": BTC}, "USD", 60)  # the other process cached and released
-                return super().claim_fetch(symbols, currency, ttl_seconds)
+                return super().claim_fetches(symbols, currency, owner, ttl_seconds)
 
         cache = RacingCache(clock=clock)
         service = make_service(provider, repo, cache, clock)
@@ -376,12 +475,124 @@ class TestStampede:
         assert provider.calls == []
         assert cache.claims == {}
 
-    def test_the_claim_is_released_after_a_fetch_and_after_a_failure(self, repo, cache, clock):
-        ok = make_service(FakeQuoteProvider({"BTC": BTC}), repo, cache, clock)
-        ok.get_quotes(("BTC",))
+    @pytest.mark.parametrize("error", [None, ProviderUnavailable("down"), RuntimeError("a bug")])
+    def test_a_fetch_never_releases_a_claim_it_no_longer_owns(self, repo, cache, clock, error):
+        provider = FakeQuoteProvider({"BTC": BTC}, fail_with=error, clock=clock, latency_seconds=2)
+        service = make_service(provider, repo, cache, clock)
+
+        def our_claim_is_lost_and_the_next_fetcher_claims():
+            cache.claims.clear()  # evicted, or memcached restarted, while we fetch
+            other_process_claims(cache, "BTC", owner="next")
+
+        clock.schedule(1, our_claim_is_lost_and_the_next_fetcher_claims)
+
+        with contextlib.suppress(ProviderUnavailable, RuntimeError):
+            service.get_quotes(("BTC",))
+
+        owner, note, _ = cache.claims[("USD", "BTC")]
+        assert (owner, note) == ("next", None)
+
+    def test_claims_are_released_after_a_fetch_and_noted_after_a_failure(self, repo, cache, clock):
+        make_service(FakeQuoteProvider({"BTC": BTC}), repo, cache, clock).get_quotes(("BTC",))
         assert cache.claims == {}
 
-        failing = make_service(FakeQuoteProvider(fail_with=ProviderUnavailable("down")), repo, cache, clock)
+        failing = make_service(FakeQuoteProvider(fail_with=ProviderUnavailable("down", 30)), repo, cache, clock)
         with pytest.raises(ProviderUnavailable):
             failing.get_quotes(("ETH",))
+
+        owner, note, expires = cache.claims[("USD", "ETH")]
+        assert note == FetchFailure("unavailable", "down", retry_after=30)
+        assert expires == clock.now() + timedelta(seconds=5)
+
+    def test_a_crashing_fetch_releases_its_claims_without_a_note(self, repo, cache, clock):
+        service = make_service(FakeQuoteProvider(fail_with=RuntimeError("a bug")), repo, cache, clock)
+
+        with pytest.raises(RuntimeError):
+            service.get_quotes(("BTC",))
+
         assert cache.claims == {}
+
+    def test_every_attempt_claims_under_its_own_owner_token(self, provider, repo, cache, clock):
+        owners = []
+
+        class RecordingCache(InMemoryQuoteCache):
+            def claim_fetches(self, symbols, currency, owner, ttl_seconds):
+                owners.append(owner)
+                return super().claim_fetches(symbols, currency, owner, ttl_seconds)
+
+        cache = RecordingCache(clock=clock)
+        service = make_service(provider, repo, cache, clock)
+        service.get_quotes(("BTC",))
+        service.get_quotes(("ETH",))
+
+        assert len(owners) == 2 and owners[0] != owners[1]
+
+    def test_without_a_cache_everyone_fetches(self, provider, repo, clock):
+        cache = InMemoryQuoteCache(clock=clock, down=True)
+        service = make_service(provider, repo, cache, clock)
+
+        answer = service.get_quotes(("BTC",))
+
+        assert answer.quotes["BTC"].source is Source.PROVIDER
+
+
+class TestDeadline:
+    def test_waiting_for_another_fetch_never_exceeds_the_deadline(self, provider, repo, cache, clock):
+        service = make_service(provider, repo, cache, clock, upstream_budget_seconds=3)
+        other_process_claims(cache, "BTC", ttl=3600)  # a fetch that never ends
+
+        with pytest.raises(ProviderTimeout):
+            service.get_quotes(("BTC",))
+
+        assert clock.now() - T0 == timedelta(seconds=3)
+        assert provider.calls == []
+
+    def test_a_stale_stored_quote_is_served_when_the_deadline_passes_while_waiting(self, provider, repo, cache,
+                                                                                   clock):
+        repo.rows.append(("BTC", BTC))
+        clock.advance(600)
+        start = clock.now()
+        service = make_service(provider, repo, cache, clock, max_age=timedelta(seconds=300))
+        other_process_claims(cache, "BTC", ttl=3600)
+
+        served = service.get_quotes(("BTC",)).quotes["BTC"]
+
+        assert served.stale is True
+        assert clock.now() - start == timedelta(seconds=8)  # the default budget
+
+    def test_a_call_after_waiting_gets_only_what_is_left_of_the_deadline(self, service, provider, cache, clock):
+        other_process_claims(cache, "BTC")
+        clock.schedule(2, lambda: cache.claims.clear())
+
+        service.get_quotes(("BTC",))
+
+        assert provider.budgets == [pytest.approx(6, abs=0.11)]
+
+    def test_one_deadline_covers_the_fetch_and_the_conversion(self, repo, cache, clock):
+        provider = FakeQuoteProvider({"BTC": BTC}, clock=clock, latency_seconds=5)
+        service = make_service(provider, repo, cache, clock)
+
+        with pytest.raises(ProviderTimeout):
+            service.get_quotes(("BTC",), convert="EUR")
+
+        assert provider.calls == [("symbols", ("BTC",), "USD"), ("ids", (1,), "EUR")]
+        assert provider.deadlines[0] is provider.deadlines[1]
+        assert provider.budgets == [8, 3]
+        assert clock.now() - T0 == timedelta(seconds=8)
+
+    def test_the_budget_is_a_service_setting(self, repo, cache, clock):
+        provider = FakeQuoteProvider({"BTC": BTC})
+        service = make_service(provider, repo, cache, clock, upstream_budget_seconds=2.5)
+
+        service.get_quotes(("BTC",))
+
+        assert provider.budgets == [2.5]
+
+    def test_no_call_is_made_once_the_deadline_has_passed(self, provider, repo, cache, clock):
+        service = make_service(provider, repo, cache, clock, upstream_budget_seconds=3)
+        other_process_claims(cache, "BTC", ttl=3)  # expires just as our deadline passes
+
+        with pytest.raises(ProviderTimeout):
+            service.get_quotes(("BTC",))
+
+        assert provider.calls == []
