@@ -83,6 +83,16 @@ def _summarise(messages: Any) -> str:
     return ("Invalid " + ", ".join(parts)) if parts else "Invalid request"
 
 
+MAX_RETRY_AFTER_SECONDS = 86_400  # a client is never told to wait more than a day
+
+
+def _retry_after_header(seconds: Any) -> str | None:
+    """Whole seconds, at least 1 and at most a day; None for a missing or non-finite value."""
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds):
+        return None
+    return str(min(MAX_RETRY_AFTER_SECONDS, max(1, math.ceil(seconds))))
+
+
 def register_error_handlers(app: Any, api: CoinquoteApi) -> None:
     """Render every domain error as its status, with `Retry-After` when the error knows it."""
 
@@ -92,8 +102,12 @@ def register_error_handlers(app: Any, api: CoinquoteApi) -> None:
         data: dict[str, Any] = {"message": str(error)}
         if isinstance(error, UnknownSymbols):
             data["errors"] = {"unknown_symbols": list(error.symbols)}
-        retry_after = getattr(error, "retry_after", None)
+        upstream_code = getattr(error, "upstream_code", None)
+        if isinstance(upstream_code, int) and not isinstance(upstream_code, bool):
+            # CoinMarketCap's numeric code only: its text may hold anything and stays in the log.
+            data["errors"] = {"upstream_error_code": upstream_code}
+        retry_after = _retry_after_header(getattr(error, "retry_after", None))
         if retry_after is not None:
-            data["headers"] = {"Retry-After": str(max(1, math.ceil(retry_after)))}
+            data["headers"] = {"Retry-After": retry_after}
         exc.data = data
         return api.handle_http_exception(exc)

@@ -1,0 +1,205 @@
+"""CoinMarketCap's JSON (v2 quotes/latest, v1 tolerated) read into domain values, defensively."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from src.domain.errors import ProviderError
+from src.domain.model import QUOTE_FIGURES, Coin, CoinQuote, Quote
+
+logger = logging.getLogger(__name__)
+
+# The documented 400 forms (spec/cmc-api.md §7.3): `Invalid value for "symbol": "XYZ"` and
+# `Invalid values for "symbol": "XYZ,ABC"`. Only these name a parameter whose *value* is bad.
+_INVALID_VALUE_RE = re.compile(r'Invalid values? for "([A-Za-z_]{1,32})"', re.ASCII)
+
+
+class MalformedCoin(ValueError):
+    """One coin object cannot be read; the coin is skipped, the rest of the answer is served."""
+
+
+def invalid_parameter(message: Any) -> str | None:
+    """The parameter a CoinMarketCap 400 says has an invalid value (`symbol`, `convert`, ...)."""
+    if not isinstance(message, str):
+        return None
+    match = _INVALID_VALUE_RE.match(message.strip())
+    return match.group(1) if match else None
+
+
+def quotes_by_symbol(body: Mapping[str, Any], symbols: Sequence[str],
+                     currency: str) -> dict[str, CoinQuote]:
+    """The chosen coin of each requested symbol present in `body`, with its quote in `currency`.
+
+    Raises ProviderError only when a symbol's coins are all malformed (its answer is unusable,
+    and saying it does not exist would be false).
+    """
+    fetched_at = parse_time(body["status"].get("timestamp")) or datetime.now(UTC)
+    data = {str(key).upper(): value for key, value in body["data"].items()}
+    found: dict[str, CoinQuote] = {}
+    for symbol in symbols:
+        entry = data.get(symbol)
+        if entry is None:
+            continue
+        candidates, malformed = _read_coins(entry, currency)
+        if candidates:
+            found[symbol] = _pick(candidates, fetched_at)
+        elif malformed:
+            raise ProviderError(f"CoinMarketCap's answer for {symbol} is unusable")
+    return found
+
+
+def quotes_by_id(body: Mapping[str, Any], currency: str) -> dict[int, Quote]:
+    """The quote in `currency` of each well-formed coin in `body`, keyed by coin id."""
+    converted: dict[int, Quote] = {}
+    for entry in body["data"].values():
+        candidates, _ = _read_coins(entry, currency)
+        for coin, quote in candidates:
+            converted[coin.id] = quote
+    return converted
+
+
+def _read_coins(entry: Any, currency: str) -> tuple[list[tuple[Coin, Quote]], int]:
+    """The coins of one `data` entry that have a price in `currency`, and how many were skipped
+    as malformed (each logged)."""
+    candidates = []
+    malformed = 0
+    for item in _items(entry):
+        try:
+            coin, quote = parse_coin(item, currency)
+        except MalformedCoin as exc:
+            malformed += 1
+            logger.warning("CoinMarketCap coin skipped as malformed (%s): id=%.40r symbol=%.40r",
+                           exc, _field(item, "id"), _field(item, "symbol"))
+            continue
+        if quote is not None:
+            candidates.append((coin, quote))
+    return candidates, malformed
+
+
+def _items(entry: Any) -> Iterator[Any]:
+    """v2 lists every coin sharing a symbol; v1 and id-keyed answers hold one object."""
+    yield from entry if isinstance(entry, list) else [entry]
+
+
+def _field(item: Any, name: str) -> Any:
+    return item.get(name) if isinstance(item, dict) else None
+
+
+def _pick(candidates: list[tuple[Coin, Quote]], fetched_at: datetime) -> CoinQuote:
+    """Choose among the coins sharing a symbol: active first, then the best (lowest) rank.
+
+    v2 lists every coin with the symbol in no useful order (a dead coin can come first).
+    """
+
+    def preference(candidate: tuple[Coin, Quote]) -> tuple[int, float, Decimal]:
+        coin, quote = candidate
+        rank = coin.cmc_rank if coin.cmc_rank is not None else float("inf")
+        return (0 if coin.is_active else 1, rank, -(quote.market_cap or Decimal(0)))
+
+    coin, quote = min(candidates, key=preference)
+    return CoinQuote(coin=coin, quote=quote, fetched_at=fetched_at)
+
+
+def parse_coin(item: Any, currency: str) -> tuple[Coin, Quote | None]:
+    """One coin object and its quote in `currency` (None when it has no price there).
+
+    Unknown fields are ignored and missing optional ones become None; a wrong type or a
+    non-numeric amount anywhere raises MalformedCoin.
+    """
+    if not isinstance(item, dict):
+        raise MalformedCoin("not an object")
+    coin = Coin(
+        id=_identity(item.get("id")),
+        name=_text(item, "name"),
+        symbol=_text(item, "symbol"),
+        slug=_text(item, "slug"),
+        cmc_rank=_as_int(item.get("cmc_rank")),
+        is_active=item.get("is_active", 1) in (1, True, "1"),
+        num_market_pairs=_as_int(item.get("num_market_pairs")),
+        circulating_supply=_decimal(item.get("circulating_supply"), "circulating_supply"),
+        total_supply=_decimal(item.get("total_supply"), "total_supply"),
+        max_supply=_decimal(item.get("max_supply"), "max_supply"),
+        date_added=parse_time(item.get("date_added")),
+        last_updated=parse_time(item.get("last_updated")),
+    )
+    quotes = item.get("quote")
+    if quotes is None:
+        return coin, None
+    if not isinstance(quotes, dict):
+        raise MalformedCoin("quote is not an object")
+    raw = quotes.get(currency)
+    if raw is None:
+        return coin, None  # no price in this currency: nothing to serve for this coin
+    if not isinstance(raw, dict):
+        raise MalformedCoin(f"quote.{currency} is not an object")
+    price = _decimal(raw.get("price"), "price")
+    if price is None:
+        return coin, None
+    return coin, Quote(
+        currency=currency,
+        price=price,
+        last_updated=parse_time(raw.get("last_updated")) or coin.last_updated or _epoch(),
+        **{name: _decimal(raw.get(name), name) for name in QUOTE_FIGURES},
+    )
+
+
+def _identity(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    raise MalformedCoin("id is not a positive integer")
+
+
+def _text(item: dict[str, Any], name: str) -> str:
+    value = item.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise MalformedCoin(f"{name} is not a non-empty string")
+    return value
+
+
+def _decimal(value: Any, name: str) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, Decimal):
+        return value if value.is_finite() else None
+    if isinstance(value, (int, str)):
+        try:
+            number = Decimal(value)
+        except (InvalidOperation, ValueError):
+            raise MalformedCoin(f"{name} is not a number") from None
+        return number if number.is_finite() else None
+    if isinstance(value, float):  # only if a caller parsed floats; CoinMarketCap's arrive as Decimal
+        return Decimal(str(value)) if value == value and abs(value) != float("inf") else None
+    raise MalformedCoin(f"{name} is not a number")
+
+
+def _as_int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, Decimal) and not (value.is_finite() and abs(value) < 10**15):
+        return None  # int(Decimal("1e999999")) would build a million-digit number
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO-8601 time as aware UTC; None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _epoch() -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC)
