@@ -97,6 +97,8 @@ class QuoteRow(db.Model):
     __tablename__ = "quotes"
     __table_args__ = (
         Index("ix_quotes_lookup", "lookup_symbol", "currency", "fetched_at"),
+        # A coin's history in a time range (GET /api/v1/quotes/history, history prune).
+        Index("ix_quotes_coin_history", "coin_id", "currency", "fetched_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -119,12 +119,14 @@ def test_schema_matches_the_models(engine):
     """The migrations create exactly what the models describe (no drift)."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
 
     from src.adapters.orm import db
+    from src.entrypoints.app import MIGRATIONS_DIR
 
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
     assert diff == []
-    assert version == "0001"
+    assert version == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
