@@ -28,12 +28,14 @@ class Ready(MethodView):
     @blp.response(200, HealthSchema, description="The database and the cache answer.",
                   example={"status": "ok", "checks": {"database": "ok", "cache": "ok"}})
     @blp.alt_response(
-        503, schema=HealthSchema, description="A component fails; it is named.",
+        503, schema=HealthSchema,
+        description="A component fails; it is named (for the cache, every failing memcached server).",
         example={"status": "failing: cache",
-                 "checks": {"database": "ok", "cache": "failing: cache unreachable (write refused)"}},
+                 "checks": {"database": "ok",
+                            "cache": "failing: memcached 10.0.0.7:11211 unreachable (ConnectionRefusedError)"}},
     )
     def get(self) -> Any:
-        """Readiness: 200 when the database and the cache answer, 503 naming what fails"""
+        """Readiness: 200 when the database and every cache server answer, 503 naming what fails"""
         services = current_app.extensions["coinquote"]
         checks = {}
         for name, component in (("database", services.repository), ("cache", services.cache)):
