@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,24 +146,31 @@ def render_nginx_conf(upstreams: list[str], port: int, workdir: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-@pytest.fixture(scope="session")
-def nginx(e2e_dir, replicas) -> Iterator[Process]:
-    """Real nginx with deploy/nginx.conf in front of the two replicas."""
+def start_nginx(upstreams: list[str], workdir: Path, edit: Callable[[str], str] | None = None) -> Process:
+    """Real nginx with deploy/nginx.conf (rendered, then passed through `edit`) in front of `upstreams`."""
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if binary is None:
-        pytest.fail("nginx is needed for the reverse-proxy tests: apt-get install -y nginx", pytrace=False)
-    workdir = e2e_dir / "nginx"
+        pytest.fail("nginx is needed for the reverse-proxy tests: make system-deps", pytrace=False)
     workdir.mkdir()
     workdir.chmod(0o777)  # nginx workers run as an unprivileged user and write temp files here
     port = free_port()
     conf = workdir / "nginx.conf"
-    conf.write_text(render_nginx_conf([r.url.removeprefix("http://") for r in replicas], port, workdir))
+    text = render_nginx_conf(upstreams, port, workdir)
+    conf.write_text(edit(text) if edit else text)
     checked = subprocess.run([binary, "-t", "-c", str(conf), "-e", str(workdir / "startup.log")],
                              capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
     proc = spawn([binary, "-c", str(conf), "-e", str(workdir / "startup.log"), "-g", "daemon off;"],
                  base_env(), port, workdir / "stdout.log")
     proc.extra["access_log"] = workdir / "access.log"
+    proc.extra["error_log"] = workdir / "error.log"
+    return proc
+
+
+@pytest.fixture(scope="session")
+def nginx(e2e_dir, replicas) -> Iterator[Process]:
+    """Real nginx with deploy/nginx.conf in front of the two replicas."""
+    proc = start_nginx([r.url.removeprefix("http://") for r in replicas], e2e_dir / "nginx")
     yield proc
     stop(proc.process, signal.SIGQUIT)
 

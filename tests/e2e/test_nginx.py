@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import gzip
+import json
+import re
+import signal
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
 
 from tests.e2e.browser import local_only_page, screenshot
+from tests.e2e.conftest import start_nginx
+from tests.servers import free_port, stop
 
 
 def eventually(check, timeout: float = 5.0) -> bool:
@@ -100,3 +110,130 @@ def test_docs_work_through_nginx_at_the_root_and_under_a_prefix(nginx):
 
 def test_metrics_are_reachable_from_inside(nginx, http):
     assert "coinquote_http_requests_total" in http.get(nginx.url + "/metrics").text
+
+
+def test_a_clients_forwarded_prefix_never_reaches_the_app(nginx, http):
+    evil = {"X-Forwarded-Prefix": "/evil"}
+
+    at_root = http.get(nginx.url + "/openapi.json", headers=evil).json()
+    under_prefix = http.get(nginx.url + "/coinquote/openapi.json", headers=evil).json()
+
+    assert at_root["servers"][0]["url"] == "/"
+    assert under_prefix["servers"][0]["url"] == "/coinquote"
+
+
+class Backend:
+    """A stand-in replica on a free port that counts the requests it gets and answers as told."""
+
+    def __init__(self, status: int = 200, body: bytes = b'{"ok": true}', delay: float = 0.0) -> None:
+        self.hits = 0
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                backend.hits += 1
+                time.sleep(delay)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:  # nginx gave up waiting and closed the connection
+                    pass
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def proxy(tmp_path) -> Iterator:
+    """Start nginx (deploy/nginx.conf) in front of the given upstreams; stopped after the test."""
+    started = []
+
+    def start(upstreams: list[str], edit=None):
+        proc = start_nginx(upstreams, tmp_path / f"nginx-{len(started)}", edit)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        stop(proc.process, signal.SIGQUIT)
+
+
+@pytest.fixture
+def backends() -> Iterator:
+    started: list[Backend] = []
+
+    def start(**behaviour) -> Backend:
+        started.append(Backend(**behaviour))
+        return started[-1]
+
+    yield start
+    for backend in started:
+        backend.stop()
+
+
+def assert_nginx_json_error(response, code: int, status: str) -> None:
+    assert response.status_code == code
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert len(response.headers["X-Request-ID"]) == 32
+    body = response.json()
+    assert (body["code"], body["status"]) == (code, status)
+    assert body["message"] and "nginx" not in response.text
+
+
+def test_when_every_replica_is_down_nginx_answers_the_apis_json_502(proxy, backends, http):
+    replicas = [backends(), backends()]
+    front = proxy([r.address for r in replicas])
+    assert http.get(front.url + "/api/v1/quotes?symbol=BTC").status_code == 200
+    for replica in replicas:
+        replica.stop()
+
+    response = http.get(front.url + "/api/v1/quotes?symbol=BTC")
+
+    assert_nginx_json_error(response, 502, "Bad Gateway")
+
+
+def test_a_read_timeout_is_a_json_504_and_is_never_replayed_on_another_replica(proxy, backends, http):
+    slow = [backends(delay=3), backends(delay=3)]
+    front = proxy([r.address for r in slow],
+                  edit=lambda conf: re.sub(r"proxy_read_timeout \d+s;", "proxy_read_timeout 1s;", conf))
+
+    response = http.get(front.url + "/api/v1/quotes?symbol=BTC")
+
+    assert sum(r.hits for r in slow) == 1, [r.hits for r in slow]
+    assert_nginx_json_error(response, 504, "Gateway Timeout")
+
+
+def test_a_replica_that_refuses_connections_is_skipped_for_the_other(proxy, backends, http):
+    alive = backends()
+    front = proxy([f"127.0.0.1:{free_port()}", alive.address])
+
+    statuses = [http.get(front.url + "/api/v1/quotes?symbol=BTC").status_code for _ in range(4)]
+
+    assert statuses == [200] * 4
+    assert alive.hits == 4
+
+
+def test_the_apps_own_502_passes_through_untouched_and_is_not_retried(proxy, backends, http):
+    body = json.dumps({"code": 502, "status": "Bad Gateway", "message": "app-said-" + uuid.uuid4().hex})
+    replicas = [backends(status=502, body=body.encode()), backends(status=502, body=body.encode())]
+    front = proxy([r.address for r in replicas])
+
+    response = http.get(front.url + "/api/v1/quotes?symbol=BTC")
+
+    assert response.status_code == 502
+    assert response.text == body
+    assert sum(r.hits for r in replicas) == 1

@@ -143,5 +143,23 @@ def test_every_file_the_dockerfile_copies_exists():
 def test_nginx_retries_another_replica_only_when_one_cannot_be_reached():
     conf = (ROOT / "deploy" / "nginx.conf").read_text()
 
-    assert re.search(r"^\s*proxy_next_upstream error timeout;", conf, re.M)
-    assert "http_503" not in conf and "http_502" not in conf
+    # `timeout` would replay a request after a read timeout (tests/e2e/test_nginx.py proves it).
+    assert re.findall(r"^\s*proxy_next_upstream\s+([^;]*);", conf, re.M) == ["error"]
+    assert "http_503" not in conf and "http_502" not in conf and "non_idempotent" not in conf
+
+
+def nginx_locations(conf: str) -> dict[str, str]:
+    """Each `location` block's body, by its header line (blocks do not nest in our config)."""
+    return {m.group(1).strip(): m.group(2) for m in re.finditer(r"^\s*location\s+([^{]+)\{(.*?)^\s*\}", conf, re.M | re.S)}
+
+
+def test_no_nginx_location_replaces_the_servers_forwarded_headers():
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    locations = nginx_locations(conf)
+
+    # One proxy_set_header in a location would drop every server-level one, X-Forwarded-Prefix's
+    # reset included, and a client's header would then reach the app.
+    assert {"/", "/coinquote/", "= /healthz"} <= set(locations)
+    assert [name for name, body in locations.items() if "proxy_set_header" in body] == []
+    assert re.search(r"^\s*proxy_set_header X-Forwarded-Prefix \$coinquote_prefix;", conf, re.M)
+    assert re.search(r'^\s*set \$coinquote_prefix "";', conf, re.M)
