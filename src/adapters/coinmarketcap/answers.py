@@ -27,7 +27,7 @@ CREDENTIAL_CODES = frozenset({1001, 1002, 1003, 1004, 1005, 1006, 1007})
 # A Retry-After above this is capped: a 1009 (daily credits spent) resets within a day at most,
 # and no client should be told to wait longer than that for anything we proxy.
 MAX_RETRY_AFTER_SECONDS = 86_400
-_DELTA_SECONDS_RE = re.compile(r"[0-9]{1,32}")  # ASCII digits only: "²" or "٣" are junk
+_DELTA_SECONDS_RE = re.compile(r"[0-9]+")  # ASCII digits only: "²" or "٣" are junk
 _LOGGED_TEXT_LIMIT = 300
 
 
@@ -117,7 +117,9 @@ def parse_retry_after(header: str | None, now: datetime | None = None) -> float 
         return None
     header = header.strip()
     if _DELTA_SECONDS_RE.fullmatch(header):
-        return float(min(int(header), MAX_RETRY_AFTER_SECONDS))
+        # Compared as text first: float("9" * 309) is inf, and int() refuses 4,300+ digits.
+        seconds = int(header) if len(header) <= 6 else MAX_RETRY_AFTER_SECONDS
+        return float(min(seconds, MAX_RETRY_AFTER_SECONDS))
     if not header.isascii():
         return None
     try:
