@@ -7,10 +7,15 @@ from decimal import Decimal
 
 import pytest
 
+from src.adapters.coinmarketcap import CoinMarketCapProvider
 from src.domain.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from src.entrypoints.app import create_app
 from tests.conftest import TEST_KEY, NoServerErrorClient
 from tests.fakes import FixedClock
+from tests.unit.cmc_support import BASE as CMC_BASE
+from tests.unit.cmc_support import ECHO_FAULTS, adapter_log, echo_fault  # noqa: F401
+from tests.unit.cmc_support import URL as CMC_URL
+from tests.unit.cmc_support import body as cmc_body
 
 
 
@@ -189,17 +194,28 @@ class TestOtherEndpoints:
         assert client.get("/" + asset).status_code == 200
 
 
-def test_key_never_appears_in_responses_or_logs(client, provider, caplog):
+# The real adapter behind the real app, against an upstream that echoes the key it receives in
+# its error text and headers, through every fault path (see tests/unit/cmc_support.py).
+@pytest.mark.parametrize("fault", ECHO_FAULTS)
+def test_an_echoed_key_reaches_no_response_and_no_log_record(settings, repo, cache, requests_mock, caplog,
+                                                             adapter_log, fault):
     caplog.set_level(logging.DEBUG)
-    bodies = []
-    for error in (None, ProviderError("bad"), ProviderUnavailable("busy", 3), ProviderTimeout("slow")):
-        provider.fail_with = error
-        for query in ("symbol=BTC", "symbol=NOPE", "symbol=BTC&convert=EUR", "symbol=%00"):
-            response = client.get("/api/v1/quotes?" + query)
-            bodies.append(response.get_data(as_text=True) + str(response.headers))
-    bodies.append(client.get("/openapi.json").get_data(as_text=True))
+    provider = CoinMarketCapProvider(base_url=CMC_BASE, api_key=TEST_KEY, sleep=lambda seconds: None)
+    app = create_app(settings, provider=provider, repository=repo, cache=cache, clock=FixedClock())
+    app.test_client_class = NoServerErrorClient
+    client = app.test_client()
+    echo_fault(requests_mock, CMC_URL, fault)  # every call faults...
+    requests_mock.get(CMC_URL + "?symbol=eth", json=cmc_body("quotes_latest_v2_BTC_ETH.json"))  # ...but ETH's
 
-    assert all(TEST_KEY not in text for text in bodies)
+    responses = [client.get("/api/v1/quotes?" + query)
+                 for query in ("symbol=BTC", "symbol=BTC,NOPE", "symbol=ETH&convert=EUR", "symbol=%00")]
+
+    assert requests_mock.request_history[0].headers["X-CMC_PRO_API_KEY"] == TEST_KEY
+    assert {r.status_code for r in responses[:3]} - {200}, "no fault path ran"
+    for response in responses:
+        assert TEST_KEY not in response.get_data(as_text=True)
+        assert TEST_KEY not in repr(dict(response.headers))
+    assert TEST_KEY not in adapter_log.getvalue()
     assert TEST_KEY not in caplog.text
 
 
