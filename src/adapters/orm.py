@@ -130,3 +130,32 @@ class QuoteRow(db.Model):
     percent_change_60d: Mapped[Decimal | None] = mapped_column(ExactDecimal())
     percent_change_90d: Mapped[Decimal | None] = mapped_column(ExactDecimal())
     quote_last_updated: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RequestedSymbolRow(db.Model):
+    """A symbol clients asked for and when last: what the refresher keeps fresh."""
+
+    __tablename__ = "requested_symbols"
+
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class RefreshLeaseRow(db.Model):
+    """One row per lease name: who runs the current refresh round, and what the last one did.
+
+    Also the once-a-day claims of daily jobs (name "daily:<job>", only `round_started_at` used).
+    """
+
+    __tablename__ = "refresh_lease"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(128))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    round_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_symbols: Mapped[int | None] = mapped_column(Integer)
+    last_refreshed: Mapped[int | None] = mapped_column(Integer)
+    last_calls: Mapped[int | None] = mapped_column(Integer)
+    last_stopped: Mapped[str | None] = mapped_column(String(32))

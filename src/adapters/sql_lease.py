@@ -1,0 +1,102 @@
+"""SqlRefreshLease: the RefreshLease port as one row updated by conditional UPDATEs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from src.adapters.metrics import DATABASE_ERRORS
+from src.adapters.orm import RefreshLeaseRow
+from src.domain.errors import StorageError
+from src.domain.model import RefreshRound
+from src.domain.ports import Clock, RefreshLease
+
+_TABLE = RefreshLeaseRow.__table__
+_C = _TABLE.c
+ROUND = "refresh"
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+class SqlRefreshLease(RefreshLease):
+    """The lease in `refresh_lease`: every change is one UPDATE whose WHERE says when it may
+    happen, so the database decides the race (on PostgreSQL the loser's UPDATE waits for the
+    winner's row lock, re-reads the row and matches nothing; SQLite serialises writers).
+
+    Times come from `clock`: the processes of every replica must keep their clocks in step to
+    well within the lease's TTL (NTP does).
+    """
+
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    def acquire(self, holder: str, ttl_seconds: float, interval_seconds: float) -> bool:
+        now = self.clock.now()
+        free = and_(
+            _C.name == ROUND,
+            or_(_C.expires_at.is_(None), _C.expires_at <= now),
+            or_(_C.round_started_at.is_(None),
+                _C.round_started_at <= now - timedelta(seconds=interval_seconds)),
+        )
+        take = (update(_TABLE).where(free)
+                .values(holder=holder, expires_at=now + timedelta(seconds=ttl_seconds),
+                        round_started_at=now))
+        return self._run(lambda conn: self._update_creating(conn, ROUND, take), "write")
+
+    def renew(self, holder: str, ttl_seconds: float) -> bool:
+        now = self.clock.now()
+        extend = (update(_TABLE)
+                  .where(_C.name == ROUND, _C.holder == holder, _C.expires_at > now)
+                  .values(expires_at=now + timedelta(seconds=ttl_seconds)))
+        return self._run(lambda conn: conn.execute(extend).rowcount == 1, "write")
+
+    def release(self, holder: str, finished: RefreshRound | None = None) -> None:
+        values: dict = {"holder": None, "expires_at": None}
+        if finished is not None:
+            values.update(last_started_at=finished.started_at, last_finished_at=finished.finished_at,
+                          last_symbols=finished.symbols, last_refreshed=finished.refreshed,
+                          last_calls=finished.calls, last_stopped=finished.stopped)
+        give_up = update(_TABLE).where(_C.name == ROUND, _C.holder == holder).values(**values)
+        self._run(lambda conn: conn.execute(give_up), "write")
+
+    def last_round(self) -> RefreshRound | None:
+        query = select(_C.last_started_at, _C.last_finished_at, _C.last_symbols, _C.last_refreshed,
+                       _C.last_calls, _C.last_stopped).where(_C.name == ROUND)
+        row = self._run(lambda conn: conn.execute(query).first(), "read")
+        if row is None or row.last_finished_at is None:
+            return None
+        return RefreshRound(started_at=row.last_started_at, finished_at=row.last_finished_at,
+                            symbols=row.last_symbols, refreshed=row.last_refreshed,
+                            calls=row.last_calls, stopped=row.last_stopped)
+
+    def claim_daily(self, job: str) -> bool:
+        now = self.clock.now()
+        name = f"daily:{job}"
+        due = and_(_C.name == name,
+                   or_(_C.round_started_at.is_(None), _C.round_started_at <= now - timedelta(days=1)))
+        claim = update(_TABLE).where(due).values(round_started_at=now)
+        return self._run(lambda conn: self._update_creating(conn, name, claim), "write")
+
+    def _update_creating(self, conn: Connection, name: str, statement) -> bool:
+        """Run the conditional UPDATE; when the row does not exist yet, create it (empty, so
+        the condition holds) and run the UPDATE again."""
+        if conn.execute(statement).rowcount == 1:
+            return True
+        insert = _INSERTS[conn.dialect.name](_TABLE).values(name=name).on_conflict_do_nothing()
+        if conn.execute(insert).rowcount == 0:
+            return False  # the row was there: the condition did not hold
+        return conn.execute(statement).rowcount == 1
+
+    def _run(self, work, kind: str):
+        if self.engine.dialect.name not in _INSERTS:
+            raise StorageError("unsupported database dialect")
+        try:
+            with self.engine.begin() as conn:
+                return work(conn)
+        except SQLAlchemyError as exc:
+            DATABASE_ERRORS.labels(kind).inc()
+            raise StorageError(f"the refresh lease failed ({type(exc).__name__})") from exc

@@ -1,0 +1,89 @@
+"""The hot path notes requested symbols in memory; the database sees one write per batch."""
+
+from __future__ import annotations
+
+import time
+
+from src.adapters.buffered_request_log import BufferedRequestLog
+from src.domain.errors import StorageError
+from tests.fakes import FixedClock
+from tests.fakes_refresh import InMemoryRequestLog
+
+HOT = [f"H{i}" for i in range(50)]
+
+
+def wait_until(condition, seconds=2.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def test_a_thousand_requests_cost_one_write_per_flush_not_one_per_request():
+    target = InMemoryRequestLog()
+    buffer = BufferedRequestLog(target, FixedClock(), flush_seconds=3600)
+
+    for i in range(1000):
+        buffer.note([HOT[i % 50], HOT[(i * 7) % 50]])
+    buffer.flush()
+
+    assert len(target.writes) == 1
+    assert set(target.last_requested) == set(HOT)
+
+
+def test_many_distinct_symbols_are_written_before_the_interval_ends():
+    target = InMemoryRequestLog()
+    buffer = BufferedRequestLog(target, FixedClock(), flush_seconds=3600, max_symbols=100)
+
+    for i in range(100):
+        buffer.note([f"T{i}"])
+
+    assert wait_until(lambda: len(target.last_requested) == 100)
+    assert len(target.writes) == 1
+
+
+def test_a_symbol_requested_once_reaches_the_log_without_another_request():
+    target = InMemoryRequestLog()
+    buffer = BufferedRequestLog(target, FixedClock(), flush_seconds=0.05)
+
+    buffer.note(["BTC"])
+
+    assert wait_until(lambda: "BTC" in target.last_requested)
+
+
+def test_the_newest_request_time_of_a_symbol_wins():
+    clock = FixedClock()
+    target = InMemoryRequestLog()
+    buffer = BufferedRequestLog(target, clock, flush_seconds=3600)
+
+    buffer.note(["BTC"])
+    clock.advance(30)
+    buffer.note(["BTC"])
+    buffer.record({"BTC": clock.now().replace(year=2020)})
+    buffer.flush()
+
+    assert target.last_requested == {"BTC": clock.now()}
+
+
+def test_a_failed_write_keeps_the_symbols_for_the_next_flush():
+    target = InMemoryRequestLog(fail_with=StorageError("database down"))
+    buffer = BufferedRequestLog(target, FixedClock(), flush_seconds=3600)
+    buffer.note(["BTC", "ETH"])
+
+    failed = buffer.flush()
+    target.fail_with = None
+    written = buffer.flush()
+
+    assert (failed, written) == (0, 2)
+    assert set(target.last_requested) == {"BTC", "ETH"}
+
+
+def test_the_refresher_reading_through_the_buffer_sees_what_was_just_noted():
+    clock = FixedClock()
+    buffer = BufferedRequestLog(InMemoryRequestLog(), clock, flush_seconds=3600)
+
+    buffer.note(["BTC"])
+
+    assert buffer.requested_since(clock.now()) == ["BTC"]
