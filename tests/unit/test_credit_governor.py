@@ -1,0 +1,323 @@
+"""The credit governor's rules (contract §4), over the in-process `limits` storage and a fixed clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from limits.storage import MemoryStorage, Storage
+
+from src.adapters.coinmarketcap.key_info import KeyInfo
+from src.adapters.credit_governor import LimitsCreditGovernor
+from src.domain.errors import BudgetSpent, ProviderUnavailable
+from src.domain.model import Plan, Purpose
+from tests.fakes import FixedClock
+
+MIDNIGHT = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
+NOON = datetime(2026, 11, 26, 12, 0, 30, tzinfo=UTC)
+
+
+class KeyInfoReader:
+    """Stands in for CoinMarketCapKeyInfo.read: answers `info` (or raises `fail_with`), counted."""
+
+    def __init__(self, info: KeyInfo | None = None, fail_with: Exception | None = None) -> None:
+        self.info = info
+        self.fail_with = fail_with
+        self.reads = 0
+
+    def __call__(self) -> KeyInfo:
+        self.reads += 1
+        if self.fail_with is not None:
+            raise self.fail_with
+        return self.info
+
+
+class BrokenStorage(Storage):
+    """A `limits` storage whose server is gone (memcached down): every operation fails."""
+
+    STORAGE_SCHEME = ["broken"]
+
+    def __init__(self) -> None:
+        super().__init__("broken://")
+
+    @property
+    def base_exceptions(self):
+        return ConnectionRefusedError
+
+    def incr(self, *args, **kwargs):
+        raise ConnectionRefusedError("memcached is down")
+
+    get = decr = get_expiry = clear = reset = incr
+
+    def check(self) -> bool:
+        return False
+
+
+def governor(clock=None, storage=None, **options) -> LimitsCreditGovernor:
+    options.setdefault("daily_credits", 20)
+    options.setdefault("calls_per_minute", 1000)
+    return LimitsCreditGovernor(storage=storage or MemoryStorage(), clock=clock or FixedClock(NOON),
+                                **options)
+
+
+def spend(gov: LimitsCreditGovernor, purpose: Purpose, times: int) -> int:
+    """Reserve one credit `times` times; return how many were allowed."""
+    allowed = 0
+    for _ in range(times):
+        try:
+            gov.reserve(purpose, 1)
+            allowed += 1
+        except BudgetSpent:
+            pass
+    return allowed
+
+
+def test_requests_may_spend_every_credit_of_the_day_then_get_the_budget_message():
+    gov = governor()
+
+    allowed = spend(gov, Purpose.REQUEST, 20)
+    with pytest.raises(BudgetSpent) as refused:
+        gov.reserve(Purpose.REQUEST, 1)
+
+    assert allowed == 20
+    assert "credit budget is spent" in str(refused.value)
+    assert refused.value.retry_after == (MIDNIGHT + timedelta(days=1) - NOON).total_seconds()
+
+
+def test_refresh_stops_before_the_reserve_kept_for_requests():
+    gov = governor()
+
+    refreshed = spend(gov, Purpose.REFRESH, 25)
+
+    assert refreshed == 18  # 20 less a 10 % reserve
+    assert spend(gov, Purpose.REQUEST, 5) == 2
+
+
+def test_conversions_stop_at_their_share_of_the_day():
+    gov = governor(convert_credit_share=0.5)
+
+    assert spend(gov, Purpose.CONVERT, 15) == 10
+    assert spend(gov, Purpose.REFRESH, 15) == 8
+
+
+def test_requests_beyond_their_reserve_take_from_conversions_first():
+    gov = governor(convert_credit_share=0.5)
+    spend(gov, Purpose.REQUEST, 7)  # 5 beyond the reserve of 2
+
+    assert spend(gov, Purpose.CONVERT, 10) == 5
+
+
+def test_a_refused_reservation_spends_nothing():
+    gov = governor(convert_credit_share=0.1)
+    spend(gov, Purpose.CONVERT, 5)
+
+    assert gov.usage()["today"]["by_purpose"] == {"request": 0, "refresh": 0, "convert": 2}
+    assert gov.usage()["minute"]["calls"] == 2
+
+
+def test_calls_beyond_the_minute_wait_for_the_next_minute():
+    clock = FixedClock(NOON)
+    gov = governor(clock, calls_per_minute=3, daily_credits=1000)
+
+    allowed = spend(gov, Purpose.REQUEST, 5)
+    with pytest.raises(BudgetSpent) as refused:
+        gov.reserve(Purpose.REQUEST, 1)
+    clock.advance(30)
+
+    assert allowed == 3
+    assert refused.value.retry_after == 30
+    assert spend(gov, Purpose.REQUEST, 1) == 1
+
+
+def test_lower_purposes_leave_a_tenth_of_the_minute_to_requests():
+    gov = governor(calls_per_minute=10, daily_credits=1000)
+
+    assert spend(gov, Purpose.REFRESH, 10) == 9
+    assert spend(gov, Purpose.REQUEST, 10) == 1
+
+
+def test_day_counters_start_again_on_the_next_utc_day():
+    clock = FixedClock(NOON)
+    gov = governor(clock)
+    spend(gov, Purpose.REQUEST, 20)
+
+    clock.advance(12 * 3600)
+
+    assert spend(gov, Purpose.REQUEST, 1) == 1
+    assert gov.usage()["today"]["credits_used"] == 1
+
+
+def test_every_process_sharing_the_storage_counts_against_one_budget():
+    storage = MemoryStorage()
+    first, second = governor(storage=storage), governor(storage=storage)
+
+    spend(first, Purpose.REQUEST, 15)
+
+    assert spend(second, Purpose.REQUEST, 10) == 5
+
+
+# -- CoinMarketCap's verdicts ----------------------------------------------------------------
+
+
+def test_after_1008_nobody_calls_before_the_next_minute():
+    storage, clock = MemoryStorage(), FixedClock(NOON)
+    gov, other = governor(clock, storage), governor(clock, storage)
+
+    gov.honour(1008)
+    with pytest.raises(BudgetSpent) as refused:
+        other.reserve(Purpose.REQUEST, 1)
+    clock.advance(30)
+
+    assert refused.value.retry_after == 30
+    assert refused.value.upstream_code == 1008
+    assert spend(other, Purpose.REQUEST, 1) == 1
+
+
+def test_after_1009_nobody_calls_before_the_daily_reset_that_key_info_reports():
+    storage, clock = MemoryStorage(), FixedClock(NOON)
+    reset = NOON + timedelta(minutes=5)
+    reader = KeyInfoReader(KeyInfo(daily_credits=100, calls_per_minute=30, daily_reset=reset))
+    gov = governor(clock, storage, daily_credits=None, calls_per_minute=None, read_key_info=reader)
+    other = governor(clock, storage, daily_credits=None, calls_per_minute=None, read_key_info=reader)
+
+    gov.honour(1009)
+    with pytest.raises(BudgetSpent) as refused:
+        other.reserve(Purpose.REQUEST, 1)
+    clock.advance(301)
+
+    assert refused.value.retry_after == 300
+    assert spend(other, Purpose.REQUEST, 1) == 1
+
+
+def test_after_1009_without_key_info_the_wait_is_until_the_next_utc_midnight():
+    gov = governor()
+
+    gov.honour(1009)
+
+    with pytest.raises(BudgetSpent) as refused:
+        gov.reserve(Purpose.REQUEST, 1)
+    assert refused.value.retry_after == (MIDNIGHT + timedelta(days=1) - NOON).total_seconds()
+
+
+def test_after_1010_the_wait_is_until_the_monthly_reset():
+    gov = governor()
+
+    gov.honour(1010)
+
+    with pytest.raises(BudgetSpent) as refused:
+        gov.reserve(Purpose.REQUEST, 1)
+    assert refused.value.retry_after == (datetime(2026, 12, 1, tzinfo=UTC) - NOON).total_seconds()
+
+
+def test_a_retry_after_longer_than_the_minute_is_honoured():
+    gov = governor()
+
+    gov.honour(1011, retry_after=90)
+
+    with pytest.raises(BudgetSpent) as refused:
+        gov.reserve(Purpose.REFRESH, 1)
+    assert refused.value.retry_after == 90
+
+
+def test_other_upstream_codes_are_no_verdict():
+    gov = governor()
+
+    gov.honour(1001)
+
+    assert spend(gov, Purpose.REQUEST, 1) == 1
+    assert gov.usage()["blocked"] is None
+
+
+# -- the plan ----------------------------------------------------------------------------------
+
+
+def test_configured_figures_are_the_plan_and_key_info_is_never_read():
+    reader = KeyInfoReader(KeyInfo(daily_credits=5, calls_per_minute=5))
+    gov = governor(daily_credits=50, calls_per_minute=7, read_key_info=reader)
+
+    assert gov.plan() == Plan(50, 7, "configured")
+    assert reader.reads == 0
+
+
+def test_without_configuration_the_plan_is_read_from_key_info_once_every_few_minutes():
+    storage, clock = MemoryStorage(), FixedClock(NOON)
+    reader = KeyInfoReader(KeyInfo(daily_credits=30, calls_per_minute=5))
+    processes = [governor(clock, storage, daily_credits=None, calls_per_minute=None,
+                          read_key_info=reader) for _ in range(3)]
+
+    plans = [p.plan() for p in processes for _ in range(10)]
+    clock.advance(301)
+    processes[0].plan()
+
+    assert set(plans) == {Plan(30, 5, "key_info")}
+    assert reader.reads == 2
+
+
+def test_reading_key_info_counts_against_the_minute():
+    reader = KeyInfoReader(KeyInfo(daily_credits=30, calls_per_minute=3))
+    gov = governor(daily_credits=None, calls_per_minute=None, read_key_info=reader)
+
+    assert spend(gov, Purpose.REQUEST, 5) == 2
+
+
+def test_when_key_info_cannot_be_read_the_basic_plan_is_assumed():
+    reader = KeyInfoReader(fail_with=ProviderUnavailable("down"))
+    gov = governor(daily_credits=None, calls_per_minute=None, read_key_info=reader)
+
+    assert gov.plan() == Plan(333, 30, "default")
+
+
+# -- the refresh interval ---------------------------------------------------------------------
+
+
+def test_the_refresh_interval_spreads_what_refresh_may_spend_over_the_rest_of_the_day():
+    basic = governor(FixedClock(MIDNIGHT), daily_credits=333, calls_per_minute=30)
+    thrifty = governor(FixedClock(MIDNIGHT), daily_credits=333, calls_per_minute=30,
+                       convert_credit_share=0.1)
+
+    # 333 less a reserve of 34 for requests, less 166 (or 33) for conversions.
+    assert basic.refresh_interval(100) == pytest.approx(86_400 / 133)
+    assert thrifty.refresh_interval(100) == pytest.approx(86_400 / 266)
+    assert thrifty.refresh_interval(101) == pytest.approx(86_400 / 133)
+
+
+def test_the_refresh_interval_is_never_below_a_minute_unless_configured():
+    rich = governor(daily_credits=10_000_000)
+    configured = governor(refresh_interval_seconds=5)
+
+    assert rich.refresh_interval(100) == 60
+    assert configured.refresh_interval(100) == 5
+
+
+def test_with_nothing_left_for_refresh_the_next_round_waits_for_the_next_day():
+    gov = governor()
+    spend(gov, Purpose.REQUEST, 20)
+
+    assert gov.refresh_interval(10) == (MIDNIGHT + timedelta(days=1) - NOON).total_seconds()
+
+
+# -- usage and failures ------------------------------------------------------------------------
+
+
+def test_usage_reports_the_plan_and_todays_credits_by_purpose():
+    gov = governor()
+    spend(gov, Purpose.REQUEST, 3)
+    spend(gov, Purpose.REFRESH, 2)
+    spend(gov, Purpose.CONVERT, 1)
+
+    usage = gov.usage()
+
+    assert usage["plan"] == {"daily_credits": 20, "calls_per_minute": 1000, "source": "configured"}
+    assert usage["today"]["credits_used"] == 6
+    assert usage["today"]["credits_left"] == 14
+    assert usage["today"]["by_purpose"] == {"request": 3, "refresh": 2, "convert": 1}
+
+
+def test_a_failing_storage_counts_in_process_and_never_raises_but_budget_spent():
+    gov = governor(storage=BrokenStorage())
+
+    allowed = spend(gov, Purpose.REQUEST, 25)
+    gov.honour(1008)
+
+    assert allowed == 20
+    assert gov.usage()["blocked"]["upstream_code"] == 1008
