@@ -25,9 +25,6 @@ _CACHE_ERRORS = (MemcacheError, OSError)
 class ClaimingBackend(Protocol):
     """What the port needs beyond Flask-Caching's API (PymemcacheCache and LocalCache have it)."""
 
-    def get_many(self, *keys: str) -> list[Any]: ...
-    def set_many(self, mapping: Mapping[str, Any], timeout: Any = None) -> list[Any]: ...
-    def set(self, key: str, value: Any, timeout: Any = None) -> Any: ...
     def add_many(self, mapping: Mapping[str, str], timeout: float) -> list[str]: ...
     def swap_many(self, changes: Mapping[str, tuple[str, str | None]], timeout: float) -> list[str]: ...
     def server_errors(self) -> dict[str, str]: ...
@@ -44,8 +41,8 @@ class FlaskCachingQuoteCache(QuoteCache):
     """
 
     def __init__(self, cache: Cache, memo_entries: int = 4_096) -> None:
-        self.cache = cache
-        self.backend: ClaimingBackend = cache.cache
+        self.cache = cache  # Flask-Caching's own operations go through it (observable in tests)
+        self.backend: ClaimingBackend = cache.cache  # the claim operations it does not have
         # Decoding a cached quote costs more than fetching it; the same text decodes to the same
         # value, so keep the last decodings (bounded). Equal text means an equal quote.
         self._decoded: dict[str, CoinQuote] = {}
@@ -53,7 +50,7 @@ class FlaskCachingQuoteCache(QuoteCache):
 
     def _get_many(self, keys: list[str], operation: str) -> list[Any]:
         try:
-            return self.backend.get_many(*keys)
+            return self.cache.get_many(*keys)
         except _CACHE_ERRORS as exc:
             CACHE_ERRORS.labels(operation).inc()
             logger.warning("cache read failed (%s); treating as misses", type(exc).__name__)
@@ -93,7 +90,7 @@ class FlaskCachingQuoteCache(QuoteCache):
         mapping = {cache_key(currency, symbol): cache_values.encode_quote(entry)
                    for symbol, entry in entries.items()}
         try:
-            stored = self.backend.set_many(mapping, timeout=ttl_seconds)
+            stored = self.cache.set_many(mapping, timeout=ttl_seconds)
         except _CACHE_ERRORS as exc:
             CACHE_ERRORS.labels("set").inc()
             logger.warning("cache write failed (%s); %d entries not cached", type(exc).__name__, len(mapping))
@@ -112,7 +109,7 @@ class FlaskCachingQuoteCache(QuoteCache):
             added = set(self.backend.add_many(dict.fromkeys(keys, claim), ttl_seconds))
             refused = [key for key in keys if key not in added]
             # `add` also fails when the cache is down; only a visible claim means "wait".
-            visible = self.backend.get_many(*refused) if refused else []
+            visible = self.cache.get_many(*refused) if refused else []
         except _CACHE_ERRORS:
             CACHE_ERRORS.labels("lock").inc()
             return tuple(keys.values())
@@ -158,7 +155,7 @@ class FlaskCachingQuoteCache(QuoteCache):
 
     def remember_currency(self, currency: str, known: bool, ttl_seconds: int) -> None:
         try:
-            self.backend.set(currency_key(currency), cache_values.encode_currency(known), timeout=ttl_seconds)
+            self.cache.set(currency_key(currency), cache_values.encode_currency(known), timeout=ttl_seconds)
         except _CACHE_ERRORS as exc:
             CACHE_ERRORS.labels("set").inc()
             logger.warning("cache write failed (%s); currency not remembered", type(exc).__name__)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import threading
-from types import SimpleNamespace
 
 from flask import Flask
 from flask_caching import Cache
@@ -35,7 +34,11 @@ def default_cache() -> FlaskCachingQuoteCache:
 
 
 def cache_on(backend: LocalCache) -> FlaskCachingQuoteCache:
-    return FlaskCachingQuoteCache(SimpleNamespace(cache=backend))
+    """The port over `backend` (one with a clock the test moves), through Flask-Caching."""
+    app = Flask(__name__)
+    cache = Cache(app, config={"CACHE_TYPE": "src.adapters.local_cache.LocalCache"})
+    app.extensions["cache"][cache] = backend
+    return FlaskCachingQuoteCache(cache)
 
 
 def test_many_threads_on_thousands_of_keys_and_claims_never_fail_and_each_claim_has_one_winner():
