@@ -17,11 +17,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from src.adapters.coinmarketcap import CoinMarketCapProvider
 from src.adapters.orm import db
 from src.adapters.quote_cache import FlaskCachingQuoteCache
+from src.adapters.sql_history import SqlHistoryRepository
 from src.adapters.sql_repository import SqlQuoteRepository
 from src.domain.clock import SystemClock
+from src.domain.history import HistoryRepository, HistoryService, RetentionPolicy
 from src.domain.ports import Clock, QuoteCache, QuoteProvider, QuoteRepository
 from src.domain.service import QuoteService
-from src.entrypoints import health_api, quotes_api
+from src.entrypoints import chart, health_api, history_api, history_cli, quotes_api
 from src.entrypoints.docs import DOCS_CONFIG, register_docs_assets
 from src.entrypoints.errors import CoinquoteApi, register_error_handlers
 from src.entrypoints.jsonio import ExactJSONProvider
@@ -45,7 +47,9 @@ API_CONFIG = {
                 "Per symbol: a cache hit (60 s) answers first; else the newest stored quote,"
                 " which is cached again for 60 s; else CoinMarketCap, whose answer is stored"
                 " and cached. Converted quotes (`convert`) are fetched for each request and"
-                " never cached or stored.\n\nClients need no credentials: the CoinMarketCap key"
+                " never cached or stored.\n\nPrice history of what was stored:"
+                " `/api/v1/quotes/history`, drawn as a chart at [/chart?symbol=BTC](chart?symbol=BTC)."
+                "\n\nClients need no credentials: the CoinMarketCap key"
                 " stays on the server."
             )
         },
@@ -73,6 +77,7 @@ def create_app(
     repository: QuoteRepository | None = None,
     cache: QuoteCache | None = None,
     clock: Clock | None = None,
+    history_repository: HistoryRepository | None = None,
 ) -> Flask:
     """Build the application; each port may be replaced (tests pass fakes here)."""
     settings = settings or Settings.from_env(os.environ)
@@ -98,6 +103,7 @@ def create_app(
         ),
     )
     app.extensions["coinquote"] = Services(settings, service, repository, cache, QuoteRenderer())
+    app.extensions["history"] = build_history(app, settings, history_repository, clock or SystemClock())
     register_rate_limit(app, settings)
     register_api(app)
     if settings.uses_sandbox:
@@ -117,6 +123,16 @@ def build_repository(app: Flask) -> QuoteRepository:
     db.init_app(app)
     Migrate(app, db, directory=str(MIGRATIONS_DIR))
     return SqlQuoteRepository(db.session)
+
+
+def build_history(app: Flask, settings: Settings, repository: HistoryRepository | None,
+                  clock: Clock) -> HistoryService:
+    if repository is None:
+        if "sqlalchemy" not in app.extensions:  # the quote repository was replaced
+            db.init_app(app)
+        repository = SqlHistoryRepository(db.session)
+    policy = RetentionPolicy(settings.history_full_days, settings.history_hourly_days)
+    return HistoryService(repository, clock, settings.base_currency, policy)
 
 
 def build_cache(app: Flask) -> QuoteCache:
@@ -141,3 +157,6 @@ def register_api(app: Flask) -> None:
     register_error_handlers(app, api)
     api.register_blueprint(quotes_api.blp)
     api.register_blueprint(health_api.blp)
+    api.register_blueprint(history_api.blp)
+    chart.register_chart(app)
+    app.cli.add_command(history_cli.history)

@@ -37,6 +37,8 @@ class Settings:
     cache_ttl_seconds: int = 60
     base_currency: str = "USD"
     quote_max_age_seconds: int | None = None
+    history_full_days: int = 7
+    history_hourly_days: int = 90
     rate_limit: str | None = None
     log_format: str = "text"
     log_level: str = "INFO"
@@ -58,6 +60,8 @@ class Settings:
             cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 60, minimum=1),
             base_currency=_currency(env, "BASE_CURRENCY", "USD"),
             quote_max_age_seconds=_int(env, "QUOTE_MAX_AGE_SECONDS", None, minimum=1),
+            history_full_days=_int(env, "HISTORY_FULL_DAYS", 7, minimum=1),
+            history_hourly_days=_history_hourly_days(env),
             rate_limit=_rate_limit(env),
             log_format=_choice(env, "LOG_FORMAT", "text", ("text", "json")),
             log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
@@ -149,6 +153,14 @@ def _database_url(env: Mapping[str, str]) -> str:
     if url.get_backend_name() not in ("postgresql", "sqlite"):
         raise ConfigError("DATABASE_URL must be a postgresql+psycopg2:// or sqlite:// URL")
     return raw
+
+
+def _history_hourly_days(env: Mapping[str, str]) -> int:
+    full = _int(env, "HISTORY_FULL_DAYS", 7, minimum=1)
+    hourly = _int(env, "HISTORY_HOURLY_DAYS", 90, minimum=1)
+    if hourly < full:
+        raise ConfigError(f"HISTORY_HOURLY_DAYS must be at least HISTORY_FULL_DAYS ({full}), got {hourly}")
+    return hourly
 
 
 def _servers(env: Mapping[str, str]) -> tuple[str, ...]:

@@ -1,0 +1,250 @@
+"""SqlHistoryRepository: bucketed history in one statement, and batched thinning (PostgreSQL, SQLite)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    extract,
+    func,
+    literal,
+    select,
+    union_all,
+)
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from src.adapters.metrics import DATABASE_ERRORS
+from src.adapters.orm import CoinRow, QuoteRow, UTCDateTime
+from src.domain.errors import StorageError
+from src.domain.history import (
+    DAY,
+    HOUR,
+    CoinHistory,
+    HistoryPoint,
+    HistoryQuery,
+    HistoryRepository,
+    PruneReport,
+    RetentionPolicy,
+    epoch_seconds,
+    from_epoch,
+)
+from src.domain.model import Coin, Quote
+
+logger = logging.getLogger(__name__)
+
+_QUOTES = QuoteRow.__table__
+_COINS = CoinRow.__table__
+
+
+def epoch_bucket(column: Any, dialect: str, seconds: int) -> Any:
+    """Integer epoch seconds // `seconds`, the same integers on both dialects.
+
+    Whole seconds first, then an integer division. PostgreSQL's extract() gives a numeric with
+    microseconds, floored here. SQLite's strftime('%s') ROUNDS the fraction (10:04:59.999999
+    becomes 10:05:00, the next interval), so the stored text is cut to whole seconds first.
+    """
+    if dialect == "postgresql":
+        whole = cast(func.floor(extract("epoch", column)), BigInteger)
+    elif dialect == "sqlite":
+        # UTCDateTime is stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC) on SQLite.
+        whole = cast(func.strftime("%s", func.substr(column, 1, 19)), Integer)
+    else:
+        raise StorageError(f"unsupported database dialect {dialect!r}")
+    return whole // literal(seconds, Integer)
+
+
+def _newest_first(table: Any) -> tuple[Any, Any]:
+    # The tie-break of SqlQuoteRepository.newest: the later insert wins at equal fetched_at.
+    return table.c.fetched_at.desc(), table.c.id.desc()
+
+
+def history_statement(query: HistoryQuery, dialect: str) -> Any:
+    """One SELECT: resolve each symbol to its newest row's coin, bucket that coin's rows in the
+    range, keep the newest per bucket, then the `count` newest buckets; left-joined so that a
+    known symbol with no point still answers (with NULL point columns)."""
+    newest_coin = [
+        select(_QUOTES.c.coin_id)
+        .where(_QUOTES.c.lookup_symbol == symbol, _QUOTES.c.currency == query.currency)
+        .order_by(*_newest_first(_QUOTES))
+        .limit(1)
+        .scalar_subquery()
+        for symbol in query.symbols
+    ]
+    wanted = union_all(
+        *(select(literal(symbol).label("symbol"), coin.label("coin_id"))
+          for symbol, coin in zip(query.symbols, newest_coin, strict=True))
+    ).cte("wanted")
+
+    q = _QUOTES
+    in_range = [q.c.coin_id == wanted.c.coin_id, q.c.currency == query.currency,
+                q.c.fetched_at <= query.time_end]
+    if query.time_start is not None:
+        in_range.append(q.c.fetched_at >= query.time_start)
+    point_columns = (q.c.id, q.c.fetched_at, q.c.price, q.c.volume_24h, q.c.market_cap,
+                     q.c.quote_last_updated)
+    if query.interval_seconds is None:
+        chosen = (select(wanted.c.symbol, *point_columns)
+                  .join_from(wanted, q, and_(*in_range))
+                  .subquery("chosen"))
+    else:
+        bucket = epoch_bucket(q.c.fetched_at, dialect, query.interval_seconds)
+        ranked = (
+            select(wanted.c.symbol, *point_columns,
+                   func.row_number().over(partition_by=(wanted.c.symbol, bucket),
+                                          order_by=_newest_first(q)).label("in_bucket"))
+            .join_from(wanted, q, and_(*in_range))
+            .subquery("ranked")
+        )
+        chosen = (select(*(c for c in ranked.c if c.name != "in_bucket"))
+                  .where(ranked.c.in_bucket == 1)
+                  .subquery("chosen"))
+    kept = (
+        select(*chosen.c,
+               func.row_number().over(partition_by=chosen.c.symbol,
+                                      order_by=_newest_first(chosen)).label("from_newest"))
+        .subquery("kept")
+    )
+    return (
+        select(wanted.c.symbol, wanted.c.coin_id, _COINS.c.name, _COINS.c.symbol.label("coin_symbol"),
+               _COINS.c.slug, kept.c.fetched_at, kept.c.price, kept.c.volume_24h,
+               kept.c.market_cap, kept.c.quote_last_updated)
+        .select_from(wanted)
+        .join(_COINS, _COINS.c.id == wanted.c.coin_id)
+        .outerjoin(kept, and_(kept.c.symbol == wanted.c.symbol, kept.c.from_newest <= query.count))
+        .order_by(wanted.c.symbol, kept.c.fetched_at, kept.c.id)
+    )
+
+
+def prune_statement(dialect: str, bucket_seconds: int) -> Any:
+    """One batch of one coin and currency: delete up to :batch rows in [:zone_from, :zone_before)
+    that are not the newest of their epoch-aligned bucket among the rows before :rank_before."""
+    q = _QUOTES
+    ranked = (
+        select(q.c.id, q.c.fetched_at,
+               func.row_number().over(partition_by=epoch_bucket(q.c.fetched_at, dialect, bucket_seconds),
+                                      order_by=_newest_first(q)).label("position"))
+        .where(q.c.coin_id == _param("coin_id", BigInteger()), q.c.currency == _param("currency"),
+               q.c.fetched_at < _param("rank_before", UTCDateTime()))
+        .subquery("ranked")
+    )
+    victims = (
+        select(ranked.c.id)
+        .where(ranked.c.position > 1,
+               ranked.c.fetched_at >= _param("zone_from", UTCDateTime()),
+               ranked.c.fetched_at < _param("zone_before", UTCDateTime()))
+        .limit(_param("batch", Integer()))
+    )
+    return delete(q).where(q.c.id.in_(victims.scalar_subquery()))
+
+
+def _param(name: str, type_: Any = None) -> Any:
+    return bindparam(name, type_=type_)
+
+
+class SqlHistoryRepository(HistoryRepository):
+    """The HistoryRepository port over the quotes table that SqlQuoteRepository appends to.
+
+    Reads use the (coin_id, currency, fetched_at) index; thinning deletes in short
+    transactions of a bounded size, so readers and writers never wait on it for long.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def _dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    def history(self, query: HistoryQuery) -> dict[str, CoinHistory]:
+        if not query.symbols:
+            return {}
+        try:
+            rows = self.session.execute(history_statement(query, self._dialect())).all()
+        except SQLAlchemyError as exc:
+            DATABASE_ERRORS.labels("read").inc()
+            self._rollback()
+            raise StorageError(f"reading history failed ({type(exc).__name__})") from exc
+        finally:
+            self._end_read()
+        return _to_histories(rows, query.currency)
+
+    def prune(self, now: datetime, policy: RetentionPolicy, batch_size: int = 5000) -> PruneReport:
+        hourly_from, daily_before = policy.cutoffs(now)
+        dialect = self._dialect()
+        zones = {
+            # (bucket, rank among rows before, delete within [from, before))
+            "hourly": (HOUR, _ceil(hourly_from, HOUR), daily_before, hourly_from),
+            "daily": (DAY, _ceil(daily_before, DAY), datetime(1970, 1, 1, tzinfo=UTC), daily_before),
+        }
+        deleted = {"hourly": 0, "daily": 0}
+        batches = 0
+        try:
+            pairs = self.session.execute(
+                select(_QUOTES.c.coin_id, _QUOTES.c.currency)
+                .where(_QUOTES.c.fetched_at < hourly_from)
+                .distinct()
+                .order_by(_QUOTES.c.coin_id, _QUOTES.c.currency)
+            ).all()
+            self.session.commit()
+            for zone, (seconds, rank_before, zone_from, zone_before) in zones.items():
+                statement = prune_statement(dialect, seconds)
+                for coin_id, currency in pairs:
+                    while True:
+                        result = self.session.execute(statement, {
+                            "coin_id": coin_id, "currency": currency, "rank_before": rank_before,
+                            "zone_from": zone_from, "zone_before": zone_before, "batch": batch_size,
+                        })
+                        self.session.commit()  # one short transaction per batch
+                        batches += 1
+                        deleted[zone] += result.rowcount
+                        if result.rowcount < batch_size:
+                            break
+        except SQLAlchemyError as exc:
+            DATABASE_ERRORS.labels("write").inc()
+            self._rollback()
+            raise StorageError(f"pruning history failed ({type(exc).__name__})") from exc
+        report = PruneReport(deleted["hourly"], deleted["daily"], batches)
+        logger.info("history pruned: %d hourly and %d daily rows deleted in %d batches",
+                    report.deleted_hourly, report.deleted_daily, report.batches)
+        return report
+
+    def _end_read(self) -> None:
+        # A read leaves no transaction open: an idle-in-transaction session holds back vacuum.
+        self._rollback()
+
+    def _rollback(self) -> None:
+        try:
+            self.session.rollback()
+        except SQLAlchemyError:  # the connection itself is gone; the pool will replace it
+            logger.debug("rollback failed", exc_info=True)
+
+
+def _ceil(moment: datetime, seconds: int) -> datetime:
+    """The epoch-aligned boundary of `seconds` after `moment`: the end of its bucket."""
+    return from_epoch((epoch_seconds(moment) // seconds + 1) * seconds)
+
+
+def _to_histories(rows: list[Any], currency: str) -> dict[str, CoinHistory]:
+    coins: dict[str, Coin] = {}
+    points: dict[str, list[HistoryPoint]] = {}
+    for row in rows:
+        if row.coin_id is None:
+            continue  # never stored
+        if row.symbol not in coins:
+            coins[row.symbol] = Coin(id=row.coin_id, name=row.name, symbol=row.coin_symbol, slug=row.slug)
+            points[row.symbol] = []
+        if row.fetched_at is not None:
+            points[row.symbol].append(HistoryPoint(
+                fetched_at=row.fetched_at,
+                quote=Quote(currency=currency, price=row.price, last_updated=row.quote_last_updated,
+                            volume_24h=row.volume_24h, market_cap=row.market_cap),
+            ))
+    return {symbol: CoinHistory(coin, tuple(points[symbol])) for symbol, coin in coins.items()}

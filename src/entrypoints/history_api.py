@@ -1,0 +1,117 @@
+"""The history resource: GET /api/v1/quotes/history, served from stored quotes only."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import simplejson
+from flask import Response, current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from flask_smorest.error_handler import ErrorSchema
+
+from src.domain.history import HistoryAnswer, HistoryPoint
+from src.entrypoints.history_schemas import HistoryQueryArgsSchema, HistoryResponseSchema
+
+blp = Blueprint(
+    "history",
+    __name__,
+    url_prefix="/api/v1",
+    description=(
+        "Price history from the quotes coinquote has stored (every fetch is kept, older ones"
+        " thinned to one per hour, then one per day). Never calls CoinMarketCap; costs no"
+        " credits. See it drawn at [/chart?symbol=BTC](../chart?symbol=BTC)."
+    ),
+)
+
+HISTORY_EXAMPLE = {
+    "data": {
+        "BTC": {
+            "id": 1, "name": "Bitcoin", "symbol": "BTC",
+            "quotes": [
+                {"timestamp": "2026-11-26T02:00:00.000Z",
+                 "quote": {"USD": {"price": 96850.4, "volume_24h": 1.02e10, "market_cap": 1.91e12,
+                                   "last_updated": "2026-11-26T01:59:00.000Z"}}},
+                {"timestamp": "2026-11-26T03:00:00.000Z",
+                 "quote": {"USD": {"price": 97000.12, "volume_24h": 1.0e10, "market_cap": 1.9e12,
+                                   "last_updated": "2026-11-26T02:59:00.000Z"}}},
+            ],
+        }
+    },
+    "unknown_symbols": ["NOPE"],
+}
+
+
+def _error_example(code: int, status: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"code": code, "status": status, "message": message, **extra}
+
+
+@blp.route("/quotes/history")
+class QuoteHistory(MethodView):
+    @blp.arguments(HistoryQueryArgsSchema(), location="query", as_kwargs=True)
+    @blp.response(200, HistoryResponseSchema, description="The history of each coin ever stored.",
+                  example=HISTORY_EXAMPLE)
+    @blp.alt_response(
+        404, schema=ErrorSchema, description="None of the requested symbols has any stored quote.",
+        example=_error_example(404, "Not Found", "unknown symbol(s): NOPE",
+                               errors={"unknown_symbols": ["NOPE"]}),
+    )
+    @blp.alt_response(
+        422, schema=ErrorSchema,
+        description="A bad parameter: bad symbols or more than 10, an unparsable time, `time_start`"
+        " after `time_end`, an unknown interval, `count` outside 1 to 10,000, or `convert`.",
+        example=_error_example(
+            422, "Unprocessable Entity",
+            "Invalid query parameter 'interval': Must be one of: 5m, 15m, 30m, 1h, 2h, 6h, 12h,"
+            " 1d, 7d, all.",
+            errors={"query": {"interval": ["Must be one of: 5m, 15m, 30m, 1h, 2h, 6h, 12h, 1d,"
+                                           " 7d, all."]}},
+        ),
+    )
+    @blp.alt_response(
+        503, schema=ErrorSchema, description="The stored history cannot be read now.",
+        headers={"Retry-After": {"description": "Seconds to wait before retrying.",
+                                 "schema": {"type": "integer"}}},
+        example=_error_example(503, "Service Unavailable", "stored history cannot be read now"),
+    )
+    def get(self, symbol: tuple[str, ...], interval: str, count: int,
+            time_start: datetime | None = None, time_end: datetime | None = None) -> Response:
+        """Get the stored price history of one or more coins
+
+        Per coin, time is cut into intervals aligned on the Unix epoch (UTC); each interval
+        holding stored quotes gives one point, the newest quote in it. Points are oldest first;
+        `count` keeps the newest. `timestamp` is when coinquote fetched the quote,
+        `last_updated` when CoinMarketCap updated it. A coin with no point in the range has an
+        empty list. Base currency only.
+        ---
+        Parse (the schema), ask the history service, render.
+        """
+        answer = current_app.extensions["history"].get_history(
+            symbol, time_start=time_start, time_end=time_end, interval=interval, count=count)
+        return Response(render_history(answer), mimetype="application/json")
+
+
+def render_history(answer: HistoryAnswer) -> str:
+    """The response body; Decimals as exact JSON numbers, times as CoinMarketCap writes them."""
+    data = {
+        symbol: {"id": history.coin.id, "name": history.coin.name, "symbol": history.coin.symbol,
+                 "quotes": [_point(p) for p in history.points]}
+        for symbol, history in answer.data.items()
+    }
+    return simplejson.dumps({"data": data, "unknown_symbols": list(answer.unknown_symbols)},
+                            use_decimal=True, separators=(",", ":"))
+
+
+def _point(point: HistoryPoint) -> dict[str, Any]:
+    quote = point.quote
+    return {
+        "timestamp": _time(point.fetched_at),
+        "quote": {quote.currency: {"price": quote.price, "volume_24h": quote.volume_24h,
+                                   "market_cap": quote.market_cap,
+                                   "last_updated": _time(quote.last_updated)}},
+    }
+
+
+def _time(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

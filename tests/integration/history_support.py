@@ -1,0 +1,62 @@
+"""History tests' shared part: the same cases on real PostgreSQL and on SQLite (`make run`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from src.adapters.sql_repository import SqlQuoteRepository
+from src.domain.model import CoinQuote
+from tests.conftest import migrate_database
+
+BACKENDS = ["postgresql", "sqlite"]
+
+
+@dataclass
+class Backend:
+    """A migrated database of one dialect, with a repository to store fetches through."""
+
+    name: str
+    url: str
+    engine: Engine
+
+    def store(self, fetches: Iterable[tuple[str, CoinQuote]]) -> None:
+        """Store each (symbol, quote) as its own fetch, as the service does, in order."""
+        with Session(self.engine) as session:
+            repository = SqlQuoteRepository(session)
+            for symbol, quote in fetches:
+                repository.add({symbol: quote})
+
+
+def open_backend(dialect: str, request: pytest.FixtureRequest, directory: Path) -> Backend:
+    """An empty migrated database: the session's PostgreSQL (emptied), or a new SQLite file."""
+    if dialect == "postgresql":
+        url = request.getfixturevalue("database_url")
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("TRUNCATE quotes, coins RESTART IDENTITY CASCADE"))
+    else:
+        url = f"sqlite:///{directory}/history.db"
+        migrate_database(url)
+        engine = create_engine(url)
+    return Backend(dialect, url, engine)
+
+
+def newest_per_interval(times: Iterable[datetime], seconds: int | None, start: datetime,
+                        end: datetime, count: int) -> list[datetime]:
+    """The contract's rule written out plainly (fetch times are distinct here)."""
+    inside = sorted(t for t in times if start <= t <= end)
+    if seconds is None:
+        return inside[-count:]
+    newest: dict[int, datetime] = {}
+    for moment in inside:
+        bucket = int(moment.timestamp()) // seconds
+        newest[bucket] = max(newest.get(bucket, moment), moment)
+    return sorted(newest.values())[-count:]
