@@ -36,7 +36,10 @@ class Settings:
     memcached_servers: tuple[str, ...] = ()
     cache_ttl_seconds: int = 60
     base_currency: str = "USD"
-    quote_max_age_seconds: int | None = None
+    quote_max_age_seconds: int = 300
+    cmc_daily_credits: int | None = None  # None: from CoinMarketCap's key info, else 333
+    cmc_calls_per_minute: int | None = None  # None: from CoinMarketCap's key info, else 30
+    convert_credit_share: float = 0.5
     history_full_days: int = 7
     history_hourly_days: int = 90
     rate_limit: str | None = None
@@ -59,7 +62,10 @@ class Settings:
             memcached_servers=_servers(env),
             cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 60, minimum=1),
             base_currency=_currency(env, "BASE_CURRENCY", "USD"),
-            quote_max_age_seconds=_int(env, "QUOTE_MAX_AGE_SECONDS", None, minimum=1),
+            quote_max_age_seconds=_int(env, "QUOTE_MAX_AGE_SECONDS", 300, minimum=1),
+            cmc_daily_credits=_int(env, "CMC_DAILY_CREDITS", None, minimum=1),
+            cmc_calls_per_minute=_int(env, "CMC_CALLS_PER_MINUTE", None, minimum=1),
+            convert_credit_share=_share(env, "CONVERT_CREDIT_SHARE", 0.5),
             history_full_days=_int(env, "HISTORY_FULL_DAYS", 7, minimum=1),
             history_hourly_days=_history_hourly_days(env),
             rate_limit=_rate_limit(env),
@@ -125,6 +131,19 @@ def _int(env: Mapping[str, str], name: str, default: int | None, *, minimum: int
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number from 0 to 1, got {raw!r}") from None
+    if not 0 <= value <= 1:  # also refuses nan
+        raise ConfigError(f"{name} must be a number from 0 to 1, got {raw!r}")
     return value
 
 

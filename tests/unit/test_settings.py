@@ -14,7 +14,7 @@ def test_defaults_without_a_key_use_the_sandbox():
     assert (settings.cmc_api_key, settings.cmc_base_url, settings.uses_sandbox) == (SANDBOX_KEY, SANDBOX_URL, True)
     assert settings.database_url.startswith("sqlite:///")
     assert settings.memcached_servers == ()
-    assert (settings.cache_ttl_seconds, settings.base_currency, settings.quote_max_age_seconds) == (60, "USD", None)
+    assert (settings.cache_ttl_seconds, settings.base_currency, settings.quote_max_age_seconds) == (60, "USD", 300)
     assert settings.to_flask_config()["CACHE_TYPE"] == "src.adapters.local_cache.LocalCache"
 
 
@@ -90,3 +90,26 @@ def test_key_and_key_file_together_are_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="not both"):
         Settings.from_env({"CMC_API_KEY": "k", "CMC_API_KEY_FILE": str(tmp_path / "key")})
+
+
+def test_the_credit_budget_settings_default_to_reading_the_plan_from_coinmarketcap():
+    settings = Settings.from_env({})
+
+    assert (settings.cmc_daily_credits, settings.cmc_calls_per_minute) == (None, None)
+    assert settings.convert_credit_share == 0.5
+
+
+def test_the_credit_budget_settings_are_read():
+    settings = Settings.from_env({"CMC_DAILY_CREDITS": "333", "CMC_CALLS_PER_MINUTE": "30",
+                                  "CONVERT_CREDIT_SHARE": "0.1"})
+
+    assert (settings.cmc_daily_credits, settings.cmc_calls_per_minute) == (333, 30)
+    assert settings.convert_credit_share == 0.1
+
+
+@pytest.mark.parametrize("name, value", [("CMC_DAILY_CREDITS", "0"), ("CMC_CALLS_PER_MINUTE", "many"),
+                                         ("CONVERT_CREDIT_SHARE", "1.5"), ("CONVERT_CREDIT_SHARE", "nan"),
+                                         ("CONVERT_CREDIT_SHARE", "half")])
+def test_bad_credit_budget_settings_stop_start_up_naming_the_variable(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
