@@ -113,7 +113,7 @@ class FlaskCachingQuoteCache(QuoteCache):
         except _CACHE_ERRORS:
             CACHE_ERRORS.labels("lock").inc()
             return tuple(keys.values())
-        held = {key for key, value in zip(refused, visible, strict=True) if value is not None}
+        held = {key for key, value in zip(refused, visible, strict=True) if _is_claim(value)}
         return tuple(symbol for key, symbol in keys.items() if key not in held)
 
     def fetch_states(self, symbols: Sequence[str], currency: str) -> dict[str, FetchFailure | None]:
@@ -167,3 +167,15 @@ class FlaskCachingQuoteCache(QuoteCache):
             raise StorageError(f"cache unreachable ({type(exc).__name__})") from exc
         if errors:
             raise StorageError("; ".join(f"memcached {server} {why}" for server, why in errors.items()))
+
+
+def _is_claim(value: Any) -> bool:
+    """A claim or failure note of ours; junk under a fetch key blocks nobody (it reads as absent)."""
+    if value is None:
+        return False
+    try:
+        cache_values.decode_claim(value)
+    except ValueError:
+        reject_value("not a fetch claim")
+        return False
+    return True
