@@ -212,11 +212,11 @@ class LimitsCreditGovernor(CreditGovernor):
                 "by_purpose": {p.value: used[p] for p in Purpose},
                 "request_reserve": _request_reserve(plan),
                 "convert_cap": max(0, self._convert_cap(plan, used)),
-                "resets_at": _iso(self._daily_reset(now, fresh=False)[0]),
+                "resets_at": self._daily_reset(now, fresh=False)[0],
             },
             "minute": {"calls": calls, "calls_left": max(0, plan.calls_per_minute - calls)},
             "blocked": (
-                {"upstream_code": max(blocked)[1], "until": _iso(max(blocked)[0])} if blocked else None
+                {"upstream_code": max(blocked)[1], "until": max(blocked)[0]} if blocked else None
             ),
         }
 

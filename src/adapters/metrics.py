@@ -11,6 +11,7 @@ import os
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -50,3 +51,36 @@ def render_latest() -> bytes:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry)
     return generate_latest(DEFAULT_REGISTRY)
+
+
+# The credit budget and refresh-ahead, as /usage reports them (set when /metrics is read; under
+# gunicorn every worker sees the same shared counters, so the most recent value is the truth).
+CREDIT_PLAN = Gauge("coinquote_credit_plan", "The CoinMarketCap plan in force, by limit.",
+                    ["limit"], multiprocess_mode="mostrecent")
+CREDITS_USED_TODAY = Gauge("coinquote_credits_used_today",
+                           "CoinMarketCap credits spent today (UTC), by purpose.", ["purpose"],
+                           multiprocess_mode="mostrecent")
+CREDITS_LEFT_TODAY = Gauge("coinquote_credits_left_today", "CoinMarketCap credits left today (UTC).",
+                           multiprocess_mode="mostrecent")
+REFRESH_FIGURES = Gauge("coinquote_refresh", "Refresh-ahead: window and interval (seconds), symbols,"
+                        " last round (Unix time).", ["figure"], multiprocess_mode="mostrecent")
+QUOTE_MAX_AGE = Gauge("coinquote_quote_max_age_seconds", "No quote older than this is served as fresh.",
+                      multiprocess_mode="mostrecent")
+
+
+def record_usage(usage: dict) -> None:
+    """Set the budget gauges from a /usage report."""
+    CREDIT_PLAN.labels("daily_credits").set(usage["plan"]["daily_credits"])
+    CREDIT_PLAN.labels("calls_per_minute").set(usage["plan"]["calls_per_minute"])
+    for purpose, used in usage["today"]["by_purpose"].items():
+        CREDITS_USED_TODAY.labels(purpose).set(used)
+    CREDITS_LEFT_TODAY.set(usage["today"]["credits_left"])
+    refresh = usage["refresh"]
+    last = refresh.get("last_round_at")
+    for figure, value in (("window_seconds", refresh.get("window_seconds")),
+                          ("interval_seconds", refresh.get("interval_seconds")),
+                          ("symbols", refresh.get("symbols")),
+                          ("last_round_timestamp", last.timestamp() if last is not None else None)):
+        if value is not None:
+            REFRESH_FIGURES.labels(figure).set(value)
+    QUOTE_MAX_AGE.set(usage["freshness"]["max_age_seconds"])

@@ -1,0 +1,58 @@
+"""GET /usage: the CoinMarketCap credit budget, refresh-ahead and the freshness bound (contract §4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, current_app, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from src.adapters.metrics import record_usage
+from src.entrypoints.refresh_ahead import refresh_usage
+from src.entrypoints.usage_schemas import UsageSchema
+
+blp = Blueprint("usage", __name__, description="The CoinMarketCap credit budget (private, like /metrics).")
+
+EXAMPLE = {
+    "plan": {"daily_credits": 333, "calls_per_minute": 30, "source": "key_info"},
+    "today": {"date": "2026-11-26", "credits_used": 120, "credits_left": 213,
+              "by_purpose": {"request": 12, "refresh": 100, "convert": 8},
+              "request_reserve": 34, "convert_cap": 166, "resets_at": "2026-11-27T00:00:00.000Z"},
+    "minute": {"calls": 1, "calls_left": 29},
+    "blocked": None,
+    "refresh": {"window_seconds": 900, "interval_seconds": 649.6, "symbols": 42,
+                "last_round_at": "2026-11-26T12:00:01.000Z"},
+    "freshness": {"max_age_seconds": 300},
+}
+
+
+def usage_report() -> dict[str, Any]:
+    """The /usage body: the governor's figures, the refresher's, and the freshness bound."""
+    report = dict(current_app.extensions["governor"].usage())
+    report["refresh"] = refresh_usage()
+    report["freshness"] = {"max_age_seconds": current_app.extensions["coinquote"].settings.quote_max_age_seconds}
+    return report
+
+
+@blp.route("/usage")
+class Usage(MethodView):
+    @blp.response(200, UsageSchema, description="The plan, today's credits by purpose, the refresher.",
+                  example=EXAMPLE)
+    def get(self) -> dict[str, Any]:
+        """The CoinMarketCap credit budget: plan, credits used and left today by purpose, refresh-ahead
+        ---
+        Kept private by the bundled nginx, like /metrics. Credits are counted by every process and
+        replica together (memcached); `blocked` shows a CoinMarketCap verdict (1008-1011) in force.
+        """
+        return usage_report()
+
+
+def register_usage(app: Flask, api: Any) -> None:
+    """Serve /usage, and put the same figures into the /metrics gauges when /metrics is read."""
+    api.register_blueprint(blp)
+
+    @app.before_request
+    def fill_usage_gauges() -> None:
+        if request.path == "/metrics":
+            record_usage(usage_report())
