@@ -116,12 +116,12 @@ def _loads_object(text: Any) -> dict[str, Any]:
 
 
 # The in-process cache's partitions and their limits (LocalCache): junk symbols' negative
-# entries, however many, never push out real quotes, and neither do claims.
-LOCAL_LIMITS = {"quote": 10_000, "negative": 2_000, "other": 2_000}
+# entries, however many, never push out real quotes, and junk currencies never push out claims.
+LOCAL_LIMITS = {"quote": 10_000, "negative": 2_000, "claim": 2_000, "other": 2_000}
 
 
 def partition_of(key: str, value: Any) -> str:
     """The LocalCache partition an entry belongs to."""
-    if not key.startswith("quote:"):
-        return "other"
-    return "negative" if value == NEGATIVE_ENTRY else "quote"
+    if key.startswith("quote:"):
+        return "negative" if value == NEGATIVE_ENTRY else "quote"
+    return "claim" if key.startswith("fetch:") else "other"

@@ -97,16 +97,18 @@ def test_the_least_recently_used_entry_of_a_full_partition_goes_first():
         "a", None, "c", "d"]
 
 
-def test_claims_and_currencies_never_evict_quotes():
-    backend = LocalCache(limits=LOCAL_LIMITS, classify=partition_of)
-    cache = cache_on(backend)
+def test_claims_and_currencies_never_evict_quotes_and_junk_currencies_never_evict_claims():
+    cache = cache_on(LocalCache(limits=LOCAL_LIMITS, classify=partition_of))
     cache.set_many({"BTC": coin_quote("BTC", 1, "1")}, "USD", 60)
+    cache.claim_fetches(["ETH"], "USD", "owner", 30)
 
     for n in range(LOCAL_LIMITS["other"] + 10):
-        cache.claim_fetches([f"S{n}"], "USD", "owner", 30)
         cache.remember_currency(f"X{n}", False, 60)
+    for n in range(LOCAL_LIMITS["claim"] - 1):
+        cache.claim_fetches([f"S{n}"], "USD", "owner", 30)
 
     assert set(cache.get_many(["BTC"], "USD")) == {"BTC"}
+    assert cache.fetch_states(["ETH"], "USD") == {"ETH": None}
 
 
 def test_entries_expire_after_their_ttl():
