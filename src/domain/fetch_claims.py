@@ -27,7 +27,8 @@ _KINDS: tuple[tuple[type[ProviderUnavailable | ProviderError], str], ...] = (
 def failure_note(error: ProviderUnavailable | ProviderError) -> FetchFailure:
     """The note a failed holder leaves for those waiting on its claims."""
     kind = next(name for cls, name in _KINDS if isinstance(error, cls))
-    return FetchFailure(kind=kind, message=str(error), retry_after=getattr(error, "retry_after", None),
+    return FetchFailure(kind=kind, message=str(error),
+                        retry_after=getattr(error, "retry_after", None),
                         upstream_code=error.upstream_code)
 
 
@@ -73,7 +74,8 @@ class FetchClaims:
 
     def release(self, symbols: Sequence[str], failure: FetchFailure | None = None) -> None:
         """Release our claims; with `failure`, leave it as a note for those waiting."""
-        self.cache.release_fetches(symbols, self.currency, self.owner, failure, self.failure_ttl_seconds)
+        self.cache.release_fetches(symbols, self.currency, self.owner, failure,
+                                   self.failure_ttl_seconds)
 
     def wait(self, symbols: Sequence[str], deadline: Deadline) -> WaitOutcome:
         """Poll until every claim on `symbols` held by others has ended, or the deadline passes.

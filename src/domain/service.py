@@ -116,22 +116,22 @@ class QuoteService:
         currency_known = self._currency_memory(convert) if converting else None
 
         found = sort_cached(symbols, self.cache.get_many(symbols, self.base_currency))
-        deadline = None
+        # Made only when upstream work may follow, so a full cache hit stays one cache read.
+        deadline = self._new_deadline() if found.missing or converting else None
         if found.missing:
-            deadline = self._new_deadline()
             found = found.then(self._resolve_missing(found.missing, deadline))
+        unknown = tuple(s for s in symbols if s in found.unknown)
 
         if not found.served:
             if converting and not currency_known:
-                self._learn_currency(convert, deadline or self._new_deadline())
-            raise UnknownSymbols(tuple(s for s in symbols if s in found.unknown))
+                self._learn_currency(convert, deadline)
+            raise UnknownSymbols(unknown)
         quotes = {s: found.served[s] for s in symbols if s in found.served}
         if convert == self.base_currency:
             quotes = {s: replace(q, converted=q.coin_quote.quote) for s, q in quotes.items()}
         elif converting:
-            quotes = self._convert(quotes, convert, currency_known, deadline or self._new_deadline())
-        return QuoteAnswer(quotes=quotes, unknown_symbols=tuple(s for s in symbols if s in found.unknown),
-                           convert=convert)
+            quotes = self._convert(quotes, convert, currency_known, deadline)
+        return QuoteAnswer(quotes=quotes, unknown_symbols=unknown, convert=convert)
 
     def _new_deadline(self) -> Deadline:
         return Deadline(self.upstream_budget_seconds, clock=self._seconds)
@@ -162,20 +162,22 @@ class QuoteService:
         either (only one of those waiting wins each). Raises the provider's error (ours or the
         holder's) for a symbol that failed with no stale stored quote to stand in.
         """
-        claims = FetchClaims(self.cache, self.clock, self.base_currency, ttl_seconds=self.claim_ttl_seconds,
+        claims = FetchClaims(self.cache, self.clock, self.base_currency,
+                             ttl_seconds=self.claim_ttl_seconds,
                              failure_ttl_seconds=self.failure_note_seconds)
         found = Lookup(missing=tuple(missing))
         while found.missing:
             mine = claims.claim(found.missing)
             others = tuple(s for s in found.missing if s not in mine)
-            if mine:
-                found = found.then(replace(self._fetch_claimed(mine, claims, stale, deadline), missing=others))
-            if others:
-                found = found.then(self._after_others(claims.wait(others, deadline), stale))
+            fetched = self._fetch_claimed(mine, claims, stale, deadline) if mine else Lookup()
+            waited = (self._after_others(claims.wait(others, deadline), stale) if others
+                      else Lookup())
+            # What is still missing: the symbols whose claim vanished, to be claimed again.
+            found = found.then(fetched).then(waited)
         return found
 
-    def _fetch_claimed(self, mine: tuple[str, ...], claims: FetchClaims, stale: Mapping[str, CoinQuote],
-                       deadline: Deadline) -> Lookup:
+    def _fetch_claimed(self, mine: tuple[str, ...], claims: FetchClaims,
+                       stale: Mapping[str, CoinQuote], deadline: Deadline) -> Lookup:
         """Fetch the symbols we hold claims on; release them, with a failure note if it failed."""
         found = Lookup(missing=mine)
         try:
@@ -206,11 +208,13 @@ class QuoteService:
             found = found.then(self._stand_in(waited.pending, stale, timeout))
         return found.then(Lookup(missing=waited.vanished))
 
-    def _stand_in(self, symbols: tuple[str, ...], stale: Mapping[str, CoinQuote], error: QuoteError) -> Lookup:
+    def _stand_in(self, symbols: tuple[str, ...], stale: Mapping[str, CoinQuote],
+                  error: QuoteError) -> Lookup:
         """Stale stored quotes for `symbols` after a provider failure, or raise `error`."""
         if any(s not in stale for s in symbols):
             raise error
-        logger.warning("provider failed (%s); serving %d stale stored quote(s)", error, len(symbols))
+        logger.warning("provider failed (%s); serving %d stale stored quote(s)", error,
+                       len(symbols))
         return Lookup({s: ServedQuote(stale[s], Source.DATABASE, stale=True) for s in symbols})
 
     def _fetch_from_provider(self, symbols: tuple[str, ...], deadline: Deadline) -> Lookup:
@@ -251,7 +255,8 @@ class QuoteService:
     # --- conversion ------------------------------------------------------------------------
 
     def _currency_memory(self, currency: str) -> bool | None:
-        """Whether `currency` is remembered as valid; raise InvalidCurrency if remembered invalid."""
+        """Whether `currency` is remembered as valid (None: not remembered); raise
+        InvalidCurrency when it is remembered as unknown."""
         known = self.cache.currency_known(currency)
         if known is False:
             raise InvalidCurrency(f"unknown convert currency {currency}")
@@ -268,8 +273,10 @@ class QuoteService:
         converted = self._convert_ids(coin_ids, currency, currency_known, deadline)
         missing = [s for s, q in quotes.items() if q.coin_quote.coin.id not in converted]
         if missing:
-            logger.warning("no %s quote for %s in the conversion answer", currency, ",".join(missing))
-        return {s: replace(q, converted=converted.get(q.coin_quote.coin.id)) for s, q in quotes.items()}
+            logger.warning("no %s quote for %s in the conversion answer", currency,
+                           ",".join(missing))
+        return {s: replace(q, converted=converted.get(q.coin_quote.coin.id))
+                for s, q in quotes.items()}
 
     def _convert_ids(self, coin_ids: tuple[int, ...], currency: str, currency_known: bool | None,
                      deadline: Deadline) -> dict[int, Quote]:
@@ -290,7 +297,8 @@ class QuoteService:
             raise ProviderTimeout("CoinMarketCap did not answer in time")
         return self.provider.latest_by_symbols(symbols, self.base_currency, deadline=deadline)
 
-    def _call_ids(self, coin_ids: tuple[int, ...], currency: str, deadline: Deadline) -> dict[int, Quote]:
+    def _call_ids(self, coin_ids: tuple[int, ...], currency: str,
+                  deadline: Deadline) -> dict[int, Quote]:
         if deadline.expired:
             raise ProviderTimeout("CoinMarketCap did not answer in time")
         return self.provider.latest_by_ids(coin_ids, currency, deadline=deadline)

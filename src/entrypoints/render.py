@@ -74,7 +74,8 @@ class QuoteRenderer:
         if answer.convert is None:
             return f'{{"data":{{{coins}}},"unknown_symbols":[{unknown}]}}'
         unconverted = ",".join(f'"{symbol}"' for symbol in answer.unconverted_symbols)
-        return f'{{"data":{{{coins}}},"unknown_symbols":[{unknown}],"unconverted_symbols":[{unconverted}]}}'
+        return (f'{{"data":{{{coins}}},"unknown_symbols":[{unknown}],'
+                f'"unconverted_symbols":[{unconverted}]}}')
 
     def _render_coin(self, symbol: str, served: ServedQuote, convert: str | None) -> str:
         # Symbols and currency codes are [A-Z0-9] by construction: no escaping is needed.
