@@ -1,0 +1,100 @@
+"""The credit governor over real memcached and the fake CoinMarketCap's key info: one budget for
+every process (each governor here stands for a gunicorn worker or a replica)."""
+
+from __future__ import annotations
+
+import pytest
+from pymemcache.client.base import Client
+
+from src.adapters.coinmarketcap.key_info import CoinMarketCapKeyInfo
+from src.adapters.credit_governor import LimitsCreditGovernor, build_storage
+from src.domain.clock import SystemClock
+from src.domain.errors import BudgetSpent
+from src.domain.model import Plan, Purpose
+from tests.fake_cmc.market import TEST_KEY as FAKE_CMC_KEY
+from tests.servers import free_port
+
+
+def governor(servers, **options) -> LimitsCreditGovernor:
+    options.setdefault("daily_credits", 20)
+    options.setdefault("calls_per_minute", 1000)
+    return LimitsCreditGovernor(storage=build_storage(servers), clock=SystemClock(), **options)
+
+
+def spend(gov, purpose, times) -> int:
+    allowed = 0
+    for _ in range(times):
+        try:
+            gov.reserve(purpose, 1)
+            allowed += 1
+        except BudgetSpent:
+            pass
+    return allowed
+
+
+def test_processes_sharing_memcached_spend_one_daily_budget(memcached_servers, flush_memcached):
+    first, second = governor(memcached_servers), governor(memcached_servers)
+
+    spent = [spend(first, Purpose.REQUEST, 6), spend(second, Purpose.REQUEST, 6),
+             spend(first, Purpose.REQUEST, 6), spend(second, Purpose.REQUEST, 6)]
+
+    assert sum(spent) == 20
+    assert second.usage()["today"]["by_purpose"]["request"] == 20
+
+
+def test_a_verdict_honoured_by_one_process_stops_the_others(memcached_servers, flush_memcached):
+    first, second = governor(memcached_servers), governor(memcached_servers)
+
+    first.honour(1008)
+
+    with pytest.raises(BudgetSpent) as refused:
+        second.reserve(Purpose.REQUEST, 1)
+    assert 0 < refused.value.retry_after <= 60
+    assert second.usage()["blocked"]["upstream_code"] == 1008
+
+
+def test_the_plan_is_read_from_the_fake_key_info_once_for_every_process(memcached_servers, flush_memcached,
+                                                                        cmc):
+    cmc.market.set_plan(daily_credits=30, calls_per_minute=7)
+    reader = CoinMarketCapKeyInfo(base_url=cmc.url, api_key=FAKE_CMC_KEY)
+    processes = [governor(memcached_servers, daily_credits=None, calls_per_minute=None,
+                          read_key_info=reader.read) for _ in range(3)]
+
+    plans = {p.plan() for p in processes}
+
+    assert plans == {Plan(30, 7, "key_info")}
+    assert [c["path"] for c in cmc.market.calls] == ["/v1/key/info"]
+
+
+def test_an_injected_1009_is_honoured_until_the_reset_the_fake_reports(memcached_servers, flush_memcached, cmc):
+    cmc.market.inject_verdict(1009, 20)
+    reader = CoinMarketCapKeyInfo(base_url=cmc.url, api_key=FAKE_CMC_KEY)
+    first, second = (governor(memcached_servers, read_key_info=reader.read) for _ in range(2))
+
+    first.honour(1009)
+
+    with pytest.raises(BudgetSpent) as refused:
+        second.reserve(Purpose.REQUEST, 1)
+    assert 15 <= refused.value.retry_after <= 21
+
+
+def test_with_memcached_gone_each_process_counts_for_itself_and_never_fails(flush_memcached):
+    gone = [f"127.0.0.1:{free_port()}"]
+    gov = governor(gone)
+
+    allowed = spend(gov, Purpose.REQUEST, 25)
+
+    assert allowed == 20
+    assert gov.usage()["today"]["credits_used"] == 20
+
+
+def test_junk_under_the_verdict_key_is_no_verdict(memcached_servers, flush_memcached):
+    for server in memcached_servers:
+        host, _, port = server.rpartition(":")
+        client = Client((host, int(port)))
+        client.set("coinquote:credits:v1:verdict:day", b"\x80\x04junk", noreply=False)
+        client.close()
+    gov = governor(memcached_servers)
+
+    assert spend(gov, Purpose.REQUEST, 1) == 1
+    assert gov.usage()["blocked"] is None
