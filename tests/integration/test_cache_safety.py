@@ -127,3 +127,13 @@ def test_junk_under_a_fetch_claim_key_blocks_no_fetch(memcached_servers, flush_m
 
     assert cache.fetch_states(["BTC"], "USD") == {}
     assert cache.claim_fetches(["BTC"], "USD", "owner", 10) == ("BTC",)
+
+
+def test_a_corrupt_amount_in_a_cached_quote_is_a_miss_not_a_500(client, memcached_servers):
+    # Decimal("1,5") raises InvalidOperation, which is no ValueError: it used to escape as a 500.
+    _write_everywhere(memcached_servers, _text(_quote_data(quote__price="1,5")), 0)
+
+    response = client.get("/api/v1/quotes?symbol=BTC")
+
+    assert response.status_code == 200
+    assert response.get_json()["data"]["BTC"]["source"] in {"database", "provider"}
