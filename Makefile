@@ -4,7 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 FAKE_CMC_PORT ?= 8001
 
-.PHONY: run demo test test-unit test-integration test-e2e fake-cmc bench clean
+LOWEST ?= .venv-lowest
+
+.PHONY: run demo test test-unit test-integration test-e2e test-lowest system-deps fake-cmc bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,16 +36,35 @@ demo: $(VENV)/.test-deps
 fake-cmc: $(VENV)/.test-deps
 	$(BIN)/python -m tests.fake_cmc --port $(FAKE_CMC_PORT) $(if $(FAKE_CMC_KEY),--api-key $(FAKE_CMC_KEY))
 
+## system-deps: install the Debian packages the tests need (PostgreSQL, memcached, nginx, Chromium) if missing
+system-deps:
+	PYTHON=$(PYTHON) scripts/ensure-system-packages.sh
+
 ## test: every tier — unit, integration (real PostgreSQL + memcached), end-to-end
-test: $(VENV)/.test-deps
+test: system-deps $(VENV)/.test-deps
 	$(BIN)/python -m pytest
 
-test-unit test-integration test-e2e: $(VENV)/.test-deps
+test-unit: $(VENV)/.test-deps
+	$(BIN)/python -m pytest tests/unit
+
+test-integration test-e2e: system-deps $(VENV)/.test-deps
 	$(BIN)/python -m pytest tests/$(subst test-,,$@)
+
+# A second virtualenv with every dependency at the lowest version setup.cfg allows.
+$(LOWEST)/.test-deps: setup.cfg pyproject.toml constraints/lowest.txt
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LOWEST)/bin/python -m pip install --quiet -e '.[test]' -c constraints/lowest.txt
+	touch $@
+
+## test-lowest: the unit tier against the lowest allowed versions (constraints/lowest.txt), in $(LOWEST)
+test-lowest: $(LOWEST)/.test-deps
+	$(LOWEST)/bin/python -m pytest tests/unit -p no:cacheprovider
 
 ## bench: the benchmark (needs wrk, PostgreSQL and memcached installed); see bench/README.md
 bench: $(VENV)/.test-deps
 	$(BIN)/python -m bench.run --duration 10 --rounds 3 --soak 300
 
 clean:
-	rm -rf $(VENV) .pytest_cache *.egg-info
+	rm -rf $(VENV) $(LOWEST) .pytest_cache *.egg-info
