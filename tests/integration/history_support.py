@@ -60,3 +60,32 @@ def newest_per_interval(times: Iterable[datetime], seconds: int | None, start: d
         bucket = int(moment.timestamp()) // seconds
         newest[bucket] = max(newest.get(bucket, moment), moment)
     return sorted(newest.values())[-count:]
+
+
+def generate_history(engine: Engine, coins: int, days: int, step_minutes: int, now: datetime,
+                     currency: str = "USD") -> int:
+    """Fetches of `coins` coins (symbols C1.., ids 1001..) every `step_minutes` (a few seconds
+    off the minute, so that boundaries are crossed) over `days` days up to `now`; returns the
+    number of rows."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from src.adapters.orm import CoinRow, QuoteRow
+
+    steps = days * 24 * 60 // step_minutes
+    rows = []
+    for coin in range(1, coins + 1):
+        for step in range(steps):
+            moment = now - timedelta(minutes=step * step_minutes, seconds=(step * 7) % 50)
+            rows.append({
+                "coin_id": 1000 + coin, "lookup_symbol": f"C{coin}", "currency": currency,
+                "fetched_at": moment, "cmc_rank": coin, "is_active": True,
+                "price": Decimal(coin * 1000 + step % 997) / 7, "quote_last_updated": moment,
+            })
+    with engine.begin() as conn:
+        conn.execute(CoinRow.__table__.insert(), [
+            {"id": 1000 + c, "symbol": f"C{c}", "name": f"Coin {c}", "slug": f"coin-{c}",
+             "updated_at": now} for c in range(1, coins + 1)])
+        for start in range(0, len(rows), 5000):
+            conn.execute(QuoteRow.__table__.insert(), rows[start:start + 5000])
+    return len(rows)

@@ -1,0 +1,178 @@
+"""history prune on 200 days of generated history, on real PostgreSQL and SQLite; on PostgreSQL
+also while requests and new fetches keep coming."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import create_engine, event, select, text
+from sqlalchemy.orm import Session
+
+from src.adapters.orm import QuoteRow
+from src.adapters.sql_history import SqlHistoryRepository
+from src.adapters.sql_repository import SqlQuoteRepository
+from src.domain.history import HistoryQuery, RetentionPolicy
+from src.entrypoints.app import create_app
+from src.entrypoints.settings import Settings
+from tests.fakes import FixedClock, coin_quote
+from tests.integration.history_support import BACKENDS, generate_history, open_backend
+
+NOW = datetime(2026, 11, 26, 12, 0, 30, tzinfo=UTC)
+POLICY = RetentionPolicy(full_days=7, hourly_days=90)
+FULL_FROM, HOURLY_FROM = NOW - timedelta(days=7), NOW - timedelta(days=90)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, tmp_path):
+    backend = open_backend(request.param, request, tmp_path)
+    yield backend
+    backend.engine.dispose()
+
+
+def fetch_times(engine) -> dict[int, list[datetime]]:
+    with Session(engine) as session:
+        rows = session.execute(select(QuoteRow.coin_id, QuoteRow.fetched_at)).all()
+    times: dict[int, list[datetime]] = defaultdict(list)
+    for coin_id, fetched_at in rows:
+        times[coin_id].append(fetched_at)
+    return {coin: sorted(found) for coin, found in times.items()}
+
+
+def daily_answers(engine, symbols=("C1", "C2")) -> dict:
+    with Session(engine) as session:
+        found = SqlHistoryRepository(session).history(
+            HistoryQuery(tuple(symbols), "USD", NOW, None, 86400, 10_000))
+    return {s: [(p.fetched_at, p.quote.price) for p in h.points] for s, h in found.items()}
+
+
+def prune(engine, batch_size=2000, now=NOW):
+    with Session(engine) as session:
+        return SqlHistoryRepository(session).prune(now, POLICY, batch_size)
+
+
+def newest_per(times: list[datetime], seconds: int) -> dict[int, datetime]:
+    newest: dict[int, datetime] = {}
+    for moment in times:
+        key = int(moment.timestamp()) // seconds
+        newest[key] = max(newest.get(key, moment), moment)
+    return newest
+
+
+def test_prune_keeps_recent_fetches_then_the_newest_per_hour_then_per_day(backend):
+    generate_history(backend.engine, coins=2, days=200, step_minutes=20, now=NOW)
+    before = fetch_times(backend.engine)
+
+    report = prune(backend.engine)
+
+    after = fetch_times(backend.engine)
+    assert report.deleted > 0
+    for coin, times in before.items():
+        kept = set(after[coin])
+        assert {t for t in times if t >= FULL_FROM} <= kept  # every recent fetch
+        hourly = [t for t in after[coin] if HOURLY_FROM <= t < FULL_FROM]
+        for hour, newest in newest_per([t for t in times if HOURLY_FROM <= t < FULL_FROM], 3600).items():
+            if HOURLY_FROM.timestamp() // 3600 < hour < FULL_FROM.timestamp() // 3600:
+                assert [t for t in hourly if int(t.timestamp()) // 3600 == hour] == [newest]
+        daily = [t for t in after[coin] if t < HOURLY_FROM]
+        for day, newest in newest_per([t for t in times if t < HOURLY_FROM], 86400).items():
+            if day < HOURLY_FROM.timestamp() // 86400:
+                assert [t for t in daily if int(t.timestamp()) // 86400 == day] == [newest]
+    assert sum(map(len, after.values())) == sum(map(len, before.values())) - report.deleted
+
+
+def test_daily_answers_are_the_same_before_and_after_and_a_second_run_changes_nothing(backend):
+    generate_history(backend.engine, coins=2, days=200, step_minutes=20, now=NOW)
+    answers_before = daily_answers(backend.engine)
+
+    first = prune(backend.engine)
+    rows_after_first = fetch_times(backend.engine)
+    second = prune(backend.engine)
+
+    assert first.deleted > 0
+    assert daily_answers(backend.engine) == answers_before
+    assert len(answers_before["C1"]) == 201
+    assert second.deleted == 0
+    assert fetch_times(backend.engine) == rows_after_first
+
+
+def test_prune_deletes_in_short_transactions_of_at_most_the_batch_size(backend):
+    generate_history(backend.engine, coins=1, days=100, step_minutes=10, now=NOW)
+    deletions: list[int] = []
+    event.listen(backend.engine, "after_cursor_execute",
+                 lambda conn, cursor, statement, *args: deletions.append(cursor.rowcount)
+                 if statement.lstrip().upper().startswith("DELETE") else None)
+
+    report = prune(backend.engine, batch_size=500)
+
+    assert report.deleted > 5000
+    assert max(deletions) == 500
+    assert report.batches == len(deletions) >= report.deleted / 500
+
+
+def test_the_command_prunes_with_the_configured_retention(backend):
+    generate_history(backend.engine, coins=1, days=30, step_minutes=30, now=NOW)
+    app = create_app(Settings(cmc_api_key="unused", cmc_base_url="http://127.0.0.1:9",
+                              database_url=backend.url, history_full_days=2, history_hourly_days=10),
+                     clock=FixedClock(NOW))
+
+    result = app.test_cli_runner().invoke(args=["history", "prune", "--batch-size", "100"])
+    again = app.test_cli_runner().invoke(args=["history", "prune"])
+
+    times = fetch_times(backend.engine)[1001]
+    assert result.exit_code == 0, result.output
+    assert "history pruned" in result.output and "older than 2 days" in result.output
+    assert min(t for t in times if t >= NOW - timedelta(days=2)) < NOW - timedelta(days=2) + timedelta(minutes=31)
+    assert len([t for t in times if t < NOW - timedelta(days=10)]) <= 21  # one a day
+    assert again.exit_code == 0 and "0 rows thinned to one per hour" in again.output
+
+
+def test_a_failing_database_is_a_clear_command_error_not_a_trace():
+    app = create_app(Settings(cmc_api_key="unused", cmc_base_url="http://127.0.0.1:9",
+                              database_url="postgresql+psycopg2://nobody@127.0.0.1:9/none"))
+
+    result = app.test_cli_runner().invoke(args=["history", "prune"])
+
+    assert result.exit_code == 1
+    assert "pruning history failed" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_requests_and_new_fetches_keep_being_served_while_prune_runs(request, tmp_path):
+    backend = open_backend("postgresql", request, tmp_path)
+    generate_history(backend.engine, coins=3, days=200, step_minutes=15, now=NOW)
+    # Readers and writers give up after 300 ms of waiting for a lock: a prune that locked the
+    # table, or held row locks for long, would fail them.
+    busy = create_engine(backend.url, connect_args={"options": "-c lock_timeout=300"})
+    reports = []
+    pruner = threading.Thread(target=lambda: reports.append(prune(backend.engine, batch_size=200)))
+    served, slowest, strong_locks, step = 0, 0.0, [], 0
+
+    pruner.start()
+    with Session(busy) as session:
+        history = SqlHistoryRepository(session)
+        quotes = SqlQuoteRepository(session)
+        while pruner.is_alive():
+            step += 1
+            started = time.perf_counter()
+            found = history.history(HistoryQuery(("C1", "C2", "C3"), "USD", NOW, NOW - timedelta(days=1), 300, 288))
+            quotes.add({"C2": coin_quote("C2", 1002, "1.5", fetched_at=NOW + timedelta(seconds=step))})
+            slowest = max(slowest, time.perf_counter() - started)
+            served += 1
+            assert len(found["C1"].points) == 96  # a fetch every 15 minutes
+            strong_locks += session.execute(text(
+                "SELECT mode FROM pg_locks WHERE relation = 'quotes'::regclass AND mode IN"
+                " ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')"
+            )).scalars().all()
+            session.rollback()
+    pruner.join()
+    busy.dispose()
+    backend.engine.dispose()
+
+    assert reports and reports[0].deleted > 40_000
+    assert served >= 10
+    assert strong_locks == []
+    assert slowest < 1.0
