@@ -227,6 +227,15 @@ class TestErrors:
 
         assert not isinstance(raised.value, ProviderTimeout)
 
+    def test_a_connection_dropped_mid_body_is_unavailable_and_retried(self, provider, requests_mock):
+        requests_mock.get(URL, exc=requests.exceptions.ChunkedEncodingError("Connection broken"))
+
+        with pytest.raises(ProviderUnavailable) as raised:
+            provider.latest_by_symbols(["BTC"], "USD")
+
+        assert not isinstance(raised.value, ProviderTimeout)
+        assert requests_mock.call_count == 3
+
     def test_malformed_json_is_a_provider_error(self, provider, requests_mock):
         requests_mock.get(URL, text='{"status": {"error_code": 0, "data": [')
 

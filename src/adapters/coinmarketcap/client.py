@@ -184,11 +184,11 @@ class CoinMarketCapProvider(QuoteProvider):
         except requests.Timeout:
             logger.warning("CoinMarketCap did not answer within %.2f s", remaining)
             raise TransientTimeout("CoinMarketCap did not answer in time") from None
-        except requests.ConnectionError as exc:
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             if deadline.expired:  # the watchdog cut a body that was still arriving
                 logger.warning("CoinMarketCap's answer was still arriving at the deadline")
                 raise TransientTimeout("CoinMarketCap did not answer in time") from None
-            logger.warning("CoinMarketCap cannot be reached (%s)", type(exc).__name__)
+            logger.warning("CoinMarketCap cannot be reached or hung up (%s)", type(exc).__name__)
             raise Transient("CoinMarketCap cannot be reached") from None
         except requests.RequestException as exc:
             if deadline.expired:
