@@ -88,7 +88,7 @@ def test_docs_work_through_nginx_at_the_root_and_under_a_prefix(nginx):
     with local_only_page() as (page, outside):
         for prefix, name in (("", "nginx-swagger-ui"), ("/coinquote", "nginx-prefix-swagger-ui")):
             page.goto(nginx.url + prefix + "/swagger-ui")
-            operation = page.locator(".opblock-summary-path", has_text="/api/v1/quotes")
+            operation = page.locator('.opblock-summary-path[data-path="/api/v1/quotes"]')
             operation.wait_for(timeout=20000)
             operation.click()
             page.get_by_role("button", name="Try it out").click()
