@@ -88,7 +88,9 @@ MAX_RETRY_AFTER_SECONDS = 86_400  # a client is never told to wait more than a d
 
 def _retry_after_header(seconds: Any) -> str | None:
     """Whole seconds, at least 1 and at most a day; None for a missing or non-finite value."""
-    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds):
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        return None
+    if not math.isfinite(seconds):
         return None
     return str(min(MAX_RETRY_AFTER_SECONDS, max(1, math.ceil(seconds))))
 

@@ -43,7 +43,8 @@ class BadRequest(ProviderError):
     """CoinMarketCap rejected a parameter (HTTP 400); `parameter` names it when its message
     says which value is invalid (`symbol`, `convert`, `id`), else None."""
 
-    def __init__(self, message: str, parameter: str | None, upstream_code: int | None = 400) -> None:
+    def __init__(self, message: str, parameter: str | None,
+                 upstream_code: int | None = 400) -> None:
         super().__init__(message, upstream_code)
         self.parameter = parameter
 
@@ -86,7 +87,8 @@ def classify(http: int, retry_after_header: str | None, content: bytes,
     if code in CREDENTIAL_CODES or http in (401, 402, 403):
         raise ProviderError("CoinMarketCap rejected our credentials or plan", code)
     if http == 400 or code == 400:
-        raise BadRequest("CoinMarketCap rejected a request parameter", invalid_parameter(message), code)
+        raise BadRequest("CoinMarketCap rejected a request parameter",
+                         invalid_parameter(message), code)
     if http >= 500:
         raise Transient(f"CoinMarketCap is unavailable (HTTP {http})", retry_after, code)
     raise ProviderError(f"CoinMarketCap answered HTTP {http} with an error", code)

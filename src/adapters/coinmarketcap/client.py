@@ -1,4 +1,4 @@
-"""CoinMarketCapProvider: the QuoteProvider port over CoinMarketCap's HTTP API, within a deadline."""
+"""CoinMarketCapProvider: the QuoteProvider port over CoinMarketCap's HTTP API, in a deadline."""
 
 from __future__ import annotations
 
@@ -135,7 +135,8 @@ class CoinMarketCapProvider(QuoteProvider):
 
     # -- HTTP ---------------------------------------------------------------------------------
 
-    def _get(self, path: str, params: Mapping[str, str], deadline: Deadline | None) -> dict[str, Any]:
+    def _get(self, path: str, params: Mapping[str, str],
+             deadline: Deadline | None) -> dict[str, Any]:
         deadline = deadline or Deadline(self.budget_seconds, clock=self.clock)
         if deadline.remaining() < MIN_ATTEMPT_SECONDS:
             # Spent before we start (e.g. waiting for another process's fetch): no call, and

@@ -1,4 +1,4 @@
-"""The retry policy for CoinMarketCap calls: transient failures only, and never past the deadline."""
+"""The retry policy for CoinMarketCap calls: transient failures only, never past the deadline."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def retrying(deadline: Deadline, *, max_attempts: int, backoff_seconds: float,
     return Retrying(
         retry=retry_if_exception_type(Transient),
         # `multiplier` needs tenacity>=9.2 (setup.cfg's lower bound).
-        wait=wait_retry_after(wait_exponential_jitter(multiplier=backoff_seconds, max=4, jitter=0.25)),
+        wait=wait_retry_after(
+            wait_exponential_jitter(multiplier=backoff_seconds, max=4, jitter=0.25)),
         stop=stop_after_attempt(max_attempts) | stop_before_deadline(deadline),
         sleep=sleep,
         reraise=True,

@@ -174,7 +174,7 @@ def _decimal(value: Any, name: str) -> Decimal | None:
         except (InvalidOperation, ValueError):
             raise MalformedCoin(f"{name} is not a number") from None
         return number if number.is_finite() else None
-    if isinstance(value, float):  # only if a caller parsed floats; CoinMarketCap's arrive as Decimal
+    if isinstance(value, float):  # only if a caller parsed floats (ours arrive as Decimal)
         return Decimal(str(value)) if value == value and abs(value) != float("inf") else None
     raise MalformedCoin(f"{name} is not a number")
 
