@@ -86,16 +86,16 @@ class Refresher:
             return self.policy.interval_seconds
         return self.governor.refresh_interval(symbols)
 
-    def run_round(self) -> RefreshRound | None:
-        """Run one round if it is due and this process wins the lease; None otherwise.
-
-        Raises StorageError when the lease cannot be read or taken.
+    def run_round(self, *, due_now: bool = False) -> RefreshRound | None:
+        """Run one round if it is due (or `due_now`) and this process wins the lease; None
+        otherwise: refresh-ahead is off, or another process holds the lease or ran a round
+        within the interval. Raises StorageError when the lease cannot be read or taken.
         """
         if self.policy.window_seconds <= 0:
             return None
         last = self.lease.last_round()
-        if not self.lease.acquire(self.holder, self.policy.lease_seconds,
-                                  self.interval(last.symbols if last else 0)):
+        interval = 0.0 if due_now else self.interval(last.symbols if last else 0)
+        if not self.lease.acquire(self.holder, self.policy.lease_seconds, interval):
             return None
         finished: RefreshRound | None = None
         try:

@@ -37,6 +37,8 @@ class Settings:
     cache_ttl_seconds: int = 60
     base_currency: str = "USD"
     quote_max_age_seconds: int = 300
+    refresh_window_seconds: int = 900  # 0: refresh-ahead off
+    refresh_interval_seconds: int | None = None  # None: derived from the credit budget
     cmc_daily_credits: int | None = None  # None: from CoinMarketCap's key info, else 333
     cmc_calls_per_minute: int | None = None  # None: from CoinMarketCap's key info, else 30
     convert_credit_share: float = 0.5
@@ -63,6 +65,8 @@ class Settings:
             cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 60, minimum=1),
             base_currency=_currency(env, "BASE_CURRENCY", "USD"),
             quote_max_age_seconds=_int(env, "QUOTE_MAX_AGE_SECONDS", 300, minimum=1),
+            refresh_window_seconds=_int(env, "REFRESH_WINDOW_SECONDS", 900, minimum=0),
+            refresh_interval_seconds=_int(env, "REFRESH_INTERVAL_SECONDS", None, minimum=1),
             cmc_daily_credits=_int(env, "CMC_DAILY_CREDITS", None, minimum=1),
             cmc_calls_per_minute=_int(env, "CMC_CALLS_PER_MINUTE", None, minimum=1),
             convert_credit_share=_share(env, "CONVERT_CREDIT_SHARE", 0.5),

@@ -244,3 +244,17 @@ def test_the_loop_survives_a_failing_database_and_stops_when_told(make_refresher
     make_refresher().run(stop, max_wait_seconds=0.01)
 
     assert stop.is_set()
+
+
+def test_a_round_asked_for_now_ignores_the_interval_but_not_a_live_lease(make_refresher, log, clock, lease):
+    requested(log, clock, ["C1"])
+    refresher = make_refresher()
+    refresher.run_round()
+    clock.advance(1)
+
+    forced = refresher.run_round(due_now=True)
+    lease.acquire("other", ttl_seconds=15, interval_seconds=0)
+    blocked = refresher.run_round(due_now=True)
+
+    assert forced is not None
+    assert blocked is None

@@ -1,0 +1,56 @@
+"""`flask --app wsgi refresh [--once]`: the refresher process (contract §1 and §4)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import click
+from flask import current_app
+
+from src.domain.errors import StorageError
+from src.entrypoints.refresh_ahead import RefreshAhead
+
+logger = logging.getLogger(__name__)
+
+
+@click.command("refresh")
+@click.option("--once", is_flag=True, help="Run one round now (unless another refresher is in one) and exit.")
+def refresh(once: bool) -> None:
+    """Keep every symbol requested within REFRESH_WINDOW_SECONDS fresh, round after round.
+
+    Any number may run (one per replica): a lease in the database lets exactly one do each
+    round. Stops cleanly on SIGTERM or Ctrl-C, after the round under way. Also thins the
+    stored history once a day (`history prune`).
+    """
+    ahead: RefreshAhead | None = current_app.extensions.get("refresh")
+    if ahead is None or ahead.refresher is None:
+        raise click.ClickException("refresh-ahead needs the database (DATABASE_URL) and a credit governor")
+    refresher = ahead.refresher
+    if refresher.policy.window_seconds <= 0:
+        click.echo("refresh-ahead is off (REFRESH_WINDOW_SECONDS=0); only the daily history pruning runs")
+    if once:
+        try:
+            done = refresher.run_round(due_now=True)
+        except StorageError as exc:
+            raise click.ClickException(str(exc)) from None
+        if done is None:
+            click.echo("no round: refresh-ahead is off, or another refresher is in a round")
+        else:
+            click.echo(f"refresh round: {done.refreshed} of {done.symbols} symbol(s) refreshed in"
+                       f" {done.calls} call(s)" + (f", stopped: {done.stopped}" if done.stopped else ""))
+        return
+    stop = threading.Event()
+
+    def stop_after_this_round(signum: int, frame: object) -> None:
+        logger.info("refresher: stopping (signal %d)", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, stop_after_this_round)
+    signal.signal(signal.SIGINT, stop_after_this_round)
+    logger.info("refresher %s: window %d s, interval %s", refresher.holder,
+                refresher.policy.window_seconds,
+                f"{refresher.policy.interval_seconds} s" if refresher.policy.interval_seconds
+                else "from the credit budget")
+    refresher.run(stop)

@@ -1,0 +1,190 @@
+"""Refresh-ahead against real processes: gunicorn (2 workers), refreshers, PostgreSQL, memcached
+and the fake CoinMarketCap (issue 11, acceptance 2)."""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2
+import pytest
+import requests
+from sqlalchemy.engine import make_url
+
+from tests.e2e.conftest import ROOT, Process, migrate, service_env, start_fake_cmc, start_gunicorn
+from tests.servers import stop
+
+INTERVAL = 2
+LEASE_SECONDS = 15  # RefreshPolicy: a call may take 10 s, the lease outlives it by 5
+
+
+@dataclass
+class Stack:
+    """gunicorn and the fake CoinMarketCap on a database of their own; refreshers started per test."""
+
+    service: Process
+    fake: Process
+    env: dict[str, str]
+    workdir: Path
+
+    def quote_calls(self) -> list[dict]:
+        calls = requests.get(self.fake.url + "/__fake__/calls", timeout=5).json()["calls"]
+        return [c for c in calls if c["path"].endswith("quotes/latest")]
+
+    def get(self, symbols: str) -> requests.Response:
+        return requests.get(self.service.url + "/api/v1/quotes", params={"symbol": symbols}, timeout=15)
+
+    def set_price(self, symbol: str, price: str) -> None:
+        requests.post(self.fake.url + "/__fake__/prices", json={symbol: price}, timeout=5).raise_for_status()
+
+    def set_latency(self, seconds: float) -> None:
+        requests.post(self.fake.url + "/__fake__/latency", json={"seconds": seconds}, timeout=5).raise_for_status()
+
+    def refresher(self, name: str, *args: str) -> subprocess.Popen:
+        log = open(self.workdir / f"{name}.log", "ab")
+        return subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "refresh", *args],
+                                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def log(self, name: str) -> str:
+        return (self.workdir / f"{name}.log").read_text(errors="replace")
+
+
+def own_database(database_url: str) -> str:
+    url = make_url(database_url)
+    name = f"coinquote_refresh_{uuid.uuid4().hex[:8]}"
+    conn = psycopg2.connect(host=url.host, port=url.port, user=url.username, password=url.password,
+                            dbname=url.database)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, database_url, memcached_servers) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("refresher")
+    fake = start_fake_cmc(workdir / "fake.log")
+    env = {**service_env(fake.url, own_database(database_url), memcached_servers),
+           "REFRESH_INTERVAL_SECONDS": str(INTERVAL)}
+    migrated = migrate(env)
+    assert migrated.returncode == 0, migrated.stderr
+    service = start_gunicorn(env, workdir / "gunicorn.log", workers=2)
+    yield Stack(service, fake, env, workdir)
+    stop(service.process)
+    stop(fake.process)
+
+
+@pytest.fixture
+def fresh(stack, flush_memcached) -> Stack:
+    """Nothing cached from an earlier test; upstream back to its defaults."""
+    requests.post(stack.fake.url + "/__fake__/reset", timeout=5).raise_for_status()
+    return stack
+
+
+def wait_for(condition, seconds: float, every: float = 0.2):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if (found := condition()):
+            return found
+        time.sleep(every)
+    return condition()
+
+
+def rounds_logged(text: str) -> list[int]:
+    """The calls of each round a refresher logged."""
+    return [int(line.split(" in ")[1].split(" call")[0])
+            for line in text.splitlines() if "refresh round:" in line and " in " in line]
+
+
+def test_symbols_requested_once_follow_upstream_prices_and_requests_never_call_upstream(fresh):
+    first = fresh.get("BTC,ETH")
+    assert first.status_code == 200
+    calls_by_requests = len(fresh.quote_calls())
+    refresher = fresh.refresher("follow")
+    try:
+        served = []
+        for price in ("70001.5", "70002.5", "70003.5"):
+            fresh.set_price("BTC", price)
+
+            def answered_new_price():
+                body = fresh.get("BTC,ETH").json()["data"]
+                served.append((body["BTC"]["source"], body["ETH"]["source"]))
+                return body["BTC"]["quote"]["USD"]["price"] == float(price)
+
+            assert wait_for(answered_new_price, 15), f"BTC never followed upstream to {price}"
+        calls = len(fresh.quote_calls())
+    finally:
+        stop(refresher)
+
+    assert calls_by_requests == 1
+    # Every call after the first request was a refresher's (its log counts them); none a request's.
+    assert calls - calls_by_requests == sum(rounds_logged(fresh.log("follow")))
+    assert {source for pair in served for source in pair} <= {"cache", "database"}
+
+
+def test_each_round_is_one_upstream_call_per_100_symbols(fresh):
+    symbols = [f"SYN{i}" for i in range(1, 251)]
+    for start in range(0, 250, 100):
+        assert fresh.get(",".join(symbols[start:start + 100])).status_code == 200
+    time.sleep(3)  # the workers' buffers flush every 2 s
+    before = len(fresh.quote_calls())
+
+    done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "refresh", "--once"],
+                          cwd=ROOT, env=fresh.env, capture_output=True, text=True, timeout=120)
+    calls = fresh.quote_calls()[before:]
+
+    assert done.returncode == 0, done.stderr
+    refreshed = [set(call["params"]["symbol"].split(",")) for call in calls]
+    assert set(symbols) <= set().union(*refreshed)
+    assert all(len(batch) <= 100 for batch in refreshed)
+    assert len(calls) == math.ceil(len(set().union(*refreshed)) / 100)
+
+
+def test_two_refreshers_running_at_once_make_one_round_per_interval_between_them(fresh):
+    assert fresh.get("BTC").status_code == 200
+    time.sleep(3)
+    first, second = fresh.refresher("pair-a"), fresh.refresher("pair-b")
+    started = time.monotonic()
+    before = len(fresh.quote_calls())
+    time.sleep(12)
+    stop(first)
+    stop(second)  # each ends the round under way first
+    elapsed = time.monotonic() - started
+    calls = len(fresh.quote_calls()) - before
+
+    rounds = rounds_logged(fresh.log("pair-a")) + rounds_logged(fresh.log("pair-b"))
+    assert len(rounds) <= elapsed / INTERVAL + 1
+    assert len(rounds) >= elapsed / INTERVAL - 2  # and rounds did happen
+    assert sum(rounds) == calls
+
+
+def test_a_refresher_killed_mid_round_does_not_stop_the_next_round(fresh):
+    assert fresh.get("BTC").status_code == 200
+    time.sleep(3)
+    fresh.set_latency(4)  # the killed refresher's call is under way for 4 s
+    before = len(fresh.quote_calls())
+    killed = fresh.refresher("killed")
+    assert wait_for(lambda: len(fresh.quote_calls()) > before, 20), "the first refresher never called"
+    call_seen = time.monotonic()
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    fresh.set_latency(0)
+    fresh.set_price("BTC", "80001.5")
+    survivor = fresh.refresher("survivor")
+    try:
+        assert wait_for(lambda: fresh.get("BTC").json()["data"]["BTC"]["quote"]["USD"]["price"] == 80001.5,
+                        LEASE_SECONDS + 15, every=0.5), "no round after the killed refresher's lease expired"
+        waited = time.monotonic() - call_seen
+    finally:
+        stop(survivor)
+
+    assert "refresh round:" not in fresh.log("killed")  # it really died mid-round
+    assert waited >= LEASE_SECONDS - 5  # the survivor waited for the lease to expire
