@@ -9,6 +9,14 @@ from decimal import Decimal
 
 from src.domain.deadline import Deadline
 from src.domain.errors import InvalidCurrency, ProviderTimeout, StorageError
+from src.domain.history import (
+    CoinHistory,
+    HistoryQuery,
+    HistoryRepository,
+    PruneReport,
+    RetentionPolicy,
+    newest_per_interval,
+)
 from src.domain.model import Coin, CoinQuote, FetchFailure, Quote
 from src.domain.ports import Clock, QuoteCache, QuoteProvider, QuoteRepository
 
@@ -251,3 +259,34 @@ class InMemoryQuoteCache(QuoteCache):
         self.ops.append("ping")
         if self.down:
             raise StorageError("fake cache down")
+
+
+@dataclass
+class InMemoryHistoryRepository(HistoryRepository):
+    """History as (symbol, CoinQuote) fetches in storage order, bucketed by the domain's rule."""
+
+    rows: list[tuple[str, CoinQuote]] = field(default_factory=list)
+    queries: list[HistoryQuery] = field(default_factory=list)
+    prunes: list[tuple[datetime, RetentionPolicy, int]] = field(default_factory=list)
+    fail_with: Exception | None = None
+
+    def history(self, query: HistoryQuery) -> dict[str, CoinHistory]:
+        self.queries.append(query)
+        if self.fail_with is not None:
+            raise self.fail_with
+        found: dict[str, CoinHistory] = {}
+        for symbol in query.symbols:
+            fetches = [q for s, q in self.rows if s == symbol and q.quote.currency == query.currency]
+            if not fetches:
+                continue
+            coin = max(fetches, key=lambda q: q.fetched_at).coin
+            mine = [(q.fetched_at, q.quote) for _, q in self.rows
+                    if q.coin.id == coin.id and q.quote.currency == query.currency]
+            found[symbol] = CoinHistory(coin, newest_per_interval(mine, query))
+        return found
+
+    def prune(self, now: datetime, policy: RetentionPolicy, batch_size: int = 5000) -> PruneReport:
+        self.prunes.append((now, policy, batch_size))
+        if self.fail_with is not None:
+            raise self.fail_with
+        return PruneReport()
