@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -15,23 +17,32 @@ from werkzeug.exceptions import UnprocessableEntity
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from src.adapters.coinmarketcap import CoinMarketCapProvider
+from src.adapters.coinmarketcap.key_info import CoinMarketCapKeyInfo
+from src.adapters.buffered_request_log import BufferedRequestLog
+from src.adapters.credit_governor import LimitsCreditGovernor, build_storage
 from src.adapters.orm import db
 from src.adapters.quote_cache import FlaskCachingQuoteCache
 from src.adapters.sql_history import SqlHistoryRepository
+from src.adapters.sql_lease import SqlRefreshLease
 from src.adapters.sql_repository import SqlQuoteRepository
+from src.adapters.sql_request_log import SqlRequestLog
 from src.domain.clock import SystemClock
 from src.domain.history import HistoryRepository, HistoryService, RetentionPolicy
-from src.domain.ports import Clock, QuoteCache, QuoteProvider, QuoteRepository
+from src.domain.ports import Clock, CreditGovernor, QuoteCache, QuoteProvider, QuoteRepository, RefreshLease, RequestLog
+from src.domain.refresh import Refresher, RefreshPolicy
 from src.domain.service import QuoteService
 from src.entrypoints import chart, health_api, history_api, history_cli, quotes_api
 from src.entrypoints.docs import DOCS_CONFIG, register_docs_assets
 from src.entrypoints.errors import CoinquoteApi, register_error_handlers
 from src.entrypoints.jsonio import ExactJSONProvider
+from src.entrypoints.refresh_ahead import RefreshAhead
+from src.entrypoints.refresh_cli import refresh as refresh_command
 from src.entrypoints.logs import configure_logging
 from src.entrypoints.observability import register_observability
 from src.entrypoints.rate_limit import register_rate_limit
 from src.entrypoints.render import QuoteRenderer
 from src.entrypoints.settings import Settings
+from src.entrypoints.usage_api import register_usage
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +88,10 @@ def create_app(
     repository: QuoteRepository | None = None,
     cache: QuoteCache | None = None,
     clock: Clock | None = None,
+    request_log: RequestLog | None = None,
+    refresh_lease: RefreshLease | None = None,
     history_repository: HistoryRepository | None = None,
+    governor: CreditGovernor | None = None,
 ) -> Flask:
     """Build the application; each port may be replaced (tests pass fakes here)."""
     settings = settings or Settings.from_env(os.environ)
@@ -88,6 +102,10 @@ def create_app(
     app.config.update(DOCS_CONFIG)
     app.json = ExactJSONProvider(app)
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)
+    # A replaced provider is not CoinMarketCap: its key info is not read (the plan is configured
+    # or Basic's).
+    app.extensions["governor"] = governor or build_governor(settings, clock or SystemClock(),
+                                                            read_key_info=provider is None)
 
     service = QuoteService(
         provider=provider or build_provider(settings),
@@ -104,6 +122,8 @@ def create_app(
     )
     app.extensions["coinquote"] = Services(settings, service, repository, cache, QuoteRenderer())
     app.extensions["history"] = build_history(app, settings, history_repository, clock or SystemClock())
+    app.extensions["refresh"] = build_refresh(app, settings, service, clock or SystemClock(),
+                                              request_log, refresh_lease)
     register_rate_limit(app, settings)
     register_api(app)
     if settings.uses_sandbox:
@@ -117,6 +137,18 @@ def create_app(
 
 def build_provider(settings: Settings) -> QuoteProvider:
     return CoinMarketCapProvider(base_url=settings.cmc_base_url, api_key=settings.cmc_api_key)
+
+
+def build_governor(settings: Settings, clock: Clock, *, read_key_info: bool = True) -> CreditGovernor:
+    """The credit budget, shared through memcached when configured (contract §4)."""
+    key_info = CoinMarketCapKeyInfo(base_url=settings.cmc_base_url, api_key=settings.cmc_api_key)
+    return LimitsCreditGovernor(
+        storage=build_storage(settings.memcached_servers), clock=clock,
+        read_key_info=key_info.read if read_key_info else None,
+        daily_credits=settings.cmc_daily_credits, calls_per_minute=settings.cmc_calls_per_minute,
+        convert_credit_share=settings.convert_credit_share,
+        refresh_interval_seconds=settings.refresh_interval_seconds,
+    )
 
 
 def build_repository(app: Flask) -> QuoteRepository:
@@ -133,6 +165,35 @@ def build_history(app: Flask, settings: Settings, repository: HistoryRepository 
         repository = SqlHistoryRepository(db.session)
     policy = RetentionPolicy(settings.history_full_days, settings.history_hourly_days)
     return HistoryService(repository, clock, settings.base_currency, policy)
+
+
+def build_refresh(app: Flask, settings: Settings, service: QuoteService, clock: Clock,
+                  request_log: RequestLog | None, lease: RefreshLease | None) -> RefreshAhead:
+    """The per-process buffer of requested symbols and the refresher, both over the database
+    (shared by workers, refreshers and replicas); nothing when neither a database nor fakes."""
+    if request_log is None or lease is None:
+        if "migrate" not in app.extensions:  # the quote repository was replaced: no database
+            return RefreshAhead()
+        with app.app_context():
+            engine = db.engine
+        request_log = request_log or SqlRequestLog(engine)
+        lease = lease or SqlRefreshLease(engine, clock)
+    governor = app.extensions["governor"]
+    policy = RefreshPolicy(
+        window_seconds=settings.refresh_window_seconds,
+        interval_seconds=settings.refresh_interval_seconds,
+        cache_ttl_seconds=settings.cache_ttl_seconds,
+        base_currency=settings.base_currency,
+    )
+    history = app.extensions.get("history")
+    refresher = Refresher(
+        provider=service.provider, repository=service.repository, cache=service.cache,
+        governor=governor, request_log=request_log, lease=lease, clock=clock, policy=policy,
+        holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        daily_job=history.prune if history is not None else None,
+    )
+    demand = BufferedRequestLog(request_log, clock) if settings.refresh_window_seconds > 0 else None
+    return RefreshAhead(demand=demand, refresher=refresher)
 
 
 def build_cache(app: Flask) -> QuoteCache:
@@ -156,7 +217,9 @@ def register_api(app: Flask) -> None:
     api = CoinquoteApi(app)
     register_error_handlers(app, api)
     api.register_blueprint(quotes_api.blp)
+    register_usage(app, api)
     api.register_blueprint(health_api.blp)
     api.register_blueprint(history_api.blp)
     chart.register_chart(app)
     app.cli.add_command(history_cli.history)
+    app.cli.add_command(refresh_command)

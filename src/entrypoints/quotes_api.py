@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 from flask_smorest.error_handler import ErrorSchema
 
 from src.entrypoints.observability import observe_answer
+from src.entrypoints.refresh_ahead import note_requested
 from src.entrypoints.schemas import QuoteQueryArgsSchema, QuotesResponseSchema
 
 blp = Blueprint(
@@ -129,6 +130,7 @@ class Quotes(MethodView):
         """
         services = current_app.extensions["coinquote"]
         answer = services.service.get_quotes(symbol, convert)
+        note_requested(answer)
         observe_answer(answer)
         return Response(services.renderer.render(answer), mimetype="application/json")
 
