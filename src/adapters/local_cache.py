@@ -57,7 +57,7 @@ class LocalCache(BaseCache):
 
     def _expiry(self, timeout: Any) -> float:
         seconds = self.default_timeout if timeout is None else _seconds(timeout)
-        return 0.0 if seconds <= 0 else self._clock() + seconds
+        return 0.0 if seconds == 0 else self._clock() + seconds  # 0: never; below: already gone
 
     def _find(self, key: str) -> tuple[OrderedDict[str, _Entry], _Entry] | None:
         for part in self._parts.values():

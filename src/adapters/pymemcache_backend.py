@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -61,22 +62,47 @@ class TextSerde:
 
 
 class ObservedHashClient(HashClient):
-    """HashClient that counts server failures and logs an outage at most once a minute."""
+    """HashClient that counts server failures, logs an outage at most once a minute, and keeps
+    its list of failed and dead servers consistent under threads (gunicorn's gthread workers).
+
+    HashClient updates that bookkeeping without a lock: two threads seeing the same server fail
+    both remove it, and the second's KeyError escapes from a plain `get_many` (seen with 16
+    threads). Its private hooks (pymemcache 4.x, pinned <5 in setup.cfg) are the only way in.
+    """
 
     log_interval = 60.0
 
     def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+        self._state_lock = threading.RLock()  # add_server runs in HashClient.__init__
         self._last_logged: dict[object, float] = {}
+        super().__init__(*args, **kwargs)
 
-    # A private hook (pymemcache 4.x, pinned <5 in setup.cfg): the only place a failure is seen.
+    def add_server(self, server, port=None) -> None:
+        with self._state_lock:
+            super().add_server(server, port)
+
+    def remove_server(self, server, port=None) -> None:
+        with self._state_lock:
+            key = server if port is None else (server, port)
+            if key in self._dead_clients:
+                return  # another thread removed it already
+            self._failed_clients.setdefault(key, {})  # HashClient pops it unconditionally
+            super().remove_server(server, port)
+
+    def _retry_dead(self) -> None:
+        with self._state_lock:
+            super()._retry_dead()
+
     def _mark_failed_server(self, server) -> None:
         CACHE_ERRORS.labels("memcached").inc()
-        now = time.monotonic()
-        if now - self._last_logged.get(server, -self.log_interval) >= self.log_interval:
-            self._last_logged[server] = now
-            logger.warning("memcached %s is failing; requests go on without it", server_name(server))
-        super()._mark_failed_server(server)
+        with self._state_lock:
+            now = time.monotonic()
+            if now - self._last_logged.get(server, -self.log_interval) >= self.log_interval:
+                self._last_logged[server] = now
+                logger.warning("memcached %s is failing; requests go on without it", server_name(server))
+            if server in self._dead_clients:
+                return  # removed by another thread meanwhile
+            super()._mark_failed_server(server)
 
 
 def server_name(server: Any) -> str:

@@ -204,3 +204,43 @@ def test_with_the_cache_down_no_currency_is_remembered():
     cache.remember_currency("EUR", True, 60)
 
     assert cache.currency_known("EUR") is None
+
+
+def test_many_threads_on_a_client_whose_server_keeps_failing_never_raise(memcached_servers):
+    import sys
+    import threading
+
+    from src.adapters.pymemcache_backend import MurmurRendezvousHash, ObservedHashClient, TextSerde, host_port
+
+    # Servers fail and come back as fast as possible, threads switch as often as possible:
+    # HashClient's own bookkeeping raised KeyError/RuntimeError here within a second or two.
+    client = ObservedHashClient(
+        [host_port(memcached_servers[0]), ("127.0.0.1", free_port())], hasher=MurmurRendezvousHash,
+        serde=TextSerde(), connect_timeout=0.05, timeout=0.05, ignore_exc=True, default_noreply=False,
+        use_pooling=True, retry_attempts=1, retry_timeout=0, dead_timeout=0.001,
+    )
+    errors: list[BaseException] = []
+    until = time.monotonic() + 3
+
+    def work() -> None:
+        try:
+            n = 0
+            while time.monotonic() < until:
+                n += 1
+                client.get_many([f"k{n}-{j}" for j in range(20)])
+                client.set_many({f"k{n}": "v"}, 10)
+        except Exception as exc:  # noqa: BLE001 - any escape fails the test
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+
+    assert errors == []
