@@ -8,6 +8,7 @@ import threading
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 
 from src.domain.errors import StorageError
 from src.entrypoints.refresh_ahead import RefreshAhead
@@ -17,6 +18,7 @@ logger = logging.getLogger(__name__)
 
 @click.command("refresh")
 @click.option("--once", is_flag=True, help="Run one round now (unless another refresher is in one) and exit.")
+@with_appcontext
 def refresh(once: bool) -> None:
     """Keep every symbol requested within REFRESH_WINDOW_SECONDS fresh, round after round.
 
