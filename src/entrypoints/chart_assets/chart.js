@@ -39,6 +39,8 @@
     var options = {
       width: Math.max(320, target.clientWidth || 960),
       height: 420,
+      // The axis in UTC, like the intervals and the API's times.
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); },
       scales: { x: { time: true } },
       axes: [{}, { size: 80 }],
       series: [
