@@ -47,6 +47,11 @@ class _Handler(socketserver.BaseRequestHandler):
                                      b"Content-Length: 1000\r\n\r\n{")
                 while not self.server.stopped.wait(1.0):
                     self.request.sendall(b" ")
+            elif mode == "trickle-headers":
+                # The status line, then a header a byte a second: the headers never end.
+                self.request.sendall(b"HTTP/1.1 200 OK\r\n")
+                while not self.server.stopped.wait(1.0):
+                    self.request.sendall(b"X")
             elif mode == "silent":
                 self.server.stopped.wait(30)
             elif mode == "busy":
@@ -85,6 +90,18 @@ def test_a_body_trickling_a_byte_a_second_ends_at_the_deadline(upstream):
 
     assert elapsed <= 2.5 + MARGIN
     assert upstream.connections == 1  # no time was left for another attempt
+
+
+@pytest.mark.parametrize("upstream", ["trickle-headers"], indirect=True)
+def test_headers_trickling_a_byte_a_second_end_at_the_deadline(upstream):
+    provider = provider_for(upstream)
+
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeout):
+        provider.latest_by_symbols(["BTC"], "USD", deadline=Deadline(2.5))
+    elapsed = time.monotonic() - started
+
+    assert elapsed <= 2.5 + MARGIN
 
 
 @pytest.mark.parametrize("upstream", ["silent"], indirect=True)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +19,7 @@ from src.adapters.coinmarketcap.answers import (
 )
 from src.adapters.coinmarketcap.breaker import CircuitBreaker
 from src.adapters.coinmarketcap.retry import MIN_ATTEMPT_SECONDS, retrying
+from src.adapters.coinmarketcap.watchdog import Watchdog, watch
 from src.adapters.metrics import UPSTREAM_CALLS, UPSTREAM_CREDITS
 from src.domain.deadline import Deadline
 from src.domain.errors import (
@@ -71,7 +70,7 @@ class CoinMarketCapProvider(QuoteProvider):
         breaker: CircuitBreaker | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.session = session or requests.Session()
+        self.session = watch(session or requests.Session())
         self.session.headers.update(
             {
                 "X-CMC_PRO_API_KEY": api_key,
@@ -172,12 +171,16 @@ class CoinMarketCapProvider(QuoteProvider):
         if remaining < MIN_ATTEMPT_SECONDS:
             raise TransientTimeout("CoinMarketCap did not answer in time")
         # requests' timeouts are per connect and per socket read: both are capped by what
-        # remains, and the body is read under a watchdog (see _read_body).
+        # remains, and the watchdog cuts the exchange (headers and body) at the deadline.
         timeout = (min(self.connect_timeout, remaining), min(self.read_timeout, remaining))
+        watchdog = Watchdog(deadline)
         try:
-            response = self.session.get(self.base_url + path, params=params, timeout=timeout,
-                                        stream=True)
-            content = _read_body(response, deadline)
+            with watchdog:
+                response = self.session.get(self.base_url + path, params=params,
+                                            timeout=timeout, stream=True)
+                content = _read_body(response, deadline)
+            if watchdog.cut_off:  # what was read before the cut is a fragment, not an answer
+                raise TransientTimeout("CoinMarketCap did not answer in time")
             return classify(response.status_code, response.headers.get("Retry-After"), content,
                             self._redact)
         except (ProviderUnavailable, ProviderError):
@@ -211,29 +214,7 @@ class CoinMarketCapProvider(QuoteProvider):
 
 
 def _read_body(response: requests.Response, deadline: Deadline) -> bytes:
-    """The whole body, or raise once the deadline passes.
-
-    `requests`' read timeout bounds each socket read, so a body trickling a byte a second
-    would never time out; and one chunk read may span many socket reads. A timer therefore
-    shuts the socket down at the deadline, which wakes a blocked read at once (closing the
-    response from another thread does not reliably do that). It is one short-lived thread per
-    call, and it works whatever the library does between socket reads.
-    """
-    sock = _socket_of(response)
-    lock = threading.Lock()
-    reading = True
-
-    def cut() -> None:
-        with lock:
-            if reading and sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    watchdog = threading.Timer(deadline.remaining(), cut)
-    watchdog.daemon = True
-    watchdog.start()
+    """The whole body (bounded in size), or raise once the deadline passes."""
     chunks: list[bytes] = []
     size = 0
     try:
@@ -245,18 +226,8 @@ def _read_body(response: requests.Response, deadline: Deadline) -> bytes:
             if deadline.expired:
                 raise TransientTimeout("CoinMarketCap did not answer in time")
     finally:
-        with lock:
-            reading = False
-        watchdog.cancel()
         response.close()
     return b"".join(chunks)
-
-
-def _socket_of(response: requests.Response) -> socket.socket | None:
-    """The socket under a streamed response (None when there is none, e.g. under requests-mock)."""
-    connection = getattr(response.raw, "connection", None)
-    sock = getattr(connection, "sock", None)
-    return sock if isinstance(sock, socket.socket) else None
 
 
 def _outcome(exc: BaseException) -> str:
