@@ -99,7 +99,8 @@ class ObservedHashClient(HashClient):
             now = time.monotonic()
             if now - self._last_logged.get(server, -self.log_interval) >= self.log_interval:
                 self._last_logged[server] = now
-                logger.warning("memcached %s is failing; requests go on without it", server_name(server))
+                logger.warning("memcached %s is failing; requests go on without it",
+                               server_name(server))
             if server in self._dead_clients:
                 return  # removed by another thread meanwhile
             super()._mark_failed_server(server)
@@ -185,7 +186,7 @@ class PymemcacheCache(MemcachedCache):
         return swapped
 
     def server_errors(self) -> dict[str, str]:
-        """Each configured server that does not answer a write now, with why (host:port → text)."""
+        """Each configured server that does not answer a write now: host:port → why."""
         errors = {}
         for server in self.servers:
             client = Client(host_port(server), connect_timeout=self.connect_timeout,

@@ -1,4 +1,4 @@
-"""The QuoteCache port over a Flask-Caching backend (memcached through pymemcache, or in-process)."""
+"""The QuoteCache port over a Flask-Caching backend (memcached via pymemcache, or in-process)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ class ClaimingBackend(Protocol):
     """What the port needs beyond Flask-Caching's API (PymemcacheCache and LocalCache have it)."""
 
     def add_many(self, mapping: Mapping[str, str], timeout: float) -> list[str]: ...
-    def swap_many(self, changes: Mapping[str, tuple[str, str | None]], timeout: float) -> list[str]: ...
+    def swap_many(self, changes: Mapping[str, tuple[str, str | None]],
+                  timeout: float) -> list[str]: ...
     def server_errors(self) -> dict[str, str]: ...
 
 
@@ -84,7 +85,8 @@ class FlaskCachingQuoteCache(QuoteCache):
                 self._decoded[value] = coin_quote
         return coin_quote
 
-    def set_many(self, entries: Mapping[str, CoinQuote | None], currency: str, ttl_seconds: int) -> None:
+    def set_many(self, entries: Mapping[str, CoinQuote | None], currency: str,
+                 ttl_seconds: int) -> None:
         if not entries:
             return
         mapping = {cache_key(currency, symbol): cache_values.encode_quote(entry)
@@ -93,11 +95,13 @@ class FlaskCachingQuoteCache(QuoteCache):
             stored = self.cache.set_many(mapping, timeout=ttl_seconds)
         except _CACHE_ERRORS as exc:
             CACHE_ERRORS.labels("set").inc()
-            logger.warning("cache write failed (%s); %d entries not cached", type(exc).__name__, len(mapping))
+            logger.warning("cache write failed (%s); %d entries not cached",
+                           type(exc).__name__, len(mapping))
             return
         if len(stored) != len(mapping):
             CACHE_ERRORS.labels("set").inc()
-            logger.debug("cache write lost %d of %d entries", len(mapping) - len(stored), len(mapping))
+            logger.debug("cache write lost %d of %d entries",
+                         len(mapping) - len(stored), len(mapping))
 
     def claim_fetches(self, symbols: Sequence[str], currency: str, owner: str,
                       ttl_seconds: float) -> tuple[str, ...]:
@@ -120,8 +124,8 @@ class FlaskCachingQuoteCache(QuoteCache):
         if not symbols:
             return {}
         states: dict[str, FetchFailure | None] = {}
-        for symbol, value in zip(symbols, self._get_many([fetch_key(currency, s) for s in symbols], "lock"),
-                                 strict=True):
+        values = self._get_many([fetch_key(currency, s) for s in symbols], "lock")
+        for symbol, value in zip(symbols, values, strict=True):
             if value is None:
                 continue
             try:
@@ -155,7 +159,8 @@ class FlaskCachingQuoteCache(QuoteCache):
 
     def remember_currency(self, currency: str, known: bool, ttl_seconds: int) -> None:
         try:
-            self.cache.set(currency_key(currency), cache_values.encode_currency(known), timeout=ttl_seconds)
+            self.cache.set(currency_key(currency), cache_values.encode_currency(known),
+                           timeout=ttl_seconds)
         except _CACHE_ERRORS as exc:
             CACHE_ERRORS.labels("set").inc()
             logger.warning("cache write failed (%s); currency not remembered", type(exc).__name__)
@@ -166,11 +171,12 @@ class FlaskCachingQuoteCache(QuoteCache):
         except _CACHE_ERRORS as exc:
             raise StorageError(f"cache unreachable ({type(exc).__name__})") from exc
         if errors:
-            raise StorageError("; ".join(f"memcached {server} {why}" for server, why in errors.items()))
+            raise StorageError("; ".join(f"memcached {server} {why}"
+                                         for server, why in errors.items()))
 
 
 def _is_claim(value: Any) -> bool:
-    """A claim or failure note of ours; junk under a fetch key blocks nobody (it reads as absent)."""
+    """A claim or failure note of ours; junk under a fetch key blocks nobody (reads as absent)."""
     if value is None:
         return False
     try:

@@ -29,10 +29,11 @@ class Ready(MethodView):
                   example={"status": "ok", "checks": {"database": "ok", "cache": "ok"}})
     @blp.alt_response(
         503, schema=HealthSchema,
-        description="A component fails; it is named (for the cache, every failing memcached server).",
+        description="A component fails; it is named (the cache: each failing memcached server).",
         example={"status": "failing: cache",
                  "checks": {"database": "ok",
-                            "cache": "failing: memcached 10.0.0.7:11211 unreachable (ConnectionRefusedError)"}},
+                            "cache": "failing: memcached 10.0.0.7:11211 unreachable"
+                                     " (ConnectionRefusedError)"}},
     )
     def get(self) -> Any:
         """Readiness: 200 when the database and every cache server answer, 503 naming what fails"""

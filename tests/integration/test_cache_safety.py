@@ -71,7 +71,8 @@ def client(wired_app):
 
 
 def _unreadable() -> float:
-    return REGISTRY.get_sample_value("coinquote_cache_errors_total", {"operation": "unreadable"}) or 0.0
+    sample = REGISTRY.get_sample_value("coinquote_cache_errors_total", {"operation": "unreadable"})
+    return sample or 0.0
 
 
 def _write_everywhere(servers: list[str], value: bytes, flags: int) -> None:
@@ -97,7 +98,8 @@ def test_pickled_value_under_our_key_is_a_miss_and_never_runs(client, memcached_
 
 
 @pytest.mark.parametrize(("value", "flags"), list(JUNK.values()), ids=list(JUNK))
-def test_a_value_that_is_not_our_json_is_a_miss_not_an_error(client, memcached_servers, value, flags):
+def test_a_value_that_is_not_our_json_is_a_miss_not_an_error(client, memcached_servers, value,
+                                                              flags):
     _write_everywhere(memcached_servers, value, flags)
     before = _unreadable()
 
@@ -123,7 +125,8 @@ def test_junk_under_a_fetch_claim_key_blocks_no_fetch(memcached_servers, flush_m
     cache = make_cache(memcached_servers)
     for server in memcached_servers:
         host, _, port = server.rpartition(":")
-        Client((host, int(port))).set("coinquote:" + cache_key("USD", "BTC", kind="fetch"), b"junk", 60)
+        key = "coinquote:" + cache_key("USD", "BTC", kind="fetch")
+        Client((host, int(port))).set(key, b"junk", 60)
 
     assert cache.fetch_states(["BTC"], "USD") == {}
     assert cache.claim_fetches(["BTC"], "USD", "owner", 10) == ("BTC",)

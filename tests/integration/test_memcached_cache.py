@@ -61,17 +61,20 @@ def test_keys_are_sharded_across_both_servers(cache, memcached_servers, memcache
     assert len(memcached_servers) >= 2
     cache.set_many({f"K{i}": coin_quote(f"K{i}", i, "1") for i in range(40)}, "USD", 60)
 
-    holders = [memcached_probe.get_everywhere(f"coinquote:{cache_key('USD', f'K{i}')}") for i in range(40)]
+    holders = [memcached_probe.get_everywhere(f"coinquote:{cache_key('USD', f'K{i}')}")
+               for i in range(40)]
 
     assert all(sum(v is not None for v in held) == 1 for held in holders)  # each key on one server
-    per_server = [sum(held[n] is not None for held in holders) for n in range(len(memcached_servers))]
+    per_server = [sum(held[n] is not None for held in holders)
+                  for n in range(len(memcached_servers))]
     assert all(count > 0 for count in per_server), per_server
 
 
 def test_values_are_plain_json_text_not_pickles(cache, memcached_servers):
     cache.set_many({"BTC": coin_quote("BTC", 1, "1")}, "USD", 60)
 
-    raw = [Client(tuple([s.rpartition(":")[0], int(s.rpartition(":")[2])])).get("coinquote:" + cache_key("USD", "BTC"))
+    key = "coinquote:" + cache_key("USD", "BTC")
+    raw = [Client((s.rpartition(":")[0], int(s.rpartition(":")[2]))).get(key)
            for s in memcached_servers]
 
     value = next(v for v in raw if v is not None)
@@ -115,13 +118,15 @@ def test_unknown_symbols_are_cached_as_negative_entries(cache):
     assert found["NOPE"] is None and found["BTC"].coin.id == 1 and "MISS" not in found
 
 
-def test_a_fetch_claim_is_per_symbol_and_exclusive_across_clients(memcached_servers, flush_memcached):
+def test_a_fetch_claim_is_per_symbol_and_exclusive_across_clients(memcached_servers,
+                                                                   flush_memcached):
     one, other = make_cache(memcached_servers), make_cache(memcached_servers)
 
     assert one.claim_fetches(["BTC", "ETH"], "USD", "one", 10) == ("BTC", "ETH")
     assert other.claim_fetches(["ETH", "SOL", "BTC"], "USD", "other", 10) == ("SOL",)
 
-    assert other.fetch_states(["BTC", "ETH", "SOL", "ADA"], "USD") == {"BTC": None, "ETH": None, "SOL": None}
+    states = other.fetch_states(["BTC", "ETH", "SOL", "ADA"], "USD")
+    assert states == {"BTC": None, "ETH": None, "SOL": None}
 
 
 def test_released_claims_can_be_claimed_again(memcached_servers, flush_memcached):
@@ -147,10 +152,12 @@ def test_a_release_never_touches_another_owners_claim(memcached_servers, flush_m
     assert late.fetch_states(["BTC"], "USD") == {}
 
 
-def test_a_failed_fetch_leaves_its_failure_for_the_waiters_until_it_expires(memcached_servers, flush_memcached):
+def test_a_failed_fetch_leaves_its_failure_for_the_waiters_until_it_expires(memcached_servers,
+                                                                             flush_memcached):
     holder, waiter = make_cache(memcached_servers), make_cache(memcached_servers)
     holder.claim_fetches(["BTC", "ETH"], "USD", "holder", 10)
-    failure = FetchFailure("unavailable", "CoinMarketCap is unavailable", retry_after=30.0, upstream_code=1008)
+    failure = FetchFailure("unavailable", "CoinMarketCap is unavailable", retry_after=30.0,
+                           upstream_code=1008)
 
     holder.release_fetches(["BTC", "ETH"], "USD", "holder", failure, failure_ttl_seconds=2)
 
@@ -210,14 +217,20 @@ def test_many_threads_on_a_client_whose_server_keeps_failing_never_raise(memcach
     import sys
     import threading
 
-    from src.adapters.pymemcache_backend import MurmurRendezvousHash, ObservedHashClient, TextSerde, host_port
+    from src.adapters.pymemcache_backend import (
+        MurmurRendezvousHash,
+        ObservedHashClient,
+        TextSerde,
+        host_port,
+    )
 
     # Servers fail and come back as fast as possible, threads switch as often as possible:
     # HashClient's own bookkeeping raised KeyError/RuntimeError here within a second or two.
     client = ObservedHashClient(
         [host_port(memcached_servers[0]), ("127.0.0.1", free_port())], hasher=MurmurRendezvousHash,
-        serde=TextSerde(), connect_timeout=0.05, timeout=0.05, ignore_exc=True, default_noreply=False,
-        use_pooling=True, retry_attempts=1, retry_timeout=0, dead_timeout=0.001,
+        serde=TextSerde(), connect_timeout=0.05, timeout=0.05, ignore_exc=True,
+        default_noreply=False, use_pooling=True, retry_attempts=1, retry_timeout=0,
+        dead_timeout=0.001,
     )
     errors: list[BaseException] = []
     until = time.monotonic() + 3

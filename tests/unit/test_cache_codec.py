@@ -81,11 +81,13 @@ def test_anything_but_our_quote_json_is_unreadable(text):
 
 
 def test_a_claim_reads_as_in_progress_and_a_failure_note_as_its_failure():
-    failure = FetchFailure("unavailable", "CoinMarketCap is unavailable", retry_after=30.0, upstream_code=1008)
+    failure = FetchFailure("unavailable", "CoinMarketCap is unavailable", retry_after=30.0,
+                           upstream_code=1008)
 
     assert decode_claim(encode_claim("owner-1")) is None
     assert decode_claim(encode_failure("owner-1", failure)) == failure
-    assert decode_claim(encode_failure("o", FetchFailure("error", "bad"))) == FetchFailure("error", "bad")
+    bare = FetchFailure("error", "bad")
+    assert decode_claim(encode_failure("o", bare)) == bare
 
 
 @pytest.mark.parametrize("text", [
@@ -103,7 +105,8 @@ def test_anything_but_our_claim_json_is_unreadable(text):
 
 
 def test_currencies_read_back_and_nothing_else_does():
-    assert (decode_currency(encode_currency(True)), decode_currency(encode_currency(False))) == (True, False)
+    assert decode_currency(encode_currency(True)) is True
+    assert decode_currency(encode_currency(False)) is False
     with pytest.raises(UnreadableData):
         decode_currency('{"currency":"yes"}')
 

@@ -8,6 +8,7 @@ def test_the_fast_hash_places_keys_exactly_like_pymemcache():
 
     from src.adapters.pymemcache_backend import _murmur3
 
-    keys = [f"127.0.0.1:1121{i}-coinquote:quote:v1:USD:SYN{n}" for i in range(3) for n in range(200)]
+    keys = [f"127.0.0.1:1121{i}-coinquote:quote:v1:USD:SYN{n}"
+            for i in range(3) for n in range(200)]
 
     assert [_murmur3(k, 7) for k in keys] == [murmur3_32(k, 7) for k in keys]

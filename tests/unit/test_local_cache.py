@@ -29,7 +29,8 @@ class Ticker:
 def default_cache() -> FlaskCachingQuoteCache:
     """The cache `create_app` builds without MEMCACHED_SERVERS."""
     app = Flask(__name__)
-    app.config.update(Settings(cmc_api_key="unused", cmc_base_url="http://127.0.0.1:9").to_flask_config())
+    settings = Settings(cmc_api_key="unused", cmc_base_url="http://127.0.0.1:9")
+    app.config.update(settings.to_flask_config())
     return FlaskCachingQuoteCache(Cache(app))
 
 
@@ -53,7 +54,8 @@ def test_many_threads_on_thousands_of_keys_and_claims_never_fail_and_each_claim_
         try:
             for r in range(rounds):
                 symbols = rng.sample(list(quotes), 200)
-                cache.set_many({s: quotes[s] if rng.random() < 0.7 else None for s in symbols}, "USD", 60)
+                entries = {s: quotes[s] if rng.random() < 0.7 else None for s in symbols}
+                cache.set_many(entries, "USD", 60)
                 cache.get_many(rng.sample(list(quotes), 100), "USD")
                 barrier.wait()
                 claimed = cache.claim_fetches([f"R{r}A", f"R{r}B", f"R{r}C"], "USD", f"t{n}", 30)
@@ -93,8 +95,8 @@ def test_the_least_recently_used_entry_of_a_full_partition_goes_first():
 
     backend.set("quote:v1:USD:D", "d", 60)
 
-    assert backend.get_many("quote:v1:USD:A", "quote:v1:USD:B", "quote:v1:USD:C", "quote:v1:USD:D") == [
-        "a", None, "c", "d"]
+    keys = ("quote:v1:USD:A", "quote:v1:USD:B", "quote:v1:USD:C", "quote:v1:USD:D")
+    assert backend.get_many(*keys) == ["a", None, "c", "d"]
 
 
 def test_claims_and_currencies_never_evict_quotes_and_junk_currencies_never_evict_claims():
@@ -154,7 +156,8 @@ def test_a_failed_fetch_leaves_its_failure_for_the_waiters_until_it_expires():
     clock = Ticker()
     cache = cache_on(LocalCache(clock=clock))
     cache.claim_fetches(["BTC", "ETH"], "USD", "holder", 10)
-    failure = FetchFailure("unavailable", "CoinMarketCap is unavailable", retry_after=30.0, upstream_code=1008)
+    failure = FetchFailure("unavailable", "CoinMarketCap is unavailable", retry_after=30.0,
+                           upstream_code=1008)
 
     cache.release_fetches(["BTC", "ETH"], "USD", "holder", failure, failure_ttl_seconds=5)
 
