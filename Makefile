@@ -22,8 +22,11 @@ $(VENV)/.test-deps: $(VENV)/.run-deps
 	touch $@
 
 ## run: migrate the database (SQLite under instance/ unless DATABASE_URL), serve on 127.0.0.1:8000
+## with one refresher beside gunicorn; Ctrl-C stops both
 run: $(VENV)/.run-deps
 	$(BIN)/flask --app wsgi db upgrade
+	$(BIN)/flask --app wsgi refresh & refresher=$$!; \
+	trap "kill $$refresher 2>/dev/null; wait $$refresher" EXIT INT TERM; \
 	$(BIN)/gunicorn wsgi:app
 
 ## demo: the service offline, against the local fake CoinMarketCap on port $(FAKE_CMC_PORT)

@@ -24,7 +24,7 @@ SECRET_NAME = re.compile(r"(KEY|PASSWORD|SECRET|TOKEN)", re.I)
 
 
 def test_compose_has_the_production_services():
-    assert set(SERVICES) == {"nginx", "api", "migrate", "postgres", "memcached"}
+    assert set(SERVICES) == {"nginx", "api", "refresher", "migrate", "postgres", "memcached"}
 
 
 @pytest.mark.parametrize("name", ["nginx", "api", "postgres", "memcached"])
