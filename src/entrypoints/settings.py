@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from collections.abc import Mapping
@@ -19,6 +20,8 @@ from src.domain.model import normalise_symbol
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite:///coinquote.db"  # relative: Flask-SQLAlchemy puts it in instance/
+# Loopback only: safe when gunicorn is reached directly, and right for an nginx on the same host.
+DEFAULT_TRUSTED_PROXIES = ("127.0.0.1", "::1")
 _RATE_LIMIT_RE = re.compile(r"\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day)s?", re.I)
 
 
@@ -45,6 +48,7 @@ class Settings:
     history_full_days: int = 7
     history_hourly_days: int = 90
     rate_limit: str | None = None
+    trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
     log_format: str = "text"
     log_level: str = "INFO"
     uses_sandbox: bool = False
@@ -73,6 +77,7 @@ class Settings:
             history_full_days=_int(env, "HISTORY_FULL_DAYS", 7, minimum=1),
             history_hourly_days=_history_hourly_days(env),
             rate_limit=_rate_limit(env),
+            trusted_proxies=_networks(env, "TRUSTED_PROXIES", DEFAULT_TRUSTED_PROXIES),
             log_format=_choice(env, "LOG_FORMAT", "text", ("text", "json")),
             log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
             uses_sandbox=uses_sandbox,
@@ -155,9 +160,16 @@ def _url(env: Mapping[str, str], name: str, default: str) -> str:
     raw = _raw(env, name)
     if raw is None:
         return default
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
+    # The value is never echoed: a URL may carry credentials.
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError as exc:  # an unbalanced IPv6 bracket, a port out of range
+        raise ConfigError(f"{name} is not a valid URL ({_reason(exc)})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must be an http(s) URL with a host")
+    if port == 0:
+        raise ConfigError(f"{name} has port 0; ports run from 1 to 65535")
     return raw.rstrip("/")
 
 
@@ -169,13 +181,25 @@ def _database_url(env: Mapping[str, str]) -> str:
     for prefix in ("postgres://", "postgresql://"):
         if raw.startswith(prefix):
             raw = "postgresql+psycopg2://" + raw[len(prefix):]
+    # The value is never echoed, nor the parser's error chained: both can hold the password.
     try:
         url = make_url(raw)
-    except ArgumentError:
-        raise ConfigError("DATABASE_URL is not a valid SQLAlchemy URL") from None
+    except (ArgumentError, ValueError, TypeError):
+        url = None
+    if url is None:
+        raise ConfigError("DATABASE_URL is not a valid URL (expected postgresql+psycopg2://"
+                          "user:password@host:port/db; is the host missing?)")
     if url.get_backend_name() not in ("postgresql", "sqlite"):
         raise ConfigError("DATABASE_URL must be a postgresql+psycopg2:// or sqlite:// URL")
+    if url.port is not None and not 0 < url.port < 65536:
+        raise ConfigError(f"DATABASE_URL has port {url.port}; ports run from 1 to 65535")
     return raw
+
+
+def _reason(exc: ValueError) -> str:
+    """urllib's own words, which never quote the value (checked for 3.11's messages)."""
+    text = str(exc)
+    return text if text in ("Invalid IPv6 URL", "Port out of range 0-65535") else "unparsable"
 
 
 def _history_hourly_days(env: Mapping[str, str]) -> int:
@@ -196,6 +220,24 @@ def _servers(env: Mapping[str, str]) -> tuple[str, ...]:
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"MEMCACHED_SERVERS must be host:port[,host:port...], got {server!r}")
     return servers
+
+
+def _networks(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma list of addresses or CIDR networks, as gunicorn's forwarded_allow_ips takes it."""
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    networks = tuple(n.strip() for n in raw.split(",") if n.strip())
+    for network in networks:
+        try:
+            # strict, like gunicorn: 10.0.0.1/8 (host bits set) is a typo, not a network
+            ipaddress.ip_network(network)
+        except ValueError:
+            raise ConfigError(f"{name} must be IP addresses or networks such as 10.0.0.0/8,"
+                              f" got {network!r}") from None
+    if not networks:
+        raise ConfigError(f"{name} names no address")
+    return networks
 
 
 def _currency(env: Mapping[str, str], name: str, default: str) -> str:

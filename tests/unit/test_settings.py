@@ -56,6 +56,10 @@ def test_the_key_is_not_in_the_repr():
         ("DATABASE_URL", "mysql://u@h/db"),
         ("MEMCACHED_SERVERS", "host-without-port"),
         ("MEMCACHED_SERVERS", "h:99999"),
+        ("MEMCACHED_SERVERS", "h:0"),
+        ("TRUSTED_PROXIES", "nginx"),
+        ("TRUSTED_PROXIES", "10.0.0.1/8"),
+        ("TRUSTED_PROXIES", "*"),
         ("BASE_CURRENCY", "U S D"),
         ("RATE_LIMIT", "lots"),
         ("LOG_FORMAT", "xml"),
@@ -90,6 +94,53 @@ def test_key_and_key_file_together_are_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="not both"):
         Settings.from_env({"CMC_API_KEY": "k", "CMC_API_KEY_FILE": str(tmp_path / "key")})
+
+
+SECRET = "S3cret"
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("DATABASE_URL", f"postgresql://app:{SECRET}/db"),  # the host forgotten: the password parses as a port
+        ("DATABASE_URL", f"postgresql+psycopg2://app:{SECRET}@db:99999/coinquote"),
+        ("DATABASE_URL", f"postgresql://app:{SECRET}@db:0/coinquote"),
+        ("CMC_BASE_URL", f"http://app:{SECRET}@[::1"),
+        ("CMC_BASE_URL", f"http://app:{SECRET}@cmc.example:99999"),
+        ("CMC_BASE_URL", f"https://app:{SECRET}@cmc.example:{SECRET}"),
+        ("CMC_BASE_URL", f"https://app:{SECRET}@cmc.example:0"),
+        ("CMC_BASE_URL", f"https://app:{SECRET}@/v1"),
+    ],
+)
+def test_a_bad_url_stops_start_up_naming_the_variable_and_never_the_password(name, value):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({name: value})
+
+    message = str(raised.value)
+    assert message.startswith(name) and "\n" not in message
+    assert SECRET not in message
+    # nothing chained: a traceback would print the parser's error, which quotes the value
+    assert raised.value.__cause__ is None
+    assert raised.value.__context__ is None or raised.value.__suppress_context__
+
+
+def test_ports_at_the_edges_of_the_range_are_accepted():
+    settings = Settings.from_env({"CMC_BASE_URL": "http://127.0.0.1:65535",
+                                  "DATABASE_URL": "postgresql://u:p@db:1/coinquote",
+                                  "MEMCACHED_SERVERS": "m:65535"})
+
+    assert settings.cmc_base_url.endswith(":65535")
+    assert settings.database_url == "postgresql+psycopg2://u:p@db:1/coinquote"
+
+
+def test_trusted_proxies_default_to_loopback_only():
+    assert Settings.from_env({}).trusted_proxies == ("127.0.0.1", "::1")
+
+
+def test_trusted_proxies_take_addresses_and_networks():
+    settings = Settings.from_env({"TRUSTED_PROXIES": " 10.0.0.0/8, 192.168.1.7 ,fd00::/8"})
+
+    assert settings.trusted_proxies == ("10.0.0.0/8", "192.168.1.7", "fd00::/8")
 
 
 def test_the_credit_budget_settings_default_to_reading_the_plan_from_coinmarketcap():
