@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from src.adapters.metrics import DATABASE_ERRORS
 from src.adapters.orm import CoinRow, QuoteRow
@@ -19,6 +20,10 @@ from src.domain.ports import QuoteRepository
 
 logger = logging.getLogger(__name__)
 
+# PostgreSQL aborts one of two transactions it finds deadlocked (40P01), or one that lost a
+# serialization race (40001); run again, the same writes succeed.
+_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+WRITE_ATTEMPTS = 5
 
 
 def _newest_statement():
@@ -80,32 +85,50 @@ class SqlQuoteRepository(QuoteRepository):
         if not symbols:
             return {}
         try:
-            rows = self.session.execute(
-                _NEWEST, {"symbols": list(symbols), "currency": currency}
-            ).all()
+            # An autocommit connection of its own: the read leaves no transaction open ("idle in
+            # transaction") while the caller goes on to CoinMarketCap, and it saves the BEGIN
+            # and ROLLBACK round trips.
+            with self.session.get_bind().connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                rows = conn.execute(_NEWEST, {"symbols": list(symbols), "currency": currency}).all()
         except SQLAlchemyError as exc:
             DATABASE_ERRORS.labels("read").inc()
-            self._rollback()
             raise StorageError(f"reading stored quotes failed ({type(exc).__name__})") from exc
         return {row.lookup_symbol: _to_domain(row) for row in rows}
 
     def add(self, quotes: Mapping[str, CoinQuote]) -> None:
         if not quotes:
             return
-        coins = {q.coin.id: _coin_values(q) for q in quotes.values()}
+        # A stable order (coin id), so that two concurrent writers lock the coins they share in
+        # the same order and never deadlock each other; the retry covers anyone else.
+        by_coin = sorted(quotes.items(), key=lambda item: (item[1].coin.id, item[0]))
+        coins = list({q.coin.id: _coin_values(q) for _, q in by_coin}.values())
+        rows = [_quote_values(symbol, q) for symbol, q in by_coin]
+        try:
+            for attempt in Retrying(retry=retry_if_exception(_is_transient),
+                                    stop=stop_after_attempt(WRITE_ATTEMPTS),
+                                    wait=wait_random_exponential(multiplier=0.02, max=0.5),
+                                    before_sleep=_log_retry, reraise=True):
+                with attempt:
+                    self._write(coins, rows)
+        except SQLAlchemyError as exc:
+            DATABASE_ERRORS.labels("write").inc()
+            raise StorageError(f"storing quotes failed ({type(exc).__name__})") from exc
+
+    def _write(self, coins: list[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
+        """One transaction: upsert the coins, append the quote rows; rolled back on failure."""
         try:
             upsert = _COIN_UPSERTS.get(self.session.get_bind().dialect.name)
             if upsert is None:
                 raise StorageError("unsupported database dialect")
             # Statements built once and run with a list of rows: SQLAlchemy batches them into
             # one multi-row statement ("insertmanyvalues") and reuses the compiled form.
-            self.session.execute(upsert, list(coins.values()))
-            self.session.execute(_INSERT_QUOTE, [_quote_values(symbol, q) for symbol, q in quotes.items()])
+            self.session.execute(upsert, coins)
+            self.session.execute(_INSERT_QUOTE, rows)
             self.session.commit()
-        except SQLAlchemyError as exc:
-            DATABASE_ERRORS.labels("write").inc()
+        except SQLAlchemyError:
             self._rollback()
-            raise StorageError(f"storing quotes failed ({type(exc).__name__})") from exc
+            raise
 
     def ping(self) -> None:
         try:
@@ -122,6 +145,16 @@ class SqlQuoteRepository(QuoteRepository):
             self.session.rollback()
         except SQLAlchemyError:  # the connection itself is gone; the pool will replace it
             logger.debug("rollback failed", exc_info=True)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "pgcode", None) in _TRANSIENT_SQLSTATES
+
+
+def _log_retry(retry_state: Any) -> None:
+    logger.warning("storing quotes: %s, attempt %d of %d; trying again",
+                   type(retry_state.outcome.exception().orig).__name__, retry_state.attempt_number,
+                   WRITE_ATTEMPTS)
 
 
 def _coin_values(q: CoinQuote) -> dict[str, Any]:
