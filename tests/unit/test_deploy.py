@@ -7,6 +7,7 @@ nginx, the gunicorn command and migrations in tests/e2e.
 
 from __future__ import annotations
 
+import inspect
 import re
 import shutil
 import subprocess
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from src.domain.service import QuoteService
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -146,6 +149,15 @@ def test_nginx_retries_another_replica_only_when_one_cannot_be_reached():
     # `timeout` would replay a request after a read timeout (tests/e2e/test_nginx.py proves it).
     assert re.findall(r"^\s*proxy_next_upstream\s+([^;]*);", conf, re.M) == ["error"]
     assert "http_503" not in conf and "http_502" not in conf and "non_idempotent" not in conf
+
+
+def test_nginx_waits_longer_than_the_apps_whole_upstream_deadline():
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    read_timeout = int(re.search(r"^\s*proxy_read_timeout (\d+)s;", conf, re.M).group(1))
+    deadline = inspect.signature(QuoteService).parameters["upstream_budget_seconds"].default
+
+    # nginx gives up at its read timeout (and no longer retries): the app must answer first.
+    assert read_timeout >= deadline + 5, (read_timeout, deadline)
 
 
 def nginx_locations(conf: str) -> dict[str, str]:
