@@ -188,22 +188,27 @@ class CoinMarketCapProvider(QuoteProvider):
         except requests.Timeout:
             logger.warning("CoinMarketCap did not answer within %.2f s", remaining)
             raise TransientTimeout("CoinMarketCap did not answer in time") from None
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            if deadline.expired:  # the watchdog cut a body that was still arriving
-                logger.warning("CoinMarketCap's answer was still arriving at the deadline")
-                raise TransientTimeout("CoinMarketCap did not answer in time") from None
-            logger.warning("CoinMarketCap cannot be reached or hung up (%s)", type(exc).__name__)
-            raise Transient("CoinMarketCap cannot be reached") from None
-        except requests.RequestException as exc:
-            if deadline.expired:
-                raise TransientTimeout("CoinMarketCap did not answer in time") from None
-            logger.warning("request to CoinMarketCap failed (%s)", type(exc).__name__)
-            raise ProviderError("request to CoinMarketCap failed") from None
         except Exception as exc:
-            # Anything else (a bug, a library surprise) is an unusable answer: a 502, never a
-            # 500, and the breaker's trial still ends.
-            self._log_unexpected(exc, "calling CoinMarketCap")
-            raise ProviderError("CoinMarketCap's answer could not be handled") from None
+            if not watchdog.cut_off:
+                raise self._failure(exc, deadline) from None
+            # Whatever the library made of the cut (a reset, an SSL or parsing error).
+            logger.warning("CoinMarketCap's answer was still arriving at the deadline")
+            raise TransientTimeout("CoinMarketCap did not answer in time") from None
+
+    def _failure(self, exc: Exception, deadline: Deadline) -> Exception:
+        """The domain error for an exception of an attempt the watchdog did not cut."""
+        if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+            if deadline.expired:
+                return TransientTimeout("CoinMarketCap did not answer in time")
+            logger.warning("CoinMarketCap cannot be reached or hung up (%s)", type(exc).__name__)
+            return Transient("CoinMarketCap cannot be reached")
+        if isinstance(exc, requests.RequestException):
+            logger.warning("request to CoinMarketCap failed (%s)", type(exc).__name__)
+            return ProviderError("request to CoinMarketCap failed")
+        # Anything else (a bug, a library surprise) is an unusable answer: a 502, never a 500,
+        # and the breaker's trial still ends.
+        self._log_unexpected(exc, "calling CoinMarketCap")
+        return ProviderError("CoinMarketCap's answer could not be handled")
 
     def _log_unexpected(self, exc: BaseException, doing: str) -> None:
         # The message and the last frames only: upstream text may hold anything (the key too),
