@@ -83,7 +83,7 @@ class QuoteHistory(MethodView):
         holding stored quotes gives one point, the newest quote in it. Points are oldest first;
         `count` keeps the newest. `timestamp` is when coinquote fetched the quote,
         `last_updated` when CoinMarketCap updated it. A coin with no point in the range has an
-        empty list. Base currency only.
+        empty list. Base currency only: a `convert` parameter is a 422.
         ---
         Parse (the schema), ask the history service, render.
         """

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from webargs.fields import DelimitedList
 
 from src.domain.errors import InvalidRequest
@@ -58,19 +58,8 @@ class HistoryTime(fields.String):
             raise ValidationError(exc.problem) from None
 
 
-class Refused(fields.String):
-    """A parameter that is documented only to say it is refused: any value is a 422."""
-
-    def __init__(self, reason: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.reason = reason
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> None:
-        raise ValidationError(self.reason)
-
-
 _TIME_HELP = (" ISO 8601 with or without an offset (UTC when none), e.g. `2026-11-25T03:00:00Z`,"
-              " or Unix seconds, e.g. `1764039600`.")
+              " or Unix seconds, e.g. `1795575600`.")
 
 
 class HistoryQueryArgsSchema(Schema):
@@ -113,11 +102,15 @@ class HistoryQueryArgsSchema(Schema):
         metadata={"description": f"At most this many points per coin, the newest kept (1 to {MAX_COUNT}).",
                   "example": 24},
     )
-    convert = Refused(
-        "convert is not supported by the history: it is kept in the base currency only",
-        metadata={"description": "Not supported: history is kept in the base currency only, so any"
-                                 " value is a 422.", "example": "EUR"},
-    )
+    @validates_schema(pass_original=True)
+    def refuse_convert(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
+        # Not a documented parameter (Swagger UI would fill in its example and fail), but
+        # refused by name rather than silently ignored like other unknown parameters.
+        if hasattr(original, "__contains__") and "convert" in original:
+            raise ValidationError(
+                "convert is not supported by the history: it is kept in the base currency only",
+                field_name="convert",
+            )
 
 
 class HistoryQuoteSchema(Schema):

@@ -127,7 +127,8 @@ def test_the_operation_is_documented_with_examples_and_every_parameter(client):
     operation = resolve(spec["paths"]["/api/v1/quotes/history"]["get"], spec)
 
     names = {p["name"] for p in operation["parameters"]}
-    assert names == {"symbol", "time_start", "time_end", "interval", "count", "convert"}
+    assert names == {"symbol", "time_start", "time_end", "interval", "count"}
+    assert "`convert` parameter is a 422" in operation["description"]
     interval = next(p for p in operation["parameters"] if p["name"] == "interval")
     assert interval["schema"]["enum"] == ["5m", "15m", "30m", "1h", "2h", "6h", "12h", "1d", "7d", "all"]
     assert {"200", "404", "422", "503"} <= set(operation["responses"])
