@@ -6,6 +6,7 @@ import gzip
 import json
 import re
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -237,3 +238,24 @@ def test_the_apps_own_502_passes_through_untouched_and_is_not_retried(proxy, bac
     assert response.status_code == 502
     assert response.text == body
     assert sum(r.hits for r in replicas) == 1
+
+
+def status_from(source: str, front, path: str) -> int:
+    """The status nginx answers a GET from `source` (another loopback address is not 127.0.0.1)."""
+    host, port = front.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10, source_address=(source, 0)) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: coinquote\r\nConnection: close\r\n\r\n".encode())
+        return int(sock.recv(1024).split(b" ", 2)[1])
+
+
+def test_metrics_and_usage_stay_private_also_under_the_path_prefix(proxy, backends, http):
+    app = backends()
+    front = proxy([app.address])
+    private = ["/metrics", "/usage", "/coinquote/metrics", "/coinquote/usage"]
+
+    from_outside = [status_from("127.0.0.2", front, path) for path in private]
+    public_from_outside = status_from("127.0.0.2", front, "/coinquote/api/v1/quotes?symbol=BTC")
+
+    assert from_outside == [403] * 4
+    assert public_from_outside == 200
+    assert app.hits == 1
