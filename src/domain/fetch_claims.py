@@ -73,9 +73,15 @@ class FetchClaims:
         return self.cache.claim_fetches(symbols, self.currency, self.owner, self.ttl_seconds)
 
     def release(self, symbols: Sequence[str], failure: FetchFailure | None = None) -> None:
-        """Release our claims; with `failure`, leave it as a note for those waiting."""
-        self.cache.release_fetches(symbols, self.currency, self.owner, failure,
-                                   self.failure_ttl_seconds)
+        """Release our claims; with `failure`, leave it as a note for those waiting.
+
+        A note never outlives the failure's own `retry_after`: once the provider (or our
+        breaker) says a call may be tried again, the next request tries.
+        """
+        ttl = self.failure_ttl_seconds
+        if failure is not None and failure.retry_after is not None:
+            ttl = min(ttl, failure.retry_after)
+        self.cache.release_fetches(symbols, self.currency, self.owner, failure, ttl)
 
     def wait(self, symbols: Sequence[str], deadline: Deadline) -> WaitOutcome:
         """Poll until every claim on `symbols` held by others has ended, or the deadline passes.

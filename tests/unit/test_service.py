@@ -596,3 +596,29 @@ class TestDeadline:
             service.get_quotes(("BTC",))
 
         assert provider.calls == []
+
+
+class TestFailureNotes:
+    def test_a_note_never_outlives_the_failures_retry_after(self, repo, cache, clock):
+        provider = FakeQuoteProvider({"BTC": BTC},
+                                     fail_with=ProviderUnavailable("not calling it for a while", 1.5))
+        service = make_service(provider, repo, cache, clock)
+        with pytest.raises(ProviderUnavailable):
+            service.get_quotes(("BTC",))
+
+        clock.advance(1.6)
+        provider.fail_with = None
+        answer = service.get_quotes(("BTC",))
+
+        assert answer.quotes["BTC"].source is Source.PROVIDER
+        assert len(provider.calls) == 2
+
+    def test_a_note_without_retry_after_lasts_the_configured_time(self, repo, cache, clock):
+        provider = FakeQuoteProvider(fail_with=ProviderError("junk"))
+        service = make_service(provider, repo, cache, clock, failure_note_seconds=3)
+        with pytest.raises(ProviderError):
+            service.get_quotes(("BTC",))
+
+        _, _, expires = cache.claims[("USD", "BTC")]
+
+        assert expires == clock.now() + timedelta(seconds=3)
