@@ -27,8 +27,9 @@ RUN mkdir -p /app/instance && chown coinquote:coinquote /app/instance
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    GUNICORN_BIND=0.0.0.0:8000 \
-    FORWARDED_ALLOW_IPS=*
+    GUNICORN_BIND=0.0.0.0:8000
+# Forwarded headers count only from TRUSTED_PROXIES (default loopback): a client reaching port
+# 8000 directly cannot pick its own address. docker-compose.yml trusts the compose network.
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \

@@ -23,8 +23,9 @@ errorlog = os.environ.get("GUNICORN_ERRORLOG", "-")
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 # Room for the app to answer a too-long query string with its own 422 (it allows 4,096 bytes).
 limit_request_line = int(os.environ.get("GUNICORN_LIMIT_REQUEST_LINE", 8190))
-# Trust X-Forwarded-* only from the proxy in front (nginx on the same host or network).
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Trust X-Forwarded-* only from the proxies in front: the same setting (and default) as the
+# app's, so gunicorn (scheme) and the app (client address, host, prefix) agree on who may say.
+forwarded_allow_ips = os.environ.get("TRUSTED_PROXIES") or "127.0.0.1,::1"
 
 # Prometheus multi-process mode: every worker writes its samples to files in this directory
 # and /metrics adds them up. It must be set before a worker imports prometheus_client.

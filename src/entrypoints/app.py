@@ -14,7 +14,6 @@ from flask import Flask, request
 from flask_caching import Cache
 from flask_migrate import Migrate
 from werkzeug.exceptions import UnprocessableEntity
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from src.adapters.coinmarketcap import CoinMarketCapProvider
 from src.adapters.coinmarketcap.key_info import CoinMarketCapKeyInfo
@@ -39,6 +38,7 @@ from src.entrypoints.refresh_ahead import RefreshAhead
 from src.entrypoints.refresh_cli import refresh as refresh_command
 from src.entrypoints.logs import configure_logging
 from src.entrypoints.observability import register_observability
+from src.entrypoints.proxies import TrustedProxyFix
 from src.entrypoints.rate_limit import register_rate_limit
 from src.entrypoints.render import QuoteRenderer
 from src.entrypoints.settings import Settings
@@ -101,7 +101,8 @@ def create_app(
     app.config.update(API_CONFIG)
     app.config.update(DOCS_CONFIG)
     app.json = ExactJSONProvider(app)
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)
+    app.wsgi_app = TrustedProxyFix(app.wsgi_app, settings.trusted_proxies,
+                                   x_for=1, x_proto=1, x_host=1, x_prefix=1)
     # A replaced provider is not CoinMarketCap: its key info is not read (the plan is configured
     # or Basic's).
     app.extensions["governor"] = governor or build_governor(settings, clock or SystemClock(),
