@@ -94,7 +94,9 @@ class QuoteService:
         self.max_age = max_age
         self.upstream_budget_seconds = upstream_budget_seconds
         # A claim outlives the holder's whole fetch (bounded by its deadline), so it never
-        # expires while the fetch runs; the margin covers storing and caching the answer.
+        # expires while the fetch runs; the margin covers storing and caching the answer. The
+        # price: a holder that dies mid-fetch blocks its symbols until then, and its waiters
+        # end within their own deadline (stale where they can) rather than calling themselves.
         self.claim_ttl_seconds = upstream_budget_seconds + 2.0
         # Long enough for the waiters of a failed fetch to read the note; short enough that
         # the next request after an outage tries again soon.
