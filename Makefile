@@ -6,7 +6,7 @@ FAKE_CMC_PORT ?= 8001
 
 LOWEST ?= .venv-lowest
 
-.PHONY: run demo test test-unit test-integration test-e2e test-lowest system-deps fake-cmc bench clean
+.PHONY: run demo test test-unit test-integration test-e2e test-lowest system-deps fake-cmc bench simulate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,10 @@ test-lowest: $(LOWEST)/.test-deps
 ## bench: the benchmark (needs wrk, PostgreSQL and memcached installed); see bench/README.md
 bench: $(VENV)/.test-deps
 	$(BIN)/python -m bench.run --duration 10 --rounds 3 --soak 300
+
+## simulate: a compressed day of mixed traffic against a CoinMarketCap plan (bench/README.md)
+simulate: $(VENV)/.test-deps
+	$(BIN)/python -m bench.simulate $(SIMULATE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(LOWEST) .pytest_cache *.egg-info
