@@ -127,7 +127,7 @@ class Refresher:
             except Exception:  # the loop must outlive any one bad round (a bug, a daily job)
                 logger.exception("refresh: the round failed; trying again shortly")
                 wait = max_wait_seconds
-            stop.wait(min(max(wait, 0.2), max_wait_seconds))
+            stop.wait(min(max(wait, 0.5), max_wait_seconds))
 
     def seconds_until_due(self) -> float:
         """Seconds until the next round may start, as far as this process can tell."""

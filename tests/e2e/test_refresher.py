@@ -188,3 +188,15 @@ def test_a_refresher_killed_mid_round_does_not_stop_the_next_round(fresh):
 
     assert "refresh round:" not in fresh.log("killed")  # it really died mid-round
     assert waited >= LEASE_SECONDS - 5  # the survivor waited for the lease to expire
+
+
+def test_history_is_pruned_once_a_day_whichever_refresher_runs(stack):
+    first, second = stack.refresher("prune-a"), stack.refresher("prune-b")
+    time.sleep(8)
+    stop(first)
+    stop(second)
+
+    # Every refresher this module started, on the one database: one pruning between them.
+    logs = [path.read_text(errors="replace") for path in stack.workdir.glob("*.log")
+            if path.name not in ("gunicorn.log", "fake.log")]
+    assert sum(log.count("history pruned") for log in logs) == 1
