@@ -102,7 +102,8 @@ class QuoteRow(db.Model):
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    coin_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("coins.id"), index=True)
+    # Indexed by ix_quotes_coin_history, whose leading column it is.
+    coin_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("coins.id"))
     # The symbol as requested (normalised): symbols are not unique, so this records which coin
     # answered that symbol at fetch time.
     lookup_symbol: Mapped[str] = mapped_column(String(32))
