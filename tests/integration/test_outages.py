@@ -7,9 +7,11 @@ import time
 import pytest
 from sqlalchemy import create_engine, text
 
+from src.adapters.orm import db
 from src.entrypoints.settings import Settings
 from tests.conftest import make_client, migrate_database
 from tests.fake_cmc.market import TEST_KEY as FAKE_CMC_KEY
+from tests.fake_cmc.market import Failure
 from tests.servers import Memcached, Postgres
 
 
@@ -116,3 +118,25 @@ def test_database_down_cached_symbols_answer_and_new_ones_come_from_the_provider
     assert cached == {"BTC": "cache"}
     assert fresh == {"DOGE": "provider"}
     assert again == {"DOGE": "cache"}  # not stored, but cached: nothing the client asked for is lost
+
+
+def test_a_slow_upstream_call_does_not_cost_the_write_its_connection(client, own_postgres, cmc):
+    """With idle_in_transaction_session_timeout on the server, the read before the upstream call
+    must not leave a transaction open: the server would kill the connection the write needs."""
+    engine = create_engine(own_postgres.url)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER DATABASE postgres SET idle_in_transaction_session_timeout = '300ms'"))
+    with client.application.app_context():
+        db.engine.dispose()  # new connections take the setting
+    cmc.market.failures.append(Failure(status=500, delay=0.8))  # then the retry succeeds
+    try:
+        answer = sources(client, "BTC")
+        with engine.connect() as conn:
+            stored = conn.execute(text("SELECT count(*) FROM quotes WHERE lookup_symbol = 'BTC'")).scalar()
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER DATABASE postgres RESET idle_in_transaction_session_timeout"))
+        engine.dispose()
+
+    assert answer == {"BTC": "provider"}
+    assert stored == 1
