@@ -7,6 +7,8 @@ our keys that is not our JSON raises UnreadableData (memcached has no authentica
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from src.adapters.codec import UnreadableData, coin_quote_from_data, coin_quote_to_data
@@ -15,6 +17,7 @@ from src.domain.model import CoinQuote, FetchFailure
 NEGATIVE_ENTRY = '{"unknown":true}'
 _KNOWN_CURRENCY, _UNKNOWN_CURRENCY = '{"currency":true}', '{"currency":false}'
 _FAILURE_KINDS = frozenset({"unavailable", "timeout", "error"})
+_LATEST_EXPIRY = 253_402_300_800  # 10000-01-01: beyond what datetime can hold
 
 __all__ = [
     "NEGATIVE_ENTRY", "UnreadableData", "decode_claim", "decode_currency", "decode_quote",
@@ -36,21 +39,41 @@ def _loads(text: Any) -> Any:
     # json.JSONDecodeError is a ValueError, as is UnreadableData: callers catch ValueError
 
 
-def encode_quote(entry: CoinQuote | None) -> str:
-    """A quote, or the negative entry (None: the symbol does not exist)."""
-    return NEGATIVE_ENTRY if entry is None else _dumps(coin_quote_to_data(entry))
+def encode_quote(entry: CoinQuote | None, expires_at: float | None = None) -> str:
+    """A quote, or the negative entry (None: the symbol does not exist).
+
+    `expires_at` (Unix seconds) records when the entry expires, so that a reader knows how long
+    it may still be served (HTTP `max-age`); memcached itself does not tell.
+    """
+    if entry is None:
+        return NEGATIVE_ENTRY
+    data = coin_quote_to_data(entry)
+    if expires_at is not None:
+        data["expires"] = round(expires_at, 3)
+    return _dumps(data)
 
 
 def decode_quote(text: Any) -> CoinQuote | None:
-    """The quote or None (negative entry) that `encode_quote` wrote; raises UnreadableData."""
+    """The quote or None (negative entry) that `encode_quote` wrote; raises UnreadableData.
+
+    The quote's `cached_until` is the recorded expiry (None for an entry without one).
+    """
     if text == NEGATIVE_ENTRY:
         return None
     try:
-        return coin_quote_from_data(_loads(text))
+        data = _loads(text)
+        coin_quote = coin_quote_from_data(data)
+        expires = data.get("expires")
     except UnreadableData:
         raise
     except ValueError as exc:
         raise UnreadableData(str(exc)) from None
+    if expires is None:
+        return coin_quote
+    if isinstance(expires, bool) or not isinstance(expires, (int, float)) \
+            or not 0 < expires < _LATEST_EXPIRY:
+        raise UnreadableData("expires is a time in Unix seconds")
+    return replace(coin_quote, cached_until=datetime.fromtimestamp(expires, UTC))
 
 
 def encode_claim(owner: str) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from flask_caching import Cache
@@ -31,6 +32,12 @@ class ClaimingBackend(Protocol):
     def server_errors(self) -> dict[str, str]: ...
 
 
+class EdgePublisher(Protocol):
+    """Writes ready-to-serve documents of quotes being cached (EdgeDocuments)."""
+
+    def publish(self, quotes: Mapping[str, CoinQuote], ttl_seconds: float) -> None: ...
+
+
 class FlaskCachingQuoteCache(QuoteCache):
     """Quotes as JSON text under `cache_key`, through a Flask-Caching `Cache` whose backend is
     PymemcacheCache or LocalCache.
@@ -41,9 +48,14 @@ class FlaskCachingQuoteCache(QuoteCache):
     swap), so a fetch that outlived its claim never releases the next fetcher's.
     """
 
-    def __init__(self, cache: Cache, memo_entries: int = 4_096) -> None:
+    def __init__(self, cache: Cache, memo_entries: int = 4_096, *,
+                 edge: EdgePublisher | None = None,
+                 now: Callable[[], float] = time.time) -> None:
         self.cache = cache  # Flask-Caching's own operations go through it (observable in tests)
         self.backend: ClaimingBackend = cache.cache  # the claim operations it does not have
+        # nginx's fast path reads what `edge` writes: each quote's answer, beside the quote.
+        self.edge = edge
+        self._now = now  # Unix seconds, for the expiry recorded in each quote entry
         # Decoding a cached quote costs more than fetching it; the same text decodes to the same
         # value, so keep the last decodings (bounded). Equal text means an equal quote.
         self._decoded: dict[str, CoinQuote] = {}
@@ -89,8 +101,11 @@ class FlaskCachingQuoteCache(QuoteCache):
                  ttl_seconds: int) -> None:
         if not entries:
             return
-        mapping = {cache_key(currency, symbol): cache_values.encode_quote(entry)
+        expires_at = self._now() + ttl_seconds
+        mapping = {cache_key(currency, symbol): cache_values.encode_quote(entry, expires_at)
                    for symbol, entry in entries.items()}
+        if self.edge is not None:
+            self.edge.publish({s: q for s, q in entries.items() if q is not None}, ttl_seconds)
         try:
             stored = self.cache.set_many(mapping, timeout=ttl_seconds)
         except _CACHE_ERRORS as exc:

@@ -74,6 +74,9 @@ class CoinQuote:
     coin: Coin
     quote: Quote
     fetched_at: datetime
+    # When the shared cache entry this came from expires (None: not read from the cache, or an
+    # entry that did not record it); HTTP caching promises no longer than that.
+    cached_until: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from src.adapters.coinmarketcap.key_info import CoinMarketCapKeyInfo
 from src.adapters.buffered_request_log import BufferedRequestLog
 from src.adapters.credit_governor import LimitsCreditGovernor, build_storage
 from src.adapters.orm import db
+from src.adapters.edge_documents import EdgeDocuments
 from src.adapters.quote_cache import FlaskCachingQuoteCache
 from src.adapters.sql_history import SqlHistoryRepository
 from src.adapters.sql_lease import SqlRefreshLease
@@ -108,10 +109,11 @@ def create_app(
     app.extensions["governor"] = governor or build_governor(settings, clock or SystemClock(),
                                                             read_key_info=provider is None)
 
+    renderer = QuoteRenderer()
     service = QuoteService(
         provider=provider or build_provider(settings),
         repository=(repository := repository or build_repository(app)),
-        cache=(cache := cache or build_cache(app)),
+        cache=(cache := cache or build_cache(app, settings, renderer, clock or SystemClock())),
         clock=clock or SystemClock(),
         base_currency=settings.base_currency,
         cache_ttl_seconds=settings.cache_ttl_seconds,
@@ -121,7 +123,7 @@ def create_app(
             else None
         ),
     )
-    app.extensions["coinquote"] = Services(settings, service, repository, cache, QuoteRenderer())
+    app.extensions["coinquote"] = Services(settings, service, repository, cache, renderer)
     app.extensions["history"] = build_history(app, settings, history_repository, clock or SystemClock())
     app.extensions["refresh"] = build_refresh(app, settings, service, clock or SystemClock(),
                                               request_log, refresh_lease)
@@ -197,8 +199,12 @@ def build_refresh(app: Flask, settings: Settings, service: QuoteService, clock: 
     return RefreshAhead(demand=demand, refresher=refresher)
 
 
-def build_cache(app: Flask) -> QuoteCache:
-    return FlaskCachingQuoteCache(Cache(app))
+def build_cache(app: Flask, settings: Settings, renderer: QuoteRenderer, clock: Clock) -> QuoteCache:
+    """The shared cache; with memcached, each quote cached also leaves its ready answer there for
+    nginx's fast path (deploy/nginx.conf), rendered by the same renderer as the app's."""
+    edge = (EdgeDocuments(settings.memcached_servers, renderer.render_cached)
+            if settings.memcached_servers else None)
+    return FlaskCachingQuoteCache(Cache(app), edge=edge, now=lambda: clock.now().timestamp())
 
 
 MAX_QUERY_STRING_BYTES = 4096  # 100 symbols of 20 characters need about 2,100

@@ -13,7 +13,7 @@ from typing import Any
 
 import simplejson
 
-from src.domain.model import Coin, Quote, QuoteAnswer, ServedQuote
+from src.domain.model import Coin, CoinQuote, Quote, QuoteAnswer, ServedQuote, Source
 from src.entrypoints.schemas import CoinQuoteSchema, MarketQuoteSchema
 
 _COIN_FIELDS = (
@@ -76,6 +76,11 @@ class QuoteRenderer:
         unconverted = ",".join(f'"{symbol}"' for symbol in answer.unconverted_symbols)
         return (f'{{"data":{{{coins}}},"unknown_symbols":[{unknown}],'
                 f'"unconverted_symbols":[{unconverted}]}}')
+
+    def render_cached(self, symbol: str, coin_quote: CoinQuote) -> str:
+        """The body of the answer to a request for `symbol` alone served from the cache
+        (what nginx's fast path serves in its place: it must be the same bytes)."""
+        return self.render(QuoteAnswer(quotes={symbol: ServedQuote(coin_quote, Source.CACHE)}))
 
     def _render_coin(self, symbol: str, served: ServedQuote, convert: str | None) -> str:
         # Symbols and currency codes are [A-Z0-9] by construction: no escaping is needed.

@@ -118,8 +118,12 @@ def replicas(e2e_dir, service, fake_cmc_process, e2e_database_url, memcached_ser
         stop(proc.process)
 
 
-def render_nginx_conf(upstreams: list[str], port: int, workdir: Path) -> str:
-    """deploy/nginx.conf with only its `# e2e:` lines pointed at local ports and files."""
+def render_nginx_conf(upstreams: list[str], port: int, workdir: Path,
+                      memcached: list[str] | None = None) -> str:
+    """deploy/nginx.conf with only its `# e2e:` lines pointed at local ports and files.
+
+    `memcached`: the servers of the fast path (none: a closed port, so every request reaches
+    the app as before the fast path existed)."""
     text = (ROOT / "deploy" / "nginx.conf").read_text()
     out = []
     for line in text.splitlines():
@@ -131,6 +135,8 @@ def render_nginx_conf(upstreams: list[str], port: int, workdir: Path) -> str:
         directive = line.split()[0]
         if what == "upstream":
             out += [f"{indent}server {u} max_fails=3 fail_timeout=10s;" for u in upstreams]
+        elif what == "memcached":
+            out += [f"{indent}server {m};" for m in (memcached or ["127.0.0.1:9"])]
         elif what == "listen":
             out.append(f"{indent}listen 127.0.0.1:{port};")
         elif what == "access_log":
@@ -146,7 +152,8 @@ def render_nginx_conf(upstreams: list[str], port: int, workdir: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-def start_nginx(upstreams: list[str], workdir: Path, edit: Callable[[str], str] | None = None) -> Process:
+def start_nginx(upstreams: list[str], workdir: Path, edit: Callable[[str], str] | None = None,
+                memcached: list[str] | None = None) -> Process:
     """Real nginx with deploy/nginx.conf (rendered, then passed through `edit`) in front of `upstreams`."""
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if binary is None:
@@ -155,7 +162,7 @@ def start_nginx(upstreams: list[str], workdir: Path, edit: Callable[[str], str] 
     workdir.chmod(0o777)  # nginx workers run as an unprivileged user and write temp files here
     port = free_port()
     conf = workdir / "nginx.conf"
-    text = render_nginx_conf(upstreams, port, workdir)
+    text = render_nginx_conf(upstreams, port, workdir, memcached)
     conf.write_text(edit(text) if edit else text)
     checked = subprocess.run([binary, "-t", "-c", str(conf), "-e", str(workdir / "startup.log")],
                              capture_output=True, text=True)

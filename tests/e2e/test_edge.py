@@ -1,0 +1,131 @@
+"""The nginx fast path (contract §6): real nginx answering a cached coin from two memcached servers
+while every gunicorn is stopped; everything else, and a miss, still goes to the app."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from pymemcache.client.base import Client
+
+from tests.e2e.conftest import Process, migrate, service_env, spawn, start_nginx
+from tests.servers import Memcached, free_port, stop
+
+TTL = 6  # CACHE_TTL_SECONDS of this stack: long enough for the checks, short enough to wait out
+EDGE_KEY = "coinquote-edge:v1:BTC"
+
+
+@dataclass
+class EdgeStack:
+    """Its own gunicorn (restartable on the same port), two memcached servers and nginx."""
+
+    env: dict[str, str]
+    port: int
+    log: Path
+    memcached: list[Memcached]
+    nginx: Process
+    gunicorn: Process | None = None
+
+    def start_app(self) -> None:
+        env = {**self.env, "GUNICORN_BIND": f"127.0.0.1:{self.port}", "GUNICORN_WORKERS": "2"}
+        self.gunicorn = spawn([sys.executable, "-m", "gunicorn", "wsgi:app"], env, self.port,
+                              self.log)
+
+    def stop_app(self) -> None:
+        if self.gunicorn is not None:
+            stop(self.gunicorn.process, signal.SIGQUIT)  # quick shutdown: workers too
+            self.gunicorn = None
+
+    def edge_documents(self) -> list[bytes | None]:
+        found = []
+        for server in self.memcached:
+            client = Client(("127.0.0.1", server.port), connect_timeout=1, timeout=1)
+            found.append(client.get(EDGE_KEY))
+            client.close()
+        return found
+
+    def logged(self, *parts: str) -> bool:
+        """Whether nginx's access log has a line with all of `parts` (it may lag the response)."""
+        path = self.nginx.extra["access_log"]
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            lines = path.read_text().splitlines() if path.exists() else []
+            if any(all(part in line for part in parts) for line in lines):
+                return True
+            time.sleep(0.05)
+        return False
+
+
+@pytest.fixture(scope="module")
+def edge(e2e_dir, fake_cmc_process, e2e_database_url) -> Iterator[EdgeStack]:
+    servers = [Memcached().start(), Memcached().start()]
+    env = service_env(fake_cmc_process.url, e2e_database_url, [s.address for s in servers])
+    env["CACHE_TTL_SECONDS"] = str(TTL)
+    migrated = migrate(env)
+    assert migrated.returncode == 0, migrated.stderr
+    port = free_port()
+    proxy = start_nginx([f"127.0.0.1:{port}"], e2e_dir / "edge-nginx",
+                        memcached=[s.address for s in servers])
+    stack = EdgeStack(env, port, e2e_dir / "edge-gunicorn.log", servers, proxy)
+    stack.start_app()
+    yield stack
+    stack.stop_app()
+    stop(proxy.process, signal.SIGQUIT)
+    for server in servers:
+        server.close()
+
+
+def test_a_cached_coin_is_served_by_nginx_alone_while_every_gunicorn_is_stopped(edge):
+    first = requests.get(edge.nginx.url + "/api/v1/quotes?symbol=BTC", timeout=10)
+    assert first.status_code == 200
+    cached_at = time.monotonic()
+    from_cache = requests.get(f"http://127.0.0.1:{edge.port}/api/v1/quotes?symbol=btc", timeout=10)
+    assert from_cache.json()["data"]["BTC"]["source"] == "cache"
+    # The app wrote its answer to EVERY memcached server: nginx may ask either.
+    assert edge.edge_documents() == [from_cache.content, from_cache.content]
+
+    edge.stop_app()
+    for query in ("symbol=btc", "symbol=BtC", "symbol=BTC"):
+        served = requests.get(edge.nginx.url + "/api/v1/quotes?" + query, timeout=5)
+        assert served.status_code == 200, query
+        assert served.content == from_cache.content
+        assert served.headers["Content-Type"] == "application/json"
+        assert served.headers["Cache-Control"] == "public, max-age=0"
+        assert served.headers["X-Request-ID"]
+    given = requests.get(edge.nginx.url + "/api/v1/quotes?symbol=btc", timeout=5,
+                         headers={"X-Request-ID": "edge-rid-1"})
+    assert given.headers["X-Request-ID"] == "edge-rid-1"
+    head = requests.head(edge.nginx.url + "/api/v1/quotes?symbol=btc", timeout=5)
+    assert head.status_code == 200 and head.content == b""
+    assert edge.logged(" by=edge", "rid=edge-rid-1")
+
+    # Anything else needs the app, which is gone: nginx's own JSON 502, as before.
+    for query in ("symbol=ETH", "symbol=btc&convert=EUR", "symbol=BTC,ETH", "symbol=BTC%2CETH",
+                  "symbol=btc&symbol=eth", "symbol=" + "B" * 21):
+        failed = requests.get(edge.nginx.url + "/api/v1/quotes?" + query, timeout=5)
+        assert failed.status_code == 502, query
+        assert failed.json()["code"] == 502
+        assert failed.headers["Cache-Control"] == "no-store"
+
+    # One memcached server gone: the other still answers every fast-path request.
+    edge.memcached[0].stop()
+    for _ in range(4):
+        served = requests.get(edge.nginx.url + "/api/v1/quotes?symbol=btc", timeout=5)
+        assert served.status_code == 200 and served.content == from_cache.content
+    assert time.monotonic() - cached_at < TTL, "the checks outlived the entry: raise TTL"
+
+    # After the entry's lifetime the fast path misses and only the app can answer.
+    time.sleep(max(0.0, cached_at + TTL + 1.5 - time.monotonic()))
+    assert requests.get(edge.nginx.url + "/api/v1/quotes?symbol=btc", timeout=5).status_code == 502
+    edge.start_app()
+    again = requests.get(edge.nginx.url + "/api/v1/quotes?symbol=btc", timeout=10,
+                         headers={"X-Request-ID": "edge-rid-2"})
+    assert again.status_code == 200
+    assert again.json()["data"]["BTC"]["source"] in {"database", "provider"}
+    assert edge.logged(" by=app", "rid=edge-rid-2")
