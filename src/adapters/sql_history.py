@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Integer,
+    String,
     and_,
     bindparam,
     cast,
@@ -45,7 +47,7 @@ _QUOTES = QuoteRow.__table__
 _COINS = CoinRow.__table__
 
 
-def epoch_bucket(column: Any, dialect: str, seconds: int) -> Any:
+def epoch_bucket(column: Any, dialect: str, seconds: Any) -> Any:
     """Integer epoch seconds // `seconds`, the same integers on both dialects.
 
     Whole seconds first, then an integer division. PostgreSQL's extract() gives a numeric with
@@ -59,7 +61,7 @@ def epoch_bucket(column: Any, dialect: str, seconds: int) -> Any:
         whole = cast(func.strftime("%s", func.substr(column, 1, 19)), Integer)
     else:
         raise StorageError(f"unsupported database dialect {dialect!r}")
-    return whole // literal(seconds, Integer)
+    return whole // (literal(seconds, Integer) if isinstance(seconds, int) else seconds)
 
 
 def _newest_first(table: Any) -> tuple[Any, Any]:
@@ -67,36 +69,43 @@ def _newest_first(table: Any) -> tuple[Any, Any]:
     return table.c.fetched_at.desc(), table.c.id.desc()
 
 
-def history_statement(query: HistoryQuery, dialect: str) -> Any:
+@functools.lru_cache(maxsize=128)
+def history_statement(dialect: str, symbols: int, bucketed: bool, bounded_below: bool) -> Any:
     """One SELECT: resolve each symbol to its newest row's coin, bucket that coin's rows in the
-    range, keep the newest per bucket, then the `count` newest buckets; left-joined so that a
-    known symbol with no point still answers (with NULL point columns)."""
+    range, keep the newest per bucket, then the `:count` newest buckets; left-joined so that a
+    known symbol with no point still answers (with NULL point columns).
+
+    Built once per shape (only the parameters of history_parameters change): building and
+    hashing the construct for every request cost more than the query itself.
+    """
+    q = _QUOTES
+    names = [_param(f"symbol_{i}", String()) for i in range(symbols)]
+    currency = _param("currency", String())
     newest_coin = [
-        select(_QUOTES.c.coin_id)
-        .where(_QUOTES.c.lookup_symbol == symbol, _QUOTES.c.currency == query.currency)
-        .order_by(*_newest_first(_QUOTES))
+        select(q.c.coin_id)
+        .where(q.c.lookup_symbol == name, q.c.currency == currency)
+        .order_by(*_newest_first(q))
         .limit(1)
         .scalar_subquery()
-        for symbol in query.symbols
+        for name in names
     ]
     wanted = union_all(
-        *(select(literal(symbol).label("symbol"), coin.label("coin_id"))
-          for symbol, coin in zip(query.symbols, newest_coin, strict=True))
+        *(select(name.label("symbol"), coin.label("coin_id"))
+          for name, coin in zip(names, newest_coin, strict=True))
     ).cte("wanted")
 
-    q = _QUOTES
-    in_range = [q.c.coin_id == wanted.c.coin_id, q.c.currency == query.currency,
-                q.c.fetched_at <= query.time_end]
-    if query.time_start is not None:
-        in_range.append(q.c.fetched_at >= query.time_start)
+    in_range = [q.c.coin_id == wanted.c.coin_id, q.c.currency == currency,
+                q.c.fetched_at <= _param("time_end", UTCDateTime())]
+    if bounded_below:
+        in_range.append(q.c.fetched_at >= _param("time_start", UTCDateTime()))
     point_columns = (q.c.id, q.c.fetched_at, q.c.price, q.c.volume_24h, q.c.market_cap,
                      q.c.quote_last_updated)
-    if query.interval_seconds is None:
+    if not bucketed:
         chosen = (select(wanted.c.symbol, *point_columns)
                   .join_from(wanted, q, and_(*in_range))
                   .subquery("chosen"))
     else:
-        bucket = epoch_bucket(q.c.fetched_at, dialect, query.interval_seconds)
+        bucket = epoch_bucket(q.c.fetched_at, dialect, _param("interval_seconds", Integer()))
         ranked = (
             select(wanted.c.symbol, *point_columns,
                    func.row_number().over(partition_by=(wanted.c.symbol, bucket),
@@ -119,9 +128,21 @@ def history_statement(query: HistoryQuery, dialect: str) -> Any:
                kept.c.market_cap, kept.c.quote_last_updated)
         .select_from(wanted)
         .join(_COINS, _COINS.c.id == wanted.c.coin_id)
-        .outerjoin(kept, and_(kept.c.symbol == wanted.c.symbol, kept.c.from_newest <= query.count))
+        .outerjoin(kept, and_(kept.c.symbol == wanted.c.symbol,
+                              kept.c.from_newest <= _param("count", Integer())))
         .order_by(wanted.c.symbol, kept.c.fetched_at, kept.c.id)
     )
+
+
+def history_parameters(query: HistoryQuery) -> dict[str, Any]:
+    """The parameters of history_statement for `query`."""
+    parameters: dict[str, Any] = {f"symbol_{i}": symbol for i, symbol in enumerate(query.symbols)}
+    parameters.update(currency=query.currency, time_end=query.time_end, count=query.count)
+    if query.time_start is not None:
+        parameters["time_start"] = query.time_start
+    if query.interval_seconds is not None:
+        parameters["interval_seconds"] = query.interval_seconds
+    return parameters
 
 
 def prune_statement(dialect: str, bucket_seconds: int) -> Any:
@@ -167,7 +188,10 @@ class SqlHistoryRepository(HistoryRepository):
         if not query.symbols:
             return {}
         try:
-            rows = self.session.execute(history_statement(query, self._dialect())).all()
+            statement = history_statement(self._dialect(), len(query.symbols),
+                                          query.interval_seconds is not None,
+                                          query.time_start is not None)
+            rows = self.session.execute(statement, history_parameters(query)).all()
         except SQLAlchemyError as exc:
             DATABASE_ERRORS.labels("read").inc()
             self._rollback()

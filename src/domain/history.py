@@ -27,6 +27,7 @@ HOUR = 3600
 DAY = 86400
 
 _UNIX_SECONDS_RE = re.compile(r"[0-9]{1,12}(\.[0-9]{1,6})?", re.ASCII)
+_SPACED_OFFSET_RE = re.compile(r"[0-9] [0-9]{2}(:?[0-9]{2})?$", re.ASCII)
 _MAX_TIME_TEXT = 40
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -71,8 +72,12 @@ def parse_time(raw: str, parameter: str) -> datetime:
             parsed = parsed.replace(tzinfo=UTC)
         return parsed.astimezone(UTC)
     except (ValueError, OverflowError):
+        hint = ""
+        if _SPACED_OFFSET_RE.search(text):
+            # An unencoded '+' in a query string arrives as a space.
+            hint = "; a '+' offset must be written %2B in a URL"
         raise InvalidHistoryParameter(
-            parameter, "must be an ISO 8601 time (e.g. 2026-11-26T03:00:00Z) or Unix seconds"
+            parameter, "must be an ISO 8601 time (e.g. 2026-11-26T03:00:00Z) or Unix seconds" + hint
         ) from None
 
 

@@ -49,6 +49,11 @@ def test_bad_times_are_invalid_and_name_the_parameter(raw):
     assert str(caught.value).startswith("time_end: ")
 
 
+def test_an_offset_whose_plus_became_a_space_in_the_url_gets_a_hint():
+    with pytest.raises(InvalidHistoryParameter, match="%2B"):
+        parse_time("2026-11-26T03:00:00 01:00", "time_start")
+
+
 def test_intervals_are_the_contracts_list():
     assert [parse_interval(name) for name in ("5m", "1h", "1d", "7d", "all")] == [300, 3600, 86400, 604800, None]
     for bad in ("", "5M", "1w", "60", "all "):
