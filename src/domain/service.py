@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
@@ -18,14 +20,19 @@ from src.domain.errors import (
     UnknownSymbols,
 )
 from src.domain.fetch_claims import FetchClaims, WaitOutcome, error_from, failure_note
-from src.domain.model import CoinQuote, Quote, QuoteAnswer, ServedQuote, Source
-from src.domain.ports import Clock, QuoteCache, QuoteProvider, QuoteRepository
+from src.domain.model import CoinQuote, Purpose, Quote, QuoteAnswer, ServedQuote, Source
+from src.domain.ports import Clock, CreditGovernor, QuoteCache, QuoteProvider, QuoteRepository
+from src.domain.single_flight import SingleFlight
 
 logger = logging.getLogger(__name__)
 
 # The coin asked for in a conversion whose only purpose is to learn whether the currency
 # exists (CoinMarketCap id 1, Bitcoin: listed for good).
 _PROBE_COIN_ID = 1
+# CoinMarketCap's limit verdicts (per minute, per day, per month, per IP): the governor makes
+# every process honour them.
+_LIMIT_CODES = frozenset({1008, 1009, 1010, 1011})
+_COINS_PER_CREDIT = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +91,7 @@ class QuoteService:
         failure_note_seconds: float = 5.0,
         known_currency_ttl_seconds: int = 86_400,
         unknown_currency_ttl_seconds: int = 3_600,
+        governor: CreditGovernor | None = None,
     ) -> None:
         self.provider = provider
         self.repository = repository
@@ -105,6 +113,9 @@ class QuoteService:
         # refused without a call for an hour (a currency listed meanwhile waits at most that).
         self.known_currency_ttl_seconds = known_currency_ttl_seconds
         self.unknown_currency_ttl_seconds = unknown_currency_ttl_seconds
+        # Every provider call is reserved here first (None: no budget, e.g. in tests).
+        self.governor = governor
+        self._conversions: SingleFlight[dict[int, Quote]] = SingleFlight()
 
     def get_quotes(self, symbols: Sequence[str], convert: str | None = None) -> QuoteAnswer:
         """Return the quotes of `symbols` (normalised, distinct), converted when `convert` is set.
@@ -117,11 +128,12 @@ class QuoteService:
         converting = convert is not None and convert != self.base_currency
         currency_known = self._currency_memory(convert) if converting else None
 
-        found = sort_cached(symbols, self.cache.get_many(symbols, self.base_currency))
+        found, aged = self._too_old_as_missing(
+            symbols, sort_cached(symbols, self.cache.get_many(symbols, self.base_currency)))
         # Made only when upstream work may follow, so a full cache hit stays one cache read.
         deadline = self._new_deadline() if found.missing or converting else None
         if found.missing:
-            found = found.then(self._resolve_missing(found.missing, deadline))
+            found = found.then(self._resolve_missing(found.missing, deadline, aged))
         unknown = tuple(s for s in symbols if s in found.unknown)
 
         if not found.served:
@@ -144,11 +156,36 @@ class QuoteService:
 
     # --- base quotes: the database, then the provider -------------------------------------
 
-    def _resolve_missing(self, missing: Sequence[str], deadline: Deadline) -> Lookup:
+    def _too_old_as_missing(self, symbols: Sequence[str],
+                            found: Lookup) -> tuple[Lookup, dict[str, CoinQuote]]:
+        """Cache hits older than the max age count as missing; they are returned apart, to stand
+        in (stale) if nothing fresher can be had."""
+        if self.max_age is None:
+            return found, {}
+        oldest_allowed = self.clock.now() - self.max_age
+        aged = {s: q.coin_quote for s, q in found.served.items()
+                if q.coin_quote.fetched_at < oldest_allowed}
+        if not aged:
+            return found, {}
+        served = {s: q for s, q in found.served.items() if s not in aged}
+        missing = tuple(s for s in symbols if s in aged or s in found.missing)
+        return Lookup(served, found.unknown, missing), aged
+
+    def _ttl_within_max_age(self, quotes: Mapping[str, CoinQuote]) -> int:
+        """The cache TTL, shortened so that no entry outlives the freshness of the oldest quote."""
+        if self.max_age is None or not quotes:
+            return self.cache_ttl_seconds
+        now = self.clock.now()
+        left = min((q.fetched_at + self.max_age - now).total_seconds() for q in quotes.values())
+        return max(1, min(self.cache_ttl_seconds, math.floor(left)))
+
+    def _resolve_missing(self, missing: Sequence[str], deadline: Deadline,
+                         aged: Mapping[str, CoinQuote]) -> Lookup:
         """Settle cache misses from the database, then the provider for what is still missing."""
         fresh, stale = self._split_by_age(self._read_stored(missing))
+        stale = {**aged, **stale}
         if fresh:
-            self.cache.set_many(fresh, self.base_currency, self.cache_ttl_seconds)
+            self.cache.set_many(fresh, self.base_currency, self._ttl_within_max_age(fresh))
         stored = Lookup({s: ServedQuote(q, Source.DATABASE) for s, q in fresh.items()},
                         missing=tuple(s for s in missing if s not in fresh))
         if not stored.missing:
@@ -185,7 +222,8 @@ class QuoteService:
         try:
             # Another process may have fetched, cached and released between our miss and our
             # claim: look again before paying for a call.
-            found = sort_cached(mine, self.cache.get_many(mine, self.base_currency))
+            cached = sort_cached(mine, self.cache.get_many(mine, self.base_currency))
+            found, _ = self._too_old_as_missing(mine, cached)
             if found.missing:
                 found = found.then(self._fetch_from_provider(found.missing, deadline))
         except (ProviderUnavailable, ProviderError) as exc:
@@ -226,7 +264,7 @@ class QuoteService:
         if fetched:
             self._store(fetched)
         entries: dict[str, CoinQuote | None] = {**fetched, **dict.fromkeys(not_found)}
-        self.cache.set_many(entries, self.base_currency, self.cache_ttl_seconds)
+        self.cache.set_many(entries, self.base_currency, self._ttl_within_max_age(fetched))
         return Lookup({s: ServedQuote(q, Source.PROVIDER) for s, q in fetched.items()}, not_found)
 
     def _read_stored(self, symbols: Sequence[str]) -> dict[str, CoinQuote]:
@@ -297,10 +335,34 @@ class QuoteService:
     def _call_symbols(self, symbols: tuple[str, ...], deadline: Deadline) -> dict[str, CoinQuote]:
         if deadline.expired:
             raise ProviderTimeout("CoinMarketCap did not answer in time")
-        return self.provider.latest_by_symbols(symbols, self.base_currency, deadline=deadline)
+        self._reserve(Purpose.REQUEST, len(symbols))
+        with self._verdicts_honoured():
+            return self.provider.latest_by_symbols(symbols, self.base_currency, deadline=deadline)
 
     def _call_ids(self, coin_ids: tuple[int, ...], currency: str,
                   deadline: Deadline) -> dict[int, Quote]:
+        """One conversion call, shared by the identical conversions in flight in this process."""
         if deadline.expired:
             raise ProviderTimeout("CoinMarketCap did not answer in time")
-        return self.provider.latest_by_ids(coin_ids, currency, deadline=deadline)
+
+        def call() -> dict[int, Quote]:
+            self._reserve(Purpose.CONVERT, len(coin_ids))
+            with self._verdicts_honoured():
+                return self.provider.latest_by_ids(coin_ids, currency, deadline=deadline)
+
+        return self._conversions.run((coin_ids, currency), call, deadline.remaining())
+
+    def _reserve(self, purpose: Purpose, coins: int) -> None:
+        """Reserve the call's credits (1 per 100 coins); raise BudgetSpent when not allowed."""
+        if self.governor is not None:
+            self.governor.reserve(purpose, max(1, math.ceil(coins / _COINS_PER_CREDIT)))
+
+    @contextmanager
+    def _verdicts_honoured(self) -> Iterator[None]:
+        """Pass CoinMarketCap's limit verdicts on to the governor, for every process."""
+        try:
+            yield
+        except (ProviderUnavailable, ProviderError) as exc:
+            if self.governor is not None and exc.upstream_code in _LIMIT_CODES:
+                self.governor.honour(exc.upstream_code, getattr(exc, "retry_after", None))
+            raise

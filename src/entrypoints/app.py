@@ -122,6 +122,7 @@ def create_app(
             if settings.quote_max_age_seconds
             else None
         ),
+        governor=app.extensions["governor"],
     )
     app.extensions["coinquote"] = Services(settings, service, repository, cache, renderer)
     app.extensions["history"] = build_history(app, settings, history_repository, clock or SystemClock())
