@@ -3,18 +3,19 @@
 Time runs `--speed` times faster than real (default 60: one real second is one simulated
 minute), so every setting that is a duration is divided by it: QUOTE_MAX_AGE_SECONDS 300 -> 5,
 CACHE_TTL_SECONDS 60 -> 1, REFRESH_WINDOW_SECONDS 900 -> 15, 30 calls a minute -> 30 a second.
-`--hours` simulated hours are run (default 4: 240 real seconds), so the credits of that part of
+`--hours` simulated hours are run (default 6: 360 real seconds), so the credits of that part of
 the day are the budget: CMC_DAILY_CREDITS is the plan's N times hours/24, and the fake
 CoinMarketCap enforces the same figures (it answers 1008/1009 beyond them). The refresh interval
 is what the governor derives for a whole day of the plan (never below 60 s), scaled; it is set
 explicitly because the governor would otherwise spread the credits over the real rest of the day.
 
-Traffic (seeded): the hot set, SYN1..SYN50, 1-3 symbols a request, Zipf-weighted; a long tail
-of other synthetic coins, Zipf-weighted; conversions (`convert=EUR`) of hot coins; and a burst
+The day starts warm (the hot set fetched once, in one call, counted). Traffic (seeded): 92 % the
+hot set, SYN1..SYN50, 1-3 symbols a request, Zipf-weighted; 3 % a long tail of other synthetic
+coins, Zipf-weighted; 5 % conversions (`convert=EUR`) of hot coins; and a burst
 at several times the rate for 3 s every simulated half hour. The fake's prices encode when it
 answered (price = n * 1e6 + seconds since start), so the age of every price served is known.
 
-    python -m bench.simulate [--daily-credits 333] [--convert-share 0.5] [--hours 4] [--rate 10]
+    python -m bench.simulate [--daily-credits 333] [--convert-share 0.5] [--hours 6] [--rate 10]
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ DAY = 86_400
 SCALE = Decimal(1_000_000)
 HOT = 50
 TAIL_FIRST = 1001
+HOT_SET = ",".join(f"SYN{n}" for n in range(1, HOT + 1))
 
 
 class DriftingMarket(Market):
@@ -103,11 +105,11 @@ def plan_requests(rng: random.Random, seconds: float, rate: float, speed: float,
         in_burst = (t % burst_every) < 3 and t >= burst_every
         t += rng.expovariate(rate * (5 if in_burst else 1))
         roll = rng.random()
-        if roll < 0.88:
+        if roll < 0.92:
             count = rng.choice((1, 1, 2, 3))
             symbols = sorted({f"SYN{zipf_choice(rng, HOT)}" for _ in range(count)})
             planned.append((t, ",".join(symbols), None, "hot"))
-        elif roll < 0.95:
+        elif roll < 0.95:  # 3 %: the long tail
             planned.append((t, f"SYN{TAIL_FIRST + zipf_choice(rng, tail) - 1}", None, "tail"))
         else:
             planned.append((t, f"SYN{zipf_choice(rng, HOT)}", "EUR", "convert"))
@@ -163,9 +165,9 @@ def main() -> None:
     parser.add_argument("--calls-per-minute", type=int, default=30)
     parser.add_argument("--convert-share", type=float, default=0.5)
     parser.add_argument("--speed", type=float, default=60, help="simulated seconds per real second")
-    parser.add_argument("--hours", type=float, default=4, help="simulated hours to run")
+    parser.add_argument("--hours", type=float, default=6, help="simulated hours to run")
     parser.add_argument("--rate", type=float, default=10, help="requests per real second outside bursts")
-    parser.add_argument("--tail", type=int, default=300, help="symbols in the long tail")
+    parser.add_argument("--tail", type=int, default=200, help="symbols in the long tail")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "simulate.json"))
@@ -210,6 +212,8 @@ def main() -> None:
             processes.append(spawn([sys.executable, "-m", "flask", "--app", "wsgi", "refresh"],
                                    {**env, "LOG_LEVEL": "info"}, workdir / "refresher.log"))
             url = f"http://127.0.0.1:{port}"
+            # The day starts warm: yesterday's hot set is known (one batched call, counted).
+            requests.get(url + "/api/v1/quotes", params={"symbol": HOT_SET}, timeout=30).raise_for_status()
             tally = run_traffic(url, plan_requests(random.Random(args.seed), seconds, args.rate, speed,
                                                    args.tail), origin=started, tally=Tally())
             usage = requests.get(url + "/usage", timeout=10).json()

@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from src.domain.deadline import Deadline
 from src.domain.errors import BudgetSpent, ProviderError, ProviderUnavailable, StorageError
@@ -27,6 +27,7 @@ BATCH_SIZE = 100  # CoinMarketCap charges one credit per 100 coins of one call
 # CoinMarketCap's limit verdicts: every process must stop calling (the governor spreads them).
 LIMIT_CODES = frozenset({1008, 1009, 1010, 1011})
 DAILY_JOB = "history-prune"
+DAILY_ASK_EVERY = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class Refresher:
         self.policy = policy
         self.holder = holder
         self.daily_job = daily_job
+        self._daily_asked_at: datetime | None = None
 
     def interval(self, symbols: int) -> float:
         """Seconds between two rounds' starts: configured, or the governor's derivation."""
@@ -109,7 +111,13 @@ class Refresher:
 
     def run_daily_job(self) -> bool:
         """Run the daily job (history pruning) if no process has run it within a day."""
-        if self.daily_job is None or not self.lease.claim_daily(DAILY_JOB):
+        now = self.clock.now()
+        # Asking the database is a write: once every few minutes per process is plenty.
+        if self.daily_job is None or (self._daily_asked_at is not None
+                                      and now - self._daily_asked_at < DAILY_ASK_EVERY):
+            return False
+        self._daily_asked_at = now
+        if not self.lease.claim_daily(DAILY_JOB):
             return False
         self.daily_job()
         return True

@@ -258,3 +258,16 @@ def test_a_round_asked_for_now_ignores_the_interval_but_not_a_live_lease(make_re
 
     assert forced is not None
     assert blocked is None
+
+
+def test_a_refresher_asks_for_the_daily_job_at_most_every_few_minutes(make_refresher, clock, lease):
+    refresher = make_refresher()
+    refresher.daily_job = lambda: None
+    refresher.run_daily_job()
+    lease.daily.clear()  # as if a day had passed for the database
+
+    soon = refresher.run_daily_job()
+    clock.advance(300)
+    later = refresher.run_daily_job()
+
+    assert (soon, later) == (False, True)
