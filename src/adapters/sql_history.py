@@ -39,7 +39,7 @@ from src.domain.history import (
     epoch_seconds,
     from_epoch,
 )
-from src.domain.model import Coin, Quote
+from src.domain.model import Coin
 
 logger = logging.getLogger(__name__)
 
@@ -259,16 +259,13 @@ def _ceil(moment: datetime, seconds: int) -> datetime:
 def _to_histories(rows: list[Any], currency: str) -> dict[str, CoinHistory]:
     coins: dict[str, Coin] = {}
     points: dict[str, list[HistoryPoint]] = {}
-    for row in rows:
-        if row.coin_id is None:
+    # Positional unpacking, in history_statement's column order: the hot loop of a request.
+    for symbol, coin_id, name, coin_symbol, slug, fetched_at, price, volume, cap, updated in rows:
+        if coin_id is None:
             continue  # never stored
-        if row.symbol not in coins:
-            coins[row.symbol] = Coin(id=row.coin_id, name=row.name, symbol=row.coin_symbol, slug=row.slug)
-            points[row.symbol] = []
-        if row.fetched_at is not None:
-            points[row.symbol].append(HistoryPoint(
-                fetched_at=row.fetched_at,
-                quote=Quote(currency=currency, price=row.price, last_updated=row.quote_last_updated,
-                            volume_24h=row.volume_24h, market_cap=row.market_cap),
-            ))
+        if symbol not in coins:
+            coins[symbol] = Coin(id=coin_id, name=name, symbol=coin_symbol, slug=slug)
+            points[symbol] = []
+        if fetched_at is not None:
+            points[symbol].append(HistoryPoint(fetched_at, currency, price, updated, volume, cap))
     return {symbol: CoinHistory(coin, tuple(points[symbol])) for symbol, coin in coins.items()}

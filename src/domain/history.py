@@ -113,10 +113,21 @@ class HistoryQuery:
 
 @dataclass(frozen=True, slots=True)
 class HistoryPoint:
-    """The newest stored quote of one interval; `fetched_at` is when coinquote fetched it."""
+    """The newest stored quote of one interval: `fetched_at` is when coinquote fetched it,
+    `last_updated` when the provider updated it. Only the figures history serves (a full Quote
+    per point cost more to build than the query took)."""
 
     fetched_at: datetime
-    quote: Quote
+    currency: str
+    price: Decimal
+    last_updated: datetime
+    volume_24h: Decimal | None = None
+    market_cap: Decimal | None = None
+
+    @classmethod
+    def of(cls, fetched_at: datetime, quote: Quote) -> HistoryPoint:
+        return cls(fetched_at, quote.currency, quote.price, quote.last_updated,
+                   quote.volume_24h, quote.market_cap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +210,7 @@ def newest_per_interval(rows: Iterable[tuple[datetime, Quote]], query: HistoryQu
         if key not in chosen or (fetched_at, position) > chosen[key][:2]:
             chosen[key] = (fetched_at, position, quote)
     kept = sorted(chosen.values(), key=lambda entry: entry[:2])[-query.count:]
-    return tuple(HistoryPoint(fetched_at, quote) for fetched_at, _, quote in kept)
+    return tuple(HistoryPoint.of(fetched_at, quote) for fetched_at, _, quote in kept)
 
 
 class HistoryService:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
-import simplejson
 from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -93,24 +94,29 @@ class QuoteHistory(MethodView):
 
 
 def render_history(answer: HistoryAnswer) -> str:
-    """The response body; Decimals as exact JSON numbers, times as CoinMarketCap writes them."""
-    data = {
-        symbol: {"id": history.coin.id, "name": history.coin.name, "symbol": history.coin.symbol,
-                 "quotes": [_point(p) for p in history.points]}
-        for symbol, history in answer.data.items()
-    }
-    return simplejson.dumps({"data": data, "unknown_symbols": list(answer.unknown_symbols)},
-                            use_decimal=True, separators=(",", ":"))
+    """The response body, as text: Decimals as exact JSON numbers, times as CoinMarketCap writes
+    them. Written out rather than through a JSON encoder: with hundreds of points per coin, the
+    encoder's generic walk was a third of the request's CPU."""
+    coins = ",".join(
+        f'"{symbol}":{{"id":{int(history.coin.id)},"name":{json.dumps(history.coin.name)},'
+        f'"symbol":{json.dumps(history.coin.symbol)},"quotes":[{",".join(map(_point, history.points))}]}}'
+        for symbol, history in answer.data.items()  # symbols are [A-Z0-9] by construction
+    )
+    unknown = ",".join(f'"{symbol}"' for symbol in answer.unknown_symbols)
+    return f'{{"data":{{{coins}}},"unknown_symbols":[{unknown}]}}'
 
 
-def _point(point: HistoryPoint) -> dict[str, Any]:
-    quote = point.quote
-    return {
-        "timestamp": _time(point.fetched_at),
-        "quote": {quote.currency: {"price": quote.price, "volume_24h": quote.volume_24h,
-                                   "market_cap": quote.market_cap,
-                                   "last_updated": _time(quote.last_updated)}},
-    }
+def _point(point: HistoryPoint) -> str:
+    return (
+        f'{{"timestamp":"{_time(point.fetched_at)}","quote":{{"{point.currency}":{{'
+        f'"price":{_number(point.price)},"volume_24h":{_number(point.volume_24h)},'
+        f'"market_cap":{_number(point.market_cap)},"last_updated":"{_time(point.last_updated)}"}}}}}}'
+    )
+
+
+def _number(value: Decimal | None) -> str:
+    # str(Decimal) is a valid JSON number for every finite value (1E+10, 0E-8, -0 included).
+    return str(value) if value is not None and value.is_finite() else "null"
 
 
 def _time(moment: datetime) -> str:

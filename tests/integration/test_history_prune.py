@@ -46,7 +46,7 @@ def daily_answers(engine, symbols=("C1", "C2")) -> dict:
     with Session(engine) as session:
         found = SqlHistoryRepository(session).history(
             HistoryQuery(tuple(symbols), "USD", NOW, None, 86400, 10_000))
-    return {s: [(p.fetched_at, p.quote.price) for p in h.points] for s, h in found.items()}
+    return {s: [(p.fetched_at, p.price) for p in h.points] for s, h in found.items()}
 
 
 def prune(engine, batch_size=2000, now=NOW):

@@ -164,3 +164,19 @@ def test_the_prune_command_runs_the_configured_policy(app, history_repo):
     assert result.exit_code == 0, result.output
     assert [(now, policy.full_days, policy.hourly_days, size) for now, policy, size in history_repo.prunes] == [
         (NOW, 7, 90, 50)]
+
+
+def test_coin_names_are_escaped_and_a_non_finite_amount_is_null(client, history_repo):
+    from dataclasses import replace
+    from decimal import Decimal
+
+    odd = coin_quote("ODD", 7, "1.5", fetched_at=NOW, name='Quote "\\" Coin ü')
+    history_repo.rows.append(("ODD", replace(odd, quote=replace(odd.quote, market_cap=Decimal("NaN"),
+                                                                  volume_24h=Decimal("1E+10")))))
+
+    response = client.get("/api/v1/quotes/history?symbol=ODD")
+
+    coin = response.get_json()["data"]["ODD"]
+    assert coin["name"] == 'Quote "\\" Coin ü'
+    assert coin["quotes"][0]["quote"]["USD"]["market_cap"] is None
+    assert coin["quotes"][0]["quote"]["USD"]["volume_24h"] == 1e10
