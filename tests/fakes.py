@@ -178,8 +178,9 @@ class InMemoryQuoteCache(QuoteCache):
         if self.down:
             return {}
         now = self.clock.now()
+        # A hit carries its entry's expiry, as the real adapter's does (HTTP max-age).
         return {
-            s: entry[0]
+            s: entry[0] if entry[0] is None else replace(entry[0], cached_until=entry[1])
             for s in symbols
             if (entry := self.entries.get((currency, s))) is not None and entry[1] > now
         }

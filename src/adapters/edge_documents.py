@@ -1,4 +1,4 @@
-"""Ready-to-serve quote documents for nginx's memcached module, written to every memcached server."""
+"""Ready-to-serve quote answers for nginx's memcached module, written to every memcached server."""
 
 from __future__ import annotations
 

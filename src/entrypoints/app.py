@@ -33,6 +33,7 @@ from src.domain.refresh import Refresher, RefreshPolicy
 from src.domain.service import QuoteService
 from src.entrypoints import chart, health_api, history_api, history_cli, quotes_api
 from src.entrypoints.docs import DOCS_CONFIG, register_docs_assets
+from src.entrypoints.http_caching import register_http_caching
 from src.entrypoints.errors import CoinquoteApi, register_error_handlers
 from src.entrypoints.jsonio import ExactJSONProvider
 from src.entrypoints.refresh_ahead import RefreshAhead
@@ -129,6 +130,7 @@ def create_app(
     app.extensions["refresh"] = build_refresh(app, settings, service, clock or SystemClock(),
                                               request_log, refresh_lease)
     register_rate_limit(app, settings)
+    register_http_caching(app)
     register_api(app)
     if settings.uses_sandbox:
         logger.warning(
@@ -200,7 +202,8 @@ def build_refresh(app: Flask, settings: Settings, service: QuoteService, clock: 
     return RefreshAhead(demand=demand, refresher=refresher)
 
 
-def build_cache(app: Flask, settings: Settings, renderer: QuoteRenderer, clock: Clock) -> QuoteCache:
+def build_cache(app: Flask, settings: Settings, renderer: QuoteRenderer,
+                clock: Clock) -> QuoteCache:
     """The shared cache; with memcached, each quote cached also leaves its ready answer there for
     nginx's fast path (deploy/nginx.conf), rendered by the same renderer as the app's."""
     edge = (EdgeDocuments(settings.memcached_servers, renderer.render_cached)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from flask_smorest.error_handler import ErrorSchema
 
+from src.entrypoints.http_caching import CACHE_HEADERS, quotes_response
 from src.entrypoints.observability import observe_answer
 from src.entrypoints.refresh_ahead import note_requested
 from src.entrypoints.schemas import QuoteQueryArgsSchema, QuotesResponseSchema
@@ -69,7 +70,13 @@ _RETRY_AFTER = {
 class Quotes(MethodView):
     @blp.arguments(QuoteQueryArgsSchema(), location="query", as_kwargs=True)  # one instance, not one per request
     @blp.response(200, QuotesResponseSchema, description="Quotes of the coins that exist.",
-                  example=QUOTES_EXAMPLE)
+                  example=QUOTES_EXAMPLE, headers=CACHE_HEADERS)
+    @blp.alt_response(
+        304,
+        description="The answer is unchanged since the `ETag` sent in `If-None-Match` (no body;"
+        " never for an answer with `convert`).",
+        headers=CACHE_HEADERS,
+    )
     @blp.alt_response(
         404,
         schema=ErrorSchema,
@@ -132,5 +139,6 @@ class Quotes(MethodView):
         answer = services.service.get_quotes(symbol, convert)
         note_requested(answer)
         observe_answer(answer)
-        return Response(services.renderer.render(answer), mimetype="application/json")
+        return quotes_response(services.renderer.render(answer), answer, request,
+                               services.service.clock.now(), services.settings.cache_ttl_seconds)
 

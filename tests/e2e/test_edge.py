@@ -82,11 +82,17 @@ def edge(e2e_dir, fake_cmc_process, e2e_database_url) -> Iterator[EdgeStack]:
 
 
 def test_a_cached_coin_is_served_by_nginx_alone_while_every_gunicorn_is_stopped(edge):
+    for _ in range(4):  # warm both workers (first connections, first call), so timing is tight
+        requests.get(f"http://127.0.0.1:{edge.port}/api/v1/quotes?symbol=SOL", timeout=10)
+    asked_at = time.monotonic()
     first = requests.get(edge.nginx.url + "/api/v1/quotes?symbol=BTC", timeout=10)
     assert first.status_code == 200
-    cached_at = time.monotonic()
+    cached_at = time.monotonic()  # the entry was written before this, and after `asked_at`
     from_cache = requests.get(f"http://127.0.0.1:{edge.port}/api/v1/quotes?symbol=btc", timeout=10)
     assert from_cache.json()["data"]["BTC"]["source"] == "cache"
+    # The app's own answer promises no more than what remains of the entry (TTL s from `first`).
+    promised = int(from_cache.headers["Cache-Control"].removeprefix("public, max-age="))
+    assert promised <= TTL - (time.monotonic() - cached_at)
     # The app wrote its answer to EVERY memcached server: nginx may ask either.
     assert edge.edge_documents() == [from_cache.content, from_cache.content]
 
@@ -98,6 +104,9 @@ def test_a_cached_coin_is_served_by_nginx_alone_while_every_gunicorn_is_stopped(
         assert served.headers["Content-Type"] == "application/json"
         assert served.headers["Cache-Control"] == "public, max-age=0"
         assert served.headers["X-Request-ID"]
+        # nginx gzips it for clients that accept it (requests does), and says so.
+        assert served.headers["Content-Encoding"] == "gzip"
+        assert served.headers["Vary"] == "Accept-Encoding"
     given = requests.get(edge.nginx.url + "/api/v1/quotes?symbol=btc", timeout=5,
                          headers={"X-Request-ID": "edge-rid-1"})
     assert given.headers["X-Request-ID"] == "edge-rid-1"
@@ -118,7 +127,7 @@ def test_a_cached_coin_is_served_by_nginx_alone_while_every_gunicorn_is_stopped(
     for _ in range(4):
         served = requests.get(edge.nginx.url + "/api/v1/quotes?symbol=btc", timeout=5)
         assert served.status_code == 200 and served.content == from_cache.content
-    assert time.monotonic() - cached_at < TTL, "the checks outlived the entry: raise TTL"
+    assert time.monotonic() - asked_at < TTL, "the checks outlived the entry: raise TTL"
 
     # After the entry's lifetime the fast path misses and only the app can answer.
     time.sleep(max(0.0, cached_at + TTL + 1.5 - time.monotonic()))
@@ -129,3 +138,26 @@ def test_a_cached_coin_is_served_by_nginx_alone_while_every_gunicorn_is_stopped(
     assert again.status_code == 200
     assert again.json()["data"]["BTC"]["source"] in {"database", "provider"}
     assert edge.logged(" by=app", "rid=edge-rid-2")
+
+
+def test_nginx_limits_each_client_in_the_apis_json_and_exposes_its_counters(e2e_dir, edge):
+    """The fast path never reaches the app's RATE_LIMIT: nginx's limit_req stands in for it."""
+    tight = start_nginx(
+        [f"127.0.0.1:{edge.port}"], e2e_dir / "edge-nginx-tight",
+        edit=lambda text: text.replace("rate=50r/s", "rate=1r/m").replace("burst=100", "burst=2"),
+        memcached=[s.address for s in edge.memcached])
+    try:
+        answers = [requests.get(tight.url + "/api/v1/quotes?symbol=btc", timeout=10)
+                   for _ in range(5)]
+        status = requests.get(tight.url + "/nginx_status", timeout=5)
+    finally:
+        stop(tight.process, signal.SIGQUIT)
+
+    refused = answers[3:]  # one at the rate, two in the burst
+    assert [r.status_code for r in refused] == [429, 429]
+    for response in refused:
+        assert response.json()["code"] == 429
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["Retry-After"]
+        assert response.headers["X-Request-ID"]
+    assert status.status_code == 200 and status.text.startswith("Active connections:")
