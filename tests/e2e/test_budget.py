@@ -1,0 +1,227 @@
+"""Issue 11's acceptance for the credit budget and freshness, against the real processes: gunicorn
+with several workers, memcached, PostgreSQL and the fake CoinMarketCap enforcing a plan."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import psycopg2
+import pytest
+import requests
+from sqlalchemy.engine import make_url
+
+from src.adapters.cache_keys import cache_key
+from tests.e2e.conftest import E2E_KEY, Process, base_env, migrate, service_env, spawn, start_gunicorn
+from tests.integration.conftest import MemcachedProbe
+from tests.servers import free_port, stop
+
+
+@dataclass
+class BudgetStack:
+    """A fake CoinMarketCap with a plan, and coinquote under gunicorn in front of it."""
+
+    fake: Process
+    api: Process
+    http: requests.Session
+
+    def get(self, query: str) -> requests.Response:
+        return self.http.get(f"{self.api.url}/api/v1/quotes?{query}", timeout=30)
+
+    def fake_usage(self) -> dict:
+        return self.http.get(self.fake.url + "/__fake__/usage").json()
+
+    def quote_calls(self) -> list[dict]:
+        return [c for c in self.http.get(self.fake.url + "/__fake__/calls").json()["calls"]
+                if c["path"].endswith("quotes/latest")]
+
+    def usage(self) -> dict:
+        return self.http.get(self.api.url + "/usage").json()
+
+
+@pytest.fixture(scope="module")
+def budget_database(e2e_database_url, memcached_servers) -> str:
+    migrated = migrate(service_env("http://127.0.0.1:9", e2e_database_url, memcached_servers))
+    assert migrated.returncode == 0, migrated.stderr
+    return e2e_database_url
+
+
+@pytest.fixture
+def start_stack(e2e_dir, budget_database, memcached_servers, flush_memcached) -> Iterator:
+    """Start a fake with `plan_flags` and gunicorn with `env` over it; both stopped afterwards."""
+    started: list[Process] = []
+    sessions: list[requests.Session] = []
+
+    def start(plan_flags: tuple[str, ...] = (), workers: int = 3, **env: str) -> BudgetStack:
+        name = uuid.uuid4().hex[:6]
+        port = free_port()
+        fake = spawn([sys.executable, "-m", "tests.fake_cmc", "--port", str(port), "--api-key", E2E_KEY,
+                      *plan_flags], base_env(), port, e2e_dir / f"budget-fake-{name}.log")
+        started.append(fake)
+        api_env = {**service_env(fake.url, budget_database, memcached_servers),
+                   "REFRESH_WINDOW_SECONDS": "0", **env}
+        api = start_gunicorn(api_env, e2e_dir / f"budget-gunicorn-{name}.log", workers=workers)
+        started.append(api)
+        session = requests.Session()
+        sessions.append(session)
+        return BudgetStack(fake, api, session)
+
+    yield start
+    for session in sessions:
+        session.close()
+    for proc in reversed(started):
+        stop(proc.process)
+
+
+def fresh_symbols(count: int) -> list[str]:
+    """Synthetic coins nobody has stored or cached (the fake knows SYN<n> for any n)."""
+    base = int(uuid.uuid4().int % 900_000) + 1000
+    return [f"SYN{base + i}" for i in range(count)]
+
+
+def wait_for_a_fresh_minute(latest_second: int = 40) -> None:
+    """Start a burst early in a calendar minute, so it does not straddle two minutes' limits."""
+    second = datetime.now(UTC).second
+    if second > latest_second:
+        time.sleep(60 - second + 0.5)
+
+
+# -- 1. freshness -------------------------------------------------------------------------------
+
+
+def test_after_the_upstream_price_changes_and_the_max_age_passes_the_new_price_is_served(start_stack):
+    stack = start_stack(QUOTE_MAX_AGE_SECONDS="5")
+    first = stack.get("symbol=BTC")
+    stack.http.post(stack.fake.url + "/__fake__/prices", json={"BTC": "70123.45"}).raise_for_status()
+
+    time.sleep(6)
+    later = stack.get("symbol=BTC")
+
+    assert first.status_code == 200 and first.json()["data"]["BTC"]["quote"]["USD"]["price"] == 67250.12
+    assert later.status_code == 200
+    assert later.json()["data"]["BTC"]["quote"]["USD"]["price"] == 70123.45
+    assert later.json()["data"]["BTC"].get("stale") is not True
+
+
+def test_with_the_defaults_usage_reports_a_max_age_of_300(start_stack):
+    stack = start_stack()
+
+    usage = stack.usage()
+
+    assert usage["freshness"] == {"max_age_seconds": 300}
+    assert usage["plan"]["source"] == "key_info"
+
+
+# -- 3. the daily budget --------------------------------------------------------------------------
+
+
+def test_a_day_of_30_credits_is_never_overspent_and_usage_agrees_with_the_fake(start_stack):
+    stack = start_stack(("--daily-credits", "30"), QUOTE_MAX_AGE_SECONDS="2")
+    known = fresh_symbols(4)
+    assert stack.get("symbol=" + ",".join(known)).status_code == 200  # 1 credit
+    new = iter(fresh_symbols(200))
+
+    answers: dict[str, list[requests.Response]] = {"new": [], "known": [], "convert": []}
+    for i in range(200):
+        kind = ("new", "known", "known", "convert")[i % 4]
+        symbol = next(new) if kind == "new" else known[i % len(known)]
+        answers[kind].append(stack.get(f"symbol={symbol}" + ("&convert=EUR" if kind == "convert" else "")))
+        if i % 50 == 49:
+            time.sleep(2.1)  # let stored quotes age past QUOTE_MAX_AGE_SECONDS
+
+    fake = stack.fake_usage()
+    assert fake["refused"] == {}  # CoinMarketCap never had to answer 1008/1009/1010
+    assert fake["usage"]["current_day"]["credits_used"] <= 30
+    converted = [r.status_code for r in answers["convert"]]
+    assert 0 < converted.count(200) <= 15  # CONVERT_CREDIT_SHARE 0.5 of 30
+    assert converted[-1] == 503
+    refused = [r for r in answers["convert"] + answers["new"] if r.status_code == 503]
+    assert refused and all(int(r.headers["Retry-After"]) > 0 for r in refused)
+    assert all("credit budget is spent" in r.json()["message"] for r in refused)
+    assert [r.status_code for r in answers["known"]] == [200] * 100
+    assert any(r.json()["data"][s].get("stale") for r in answers["known"] for s in r.json()["data"])
+    assert {r.status_code for r in answers["new"]} <= {200, 503}
+    assert stack.usage()["today"]["credits_used"] == fake["usage"]["current_day"]["credits_used"]
+
+
+# -- 4. the minute's calls ------------------------------------------------------------------------
+
+
+def test_at_5_calls_a_minute_20_new_symbols_cause_at_most_5_calls_and_503s_not_upstream_429s(start_stack):
+    stack = start_stack(("--calls-per-minute", "5"))
+    wait_for_a_fresh_minute()
+
+    answers = [stack.get(f"symbol={symbol}") for symbol in fresh_symbols(20)]
+
+    fake = stack.fake_usage()
+    assert fake["refused"] == {}
+    assert fake["usage"]["current_minute"]["requests_made"] <= 5  # key info counts too
+    assert len(stack.quote_calls()) <= 5
+    refused = [a for a in answers if a.status_code != 200]
+    assert len(refused) >= 15
+    assert all(a.status_code == 503 and 0 < int(a.headers["Retry-After"]) <= 60 for a in refused)
+    assert all("credit budget is spent" in a.json()["message"] for a in refused)
+
+
+# -- 5. CoinMarketCap's own verdict -----------------------------------------------------------------
+
+
+def test_an_injected_1009_stops_every_process_until_the_reset_the_fake_reports(start_stack):
+    stack = start_stack(QUOTE_MAX_AGE_SECONDS="1")
+    stored = fresh_symbols(3)
+    assert stack.get("symbol=" + ",".join(stored)).status_code == 200
+    time.sleep(1.5)
+    stack.http.post(stack.fake.url + "/__fake__/verdict", json={"error_code": 1009, "seconds": 12})
+
+    during = [stack.get(f"symbol={stored[i % 3]}") for i in range(30)]
+    new_symbol = stack.get(f"symbol={fresh_symbols(1)[0]}")
+    refused_by_fake = stack.fake_usage()["refused"]
+    time.sleep(13)
+    after = stack.get(f"symbol={stored[0]}")
+
+    assert [a.status_code for a in during] == [200] * 30
+    assert all(next(iter(a.json()["data"].values()))["stale"] is True for a in during)
+    assert refused_by_fake == {"1009": 1}  # one call learnt the verdict; nobody called again
+    assert new_symbol.status_code == 503 and 0 < int(new_symbol.headers["Retry-After"]) <= 12
+    assert after.status_code == 200
+    assert after.json()["data"][stored[0]].get("stale") is not True
+
+
+# -- 6. conversions share a call, and stay live ---------------------------------------------------------
+
+
+def test_20_identical_conversions_at_once_make_at_most_2_calls_and_nothing_is_kept(
+        start_stack, budget_database, memcached_servers):
+    stack = start_stack(workers=2, GUNICORN_THREADS="32")  # room for all 20 in either worker
+    wait_for_a_fresh_minute(50)  # the governor's counter of a new minute is a memcached write
+    assert stack.get("symbol=BTC&convert=EUR").status_code == 200  # BTC cached, EUR known
+    stack.http.delete(stack.fake.url + "/__fake__/calls")
+    stack.http.post(stack.fake.url + "/__fake__/latency", json={"seconds": 1.0})
+    probe = MemcachedProbe(memcached_servers)
+    sets_before = probe.sets()
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda _: requests.get(
+            f"{stack.api.url}/api/v1/quotes?symbol=BTC&convert=EUR", timeout=30), range(20)))
+
+    calls = stack.quote_calls()
+    assert [a.status_code for a in answers] == [200] * 20
+    exact = Decimal("67250.12") * (Decimal(1) / Decimal("1.08"))  # as the fake computes it
+    prices = {json.loads(a.text, parse_float=Decimal)["data"]["BTC"]["quote"]["EUR"]["price"] for a in answers}
+    assert prices == {exact}
+    assert 1 <= len(calls) <= 2 and all(c["params"].get("convert") == "EUR" for c in calls)
+    assert probe.get_everywhere(f"coinquote:{cache_key('EUR', 'BTC')}") == [None] * len(memcached_servers)
+    assert probe.sets() == sets_before
+    probe.close()
+    url = make_url(budget_database)
+    with psycopg2.connect(host=url.host, port=url.port, user=url.username, password=url.password,
+                          dbname=url.database) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM quotes WHERE currency <> 'USD'")
+        assert cur.fetchone()[0] == 0
