@@ -2,9 +2,12 @@
 
 Starts throwaway PostgreSQL and memcached, the fake CoinMarketCap (answering at once),
 coinquote under gunicorn with gunicorn.conf.py, a second coinquote whose cache never hits
-(for the database path), and the baseline app (bench/baseline.py) under the same
-gunicorn.conf.py. Then it interleaves wrk runs (baseline, each scenario, baseline, ...) and
-prints medians. `--soak` adds a mixed-traffic run that samples worker memory.
+(for the database path), the baseline app (bench/baseline.py) under the same
+gunicorn.conf.py, and nginx with deploy/nginx.conf twice: as shipped (the fast path, plus a
+static copy of the same body: the ceiling) and without the fast path (the app's cache hit
+through nginx). Then it interleaves wrk runs (baseline, each scenario, baseline, ...), prints
+medians and the issue's target ratios. `--soak` adds a mixed-traffic run that samples worker
+memory.
 
     python -m bench.run [--duration 5] [--rounds 3] [--connections 32] [--soak 300]
 """
@@ -27,10 +30,23 @@ from pathlib import Path
 
 import requests
 
+from tests.e2e.conftest import render_nginx_conf
 from tests.servers import Memcached, Postgres, free_port, stop, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench-key-not-secret"
+STATIC = "nginx static file, same body (ceiling)"
+FAST_PATH = "nginx fast path (memcached), 1 symbol"
+APP_VIA_NGINX = "cache hit through nginx (no fast path)"
+CACHE_HIT = "cache hit, 1 symbol"
+DATABASE_HIT = "database hit, 1 symbol"
+# Issue 12's targets, each a ratio of two scenarios measured in the same run.
+TARGETS = [
+    ("fast path / nginx static", FAST_PATH, STATIC, 0.50),
+    ("fast path / cache hit through nginx", FAST_PATH, APP_VIA_NGINX, 10.0),
+    ("cache hit / floor", CACHE_HIT, "baseline", 0.65),
+    ("database hit / floor", DATABASE_HIT, "baseline", 0.35),
+]
 FIFTY = ",".join(f"SYN{i}" for i in range(1, 51))
 
 # Each request asks for 50 synthetic coins nobody has seen: the provider path every time.
@@ -118,6 +134,37 @@ def gunicorn(target: str, env: dict[str, str], log: Path) -> tuple[subprocess.Po
     return process, f"http://127.0.0.1:{port}"
 
 
+def nginx(upstream: str, memcached: str, workdir: Path, edit=None) -> tuple[subprocess.Popen, str]:
+    """deploy/nginx.conf as the e2e tests run it (local ports, files in `workdir`), without the
+    per-client limit (one benchmark client would hit it), then passed through `edit`."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    workdir.mkdir()
+    workdir.chmod(0o777)  # its workers run unprivileged when the master is root
+    port = free_port()
+    text = render_nginx_conf([upstream], port, workdir, [memcached])
+    text = "\n".join(line for line in text.splitlines() if "limit_req zone=" not in line)
+    conf = workdir / "nginx.conf"
+    conf.write_text(edit(text) if edit else text)
+    process = spawn([binary, "-c", str(conf), "-e", str(workdir / "startup.log"), "-g", "daemon off;"],
+                    {}, port, workdir / "stdout.log")
+    return process, f"http://127.0.0.1:{port}"
+
+
+def with_static_copy(path: Path):
+    """An edit adding `/bench/static.json`: nginx serving `path` from disk (the ceiling)."""
+    def edit(text: str) -> str:
+        location = (f"        location = /bench/static.json {{\n"
+                    f"            default_type application/json;\n"
+                    f"            alias {path};\n        }}\n\n        location / {{")
+        return text.replace("        location / {", location, 1)
+    return edit
+
+
+def without_fast_path(text: str) -> str:
+    """deploy/nginx.conf as it was before the fast path: every quotes request reaches the app."""
+    return text.replace("location = /api/v1/quotes {", "location = /bench/no-fast-path {", 1)
+
+
 def worker_rss_kib(master: subprocess.Popen) -> int:
     """Total resident memory of the gunicorn workers (children of the master)."""
     children = subprocess.run(["ps", "--ppid", str(master.pid), "-o", "rss="], capture_output=True,
@@ -147,6 +194,7 @@ def main() -> None:
         sys.exit("wrk is needed: apt-get install -y wrk")
 
     workdir = Path(tempfile.mkdtemp(prefix="coinquote-bench-"))
+    workdir.chmod(0o755)  # nginx's unprivileged workers reach their files below it
     postgres, memcached = Postgres().start(), Memcached().start()
     processes: list[subprocess.Popen] = []
     try:
@@ -171,18 +219,36 @@ def main() -> None:
         processes += [app, dbhit, baseline]
 
         # Warm up: fetch (stores and caches), and give the baseline the same BTC document.
-        btc = requests.get(app_url + "/api/v1/quotes?symbol=BTC", timeout=10)
-        requests.get(app_url + f"/api/v1/quotes?symbol={FIFTY}", timeout=10).raise_for_status()
-        requests.get(dbhit_url + "/api/v1/quotes?symbol=BTC", timeout=10).raise_for_status()
+        btc = requests.get(app_url + "/api/v1/quotes?symbol=BTC", timeout=60)
+        requests.get(app_url + f"/api/v1/quotes?symbol={FIFTY}", timeout=60).raise_for_status()
+        requests.get(dbhit_url + "/api/v1/quotes?symbol=BTC", timeout=60).raise_for_status()
         from pymemcache.client.base import Client
 
         host, _, port = memcached.address.rpartition(":")
         Client((host, int(port))).set("baseline:BTC", btc.content, expire=0)
+        # The static copy is the app's answer from the cache, the bytes the fast path serves.
+        hit = requests.get(app_url + "/api/v1/quotes?symbol=BTC", timeout=60)
+        assert hit.json()["data"]["BTC"]["source"] == "cache", hit.text
+        (workdir / "btc.json").write_bytes(hit.content)
+        (workdir / "btc.json").chmod(0o644)
+        app_address = app_url.removeprefix("http://")
+        edge, edge_url = nginx(app_address, memcached.address, workdir / "nginx-edge",
+                               with_static_copy(workdir / "btc.json"))
+        plain, plain_url = nginx(app_address, memcached.address, workdir / "nginx-plain",
+                                 without_fast_path)
+        processes += [edge, plain]
+        fast = requests.get(edge_url + "/api/v1/quotes?symbol=BTC", timeout=10)
+        assert fast.content == hit.content and fast.headers["Cache-Control"].endswith("=0"), fast.headers
+        assert requests.get(edge_url + "/bench/static.json", timeout=10).content == hit.content
+        assert requests.get(plain_url + "/api/v1/quotes?symbol=BTC", timeout=10).headers["ETag"]
 
         scenarios = [
-            ("cache hit, 1 symbol", app_url + "/api/v1/quotes?symbol=BTC", None),
+            (STATIC, edge_url + "/bench/static.json", None),
+            (FAST_PATH, edge_url + "/api/v1/quotes?symbol=BTC", None),
+            (APP_VIA_NGINX, plain_url + "/api/v1/quotes?symbol=BTC", None),
+            (CACHE_HIT, app_url + "/api/v1/quotes?symbol=BTC", None),
             ("cache hit, 50 symbols", app_url + f"/api/v1/quotes?symbol={FIFTY}", None),
-            ("database hit, 1 symbol", dbhit_url + "/api/v1/quotes?symbol=BTC", None),
+            (DATABASE_HIT, dbhit_url + "/api/v1/quotes?symbol=BTC", None),
             ("provider path, 50 new symbols", app_url + "/api/v1/quotes", PROVIDER_LUA),
             ("convert=EUR, 1 symbol", app_url + "/api/v1/quotes?symbol=BTC&convert=EUR", None),
         ]
@@ -204,11 +270,13 @@ def main() -> None:
             print(f"round {round_number + 1}/{args.rounds} done", flush=True)
 
         report = summarise(runs)
+        ratios = target_ratios(report)
         soak = run_soak(app, app_url, args) if args.soak else None
         print_report(report, soak)
+        print_targets(ratios)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"machine": machine(), "args": vars(args),
-                                              "medians": report, "soak": soak,
+                                              "medians": report, "targets": ratios, "soak": soak,
                                               "runs": [asdict(r) for r in runs]}, indent=2))
         print(f"\nwritten to {args.out}; logs in {workdir}")
     finally:
@@ -232,6 +300,25 @@ def summarise(runs: list[Run]) -> dict[str, dict[str, float]]:
     for name, row in report.items():
         row["vs_baseline"] = row["rps"] / baseline
     return report
+
+
+def target_ratios(report: dict[str, dict[str, float]]) -> list[dict]:
+    """Each target's ratio from this run's medians (skipped when `--only` left a side out)."""
+    ratios = []
+    for name, numerator, denominator, target in TARGETS:
+        if numerator in report and denominator in report:
+            ratio = report[numerator]["rps"] / report[denominator]["rps"]
+            ratios.append({"target": name, "ratio": ratio, "wanted": target, "met": ratio >= target})
+    return ratios
+
+
+def print_targets(ratios: list[dict]) -> None:
+    print("\n| target | ratio | wanted | verdict |")
+    print("|---|---:|---:|---|")
+    for row in ratios:
+        shown = (lambda x: f"{x:.1f}×") if row["wanted"] >= 2 else (lambda x: f"{x:.0%}")
+        print(f"| {row['target']} | {shown(row['ratio'])} | ≥ {shown(row['wanted'])} "
+              f"| {'met' if row['met'] else '**missed**'} |")
 
 
 def run_soak(app: subprocess.Popen, url: str, args) -> dict[str, float]:
