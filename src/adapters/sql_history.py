@@ -1,10 +1,10 @@
-"""SqlHistoryRepository: bucketed history in one statement, and batched thinning (PostgreSQL, SQLite)."""
+"""SqlHistoryRepository: history bucketed in one statement and thinned in batches (SQL)."""
 
 from __future__ import annotations
 
 import functools
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -123,9 +123,9 @@ def history_statement(dialect: str, symbols: int, bucketed: bool, bounded_below:
         .subquery("kept")
     )
     return (
-        select(wanted.c.symbol, wanted.c.coin_id, _COINS.c.name, _COINS.c.symbol.label("coin_symbol"),
-               _COINS.c.slug, kept.c.fetched_at, kept.c.price, kept.c.volume_24h,
-               kept.c.market_cap, kept.c.quote_last_updated)
+        select(wanted.c.symbol, wanted.c.coin_id, _COINS.c.name,
+               _COINS.c.symbol.label("coin_symbol"), _COINS.c.slug, kept.c.fetched_at,
+               kept.c.price, kept.c.volume_24h, kept.c.market_cap, kept.c.quote_last_updated)
         .select_from(wanted)
         .join(_COINS, _COINS.c.id == wanted.c.coin_id)
         .outerjoin(kept, and_(kept.c.symbol == wanted.c.symbol,
@@ -151,8 +151,10 @@ def prune_statement(dialect: str, bucket_seconds: int) -> Any:
     q = _QUOTES
     ranked = (
         select(q.c.id, q.c.fetched_at,
-               func.row_number().over(partition_by=epoch_bucket(q.c.fetched_at, dialect, bucket_seconds),
-                                      order_by=_newest_first(q)).label("position"))
+               func.row_number()
+               .over(partition_by=epoch_bucket(q.c.fetched_at, dialect, bucket_seconds),
+                     order_by=_newest_first(q))
+               .label("position"))
         .where(q.c.coin_id == _param("coin_id", BigInteger()), q.c.currency == _param("currency"),
                q.c.fetched_at < _param("rank_before", UTCDateTime()))
         .subquery("ranked")
@@ -206,7 +208,7 @@ class SqlHistoryRepository(HistoryRepository):
         zones = {
             # (bucket, rank among rows before, delete within [from, before))
             "hourly": (HOUR, _ceil(hourly_from, HOUR), daily_before, hourly_from),
-            "daily": (DAY, _ceil(daily_before, DAY), datetime(1970, 1, 1, tzinfo=UTC), daily_before),
+            "daily": (DAY, _ceil(daily_before, DAY), from_epoch(0), daily_before),
         }
         deleted = {"hourly": 0, "daily": 0}
         batches = 0

@@ -200,13 +200,15 @@ class HistoryRepository(Protocol):
         """
 
 
-def newest_per_interval(rows: Iterable[tuple[datetime, Quote]], query: HistoryQuery) -> tuple[HistoryPoint, ...]:
+def newest_per_interval(rows: Iterable[tuple[datetime, Quote]],
+                        query: HistoryQuery) -> tuple[HistoryPoint, ...]:
     """The reference rule over one coin's rows in storage order (what the SQL computes)."""
     chosen: dict[object, tuple[datetime, int, Quote]] = {}
     for position, (fetched_at, quote) in enumerate(rows):
         if fetched_at > query.time_end or (query.time_start and fetched_at < query.time_start):
             continue
-        key = position if query.interval_seconds is None else bucket_of(fetched_at, query.interval_seconds)
+        seconds = query.interval_seconds
+        key = position if seconds is None else bucket_of(fetched_at, seconds)
         if key not in chosen or (fetched_at, position) > chosen[key][:2]:
             chosen[key] = (fetched_at, position, quote)
     kept = sorted(chosen.values(), key=lambda entry: entry[:2])[-query.count:]
@@ -229,13 +231,15 @@ class HistoryService:
         """History of `symbols` (normalised); raises InvalidHistoryParameter, UnknownSymbols
         (none was ever stored) or HistoryUnavailable."""
         if len(symbols) > MAX_HISTORY_SYMBOLS:
-            raise InvalidHistoryParameter("symbol", f"at most {MAX_HISTORY_SYMBOLS} symbols per request")
+            raise InvalidHistoryParameter("symbol",
+                                          f"at most {MAX_HISTORY_SYMBOLS} symbols per request")
         if not 1 <= count <= MAX_COUNT:
             raise InvalidHistoryParameter("count", f"must be between 1 and {MAX_COUNT}")
         end = time_end or self.clock.now()
         if time_start is not None and time_start > end:
             shown = "now" if time_end is None else _iso(end)
-            raise InvalidHistoryParameter("time_start", f"{_iso(time_start)} is after time_end ({shown})")
+            raise InvalidHistoryParameter("time_start",
+                                          f"{_iso(time_start)} is after time_end ({shown})")
         query = HistoryQuery(tuple(symbols), self.base_currency, end, time_start,
                              parse_interval(interval), count)
         try:

@@ -99,7 +99,8 @@ def render_history(answer: HistoryAnswer) -> str:
     encoder's generic walk was a third of the request's CPU."""
     coins = ",".join(
         f'"{symbol}":{{"id":{int(history.coin.id)},"name":{json.dumps(history.coin.name)},'
-        f'"symbol":{json.dumps(history.coin.symbol)},"quotes":[{",".join(map(_point, history.points))}]}}'
+        f'"symbol":{json.dumps(history.coin.symbol)},'
+        f'"quotes":[{",".join(map(_point, history.points))}]}}'
         for symbol, history in answer.data.items()  # symbols are [A-Z0-9] by construction
     )
     unknown = ",".join(f'"{symbol}"' for symbol in answer.unknown_symbols)
@@ -110,7 +111,8 @@ def _point(point: HistoryPoint) -> str:
     return (
         f'{{"timestamp":"{_time(point.fetched_at)}","quote":{{"{point.currency}":{{'
         f'"price":{_number(point.price)},"volume_24h":{_number(point.volume_24h)},'
-        f'"market_cap":{_number(point.market_cap)},"last_updated":"{_time(point.last_updated)}"}}}}}}'
+        f'"market_cap":{_number(point.market_cap)},'
+        f'"last_updated":"{_time(point.last_updated)}"}}}}}}'
     )
 
 
