@@ -4,6 +4,7 @@ with several workers, memcached, PostgreSQL and the fake CoinMarketCap enforcing
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 import uuid
@@ -19,7 +20,7 @@ import requests
 from sqlalchemy.engine import make_url
 
 from src.adapters.cache_keys import cache_key
-from tests.e2e.conftest import E2E_KEY, Process, base_env, migrate, service_env, spawn, start_gunicorn
+from tests.e2e.conftest import ROOT, E2E_KEY, Process, base_env, migrate, service_env, spawn, start_gunicorn
 from tests.integration.conftest import MemcachedProbe
 from tests.servers import free_port, stop
 
@@ -55,11 +56,14 @@ def budget_database(e2e_database_url, memcached_servers) -> str:
 
 @pytest.fixture
 def start_stack(e2e_dir, budget_database, memcached_servers, flush_memcached) -> Iterator:
-    """Start a fake with `plan_flags` and gunicorn with `env` over it; both stopped afterwards."""
+    """Start a fake with `plan_flags`, gunicorn with `env` over it, and with `refresher` the
+    refresher as its own process; all stopped afterwards."""
     started: list[Process] = []
+    refreshers: list[subprocess.Popen] = []
     sessions: list[requests.Session] = []
 
-    def start(plan_flags: tuple[str, ...] = (), workers: int = 3, **env: str) -> BudgetStack:
+    def start(plan_flags: tuple[str, ...] = (), workers: int = 3, refresher: bool = False,
+              **env: str) -> BudgetStack:
         name = uuid.uuid4().hex[:6]
         port = free_port()
         fake = spawn([sys.executable, "-m", "tests.fake_cmc", "--port", str(port), "--api-key", E2E_KEY,
@@ -69,6 +73,11 @@ def start_stack(e2e_dir, budget_database, memcached_servers, flush_memcached) ->
                    "REFRESH_WINDOW_SECONDS": "0", **env}
         api = start_gunicorn(api_env, e2e_dir / f"budget-gunicorn-{name}.log", workers=workers)
         started.append(api)
+        if refresher:
+            log = open(e2e_dir / f"budget-refresher-{name}.log", "ab")
+            refreshers.append(subprocess.Popen(
+                [sys.executable, "-m", "flask", "--app", "wsgi", "refresh"], cwd=ROOT, env=api_env,
+                stdout=log, stderr=subprocess.STDOUT))
         session = requests.Session()
         sessions.append(session)
         return BudgetStack(fake, api, session)
@@ -76,6 +85,8 @@ def start_stack(e2e_dir, budget_database, memcached_servers, flush_memcached) ->
     yield start
     for session in sessions:
         session.close()
+    for process in refreshers:
+        stop(process)
     for proc in reversed(started):
         stop(proc.process)
 
@@ -123,7 +134,8 @@ def test_with_the_defaults_usage_reports_a_max_age_of_300(start_stack):
 
 
 def test_a_day_of_30_credits_is_never_overspent_and_usage_agrees_with_the_fake(start_stack):
-    stack = start_stack(("--daily-credits", "30"), QUOTE_MAX_AGE_SECONDS="2")
+    stack = start_stack(("--daily-credits", "30"), refresher=True, QUOTE_MAX_AGE_SECONDS="2",
+                        REFRESH_WINDOW_SECONDS="900")
     known = fresh_symbols(4)
     assert stack.get("symbol=" + ",".join(known)).status_code == 200  # 1 credit
     new = iter(fresh_symbols(200))
@@ -174,22 +186,29 @@ def test_at_5_calls_a_minute_20_new_symbols_cause_at_most_5_calls_and_503s_not_u
 
 
 def test_an_injected_1009_stops_every_process_until_the_reset_the_fake_reports(start_stack):
-    stack = start_stack(QUOTE_MAX_AGE_SECONDS="1")
+    stack = start_stack(refresher=True, QUOTE_MAX_AGE_SECONDS="1", REFRESH_WINDOW_SECONDS="900",
+                        REFRESH_INTERVAL_SECONDS="2")
     stored = fresh_symbols(3)
     assert stack.get("symbol=" + ",".join(stored)).status_code == 200
     time.sleep(1.5)
-    stack.http.post(stack.fake.url + "/__fake__/verdict", json={"error_code": 1009, "seconds": 12})
+    stack.http.post(stack.fake.url + "/__fake__/verdict", json={"error_code": 1009, "seconds": 15})
+    stack.get(f"symbol={stored[0]}")  # a request or the refresher's next round meets the 1009
+    time.sleep(2.5)
 
+    calls_before = len(stack.quote_calls())
     during = [stack.get(f"symbol={stored[i % 3]}") for i in range(30)]
     new_symbol = stack.get(f"symbol={fresh_symbols(1)[0]}")
+    time.sleep(3)  # the refresher's rounds come and go
+    calls_after = len(stack.quote_calls())
     refused_by_fake = stack.fake_usage()["refused"]
-    time.sleep(13)
+    time.sleep(9)
     after = stack.get(f"symbol={stored[0]}")
 
+    assert calls_after == calls_before  # no process called while the verdict was in force
+    assert 1 <= refused_by_fake.get("1009", 0) <= 2  # what learnt it (a request, the refresher)
     assert [a.status_code for a in during] == [200] * 30
     assert all(next(iter(a.json()["data"].values()))["stale"] is True for a in during)
-    assert refused_by_fake == {"1009": 1}  # one call learnt the verdict; nobody called again
-    assert new_symbol.status_code == 503 and 0 < int(new_symbol.headers["Retry-After"]) <= 12
+    assert new_symbol.status_code == 503 and 0 < int(new_symbol.headers["Retry-After"]) <= 15
     assert after.status_code == 200
     assert after.json()["data"][stored[0]].get("stale") is not True
 
