@@ -74,6 +74,12 @@ class QuoteService:
     deadline of `upstream_budget_seconds`. A conversion costs one more provider call and is
     never cached or stored; whether a conversion currency exists is remembered.
 
+    On a credit budget (`governor`): each provider call is reserved first with its purpose
+    (request or convert); CoinMarketCap's limit verdicts are passed on to the governor so every
+    process honours them. A quote older than `max_age` counts as missing (no cache entry outlives
+    it); when no call is allowed, or the call fails, it is served marked stale. Identical
+    conversions in flight at once in this process share one call.
+
     The provider is called in exactly two places, `_call_symbols` and `_call_ids`.
     """
 
