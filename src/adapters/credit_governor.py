@@ -27,6 +27,7 @@ REQUEST_RESERVE_SHARE = 0.10  # of the day's credits, kept for symbols with noth
 MIN_REFRESH_INTERVAL_SECONDS = 60.0  # CoinMarketCap updates a quote about once a minute
 KEY_INFO_EVERY_SECONDS = 300.0
 LIMIT_CODES = frozenset({1008, 1009, 1010, 1011})
+ELSEWHERE = "elsewhere"  # credits CoinMarketCap counted today that no reservation here did
 
 _PREFIX = "coinquote:credits:v1"
 _LOCAL_MEMO_SECONDS = 30.0  # how long a process trusts the shared key-info note it last read
@@ -213,6 +214,7 @@ class LimitsCreditGovernor(CreditGovernor):
                 "credits_used": total,
                 "credits_left": max(0, plan.daily_credits - total),
                 "by_purpose": {p.value: used[p] for p in Purpose},
+                "spent_elsewhere": used[ELSEWHERE],
                 "request_reserve": _request_reserve(plan),
                 "convert_cap": max(0, self._convert_cap(plan, used)),
                 "resets_at": self._daily_reset(now, fresh=False)[0],
@@ -251,7 +253,7 @@ class LimitsCreditGovernor(CreditGovernor):
             raise _spent(self._daily_reset(now, fresh=False)[0] - now, refusal)
 
     def _day_refusal(self, purpose: Purpose, credits: int, plan: Plan,
-                     used: dict[Purpose, int]) -> str | None:
+                     used: dict[Purpose | str, int]) -> str | None:
         total = sum(used.values()) + credits
         if purpose is Purpose.REQUEST:
             return None if total <= plan.daily_credits else "today's credits are used"
@@ -261,21 +263,35 @@ class LimitsCreditGovernor(CreditGovernor):
             return f"conversions may use {self.convert_credit_share:.0%} of the day's credits"
         return None
 
-    def _convert_cap(self, plan: Plan, used: dict[Purpose, int]) -> int:
+    def _convert_cap(self, plan: Plan, used: dict[Purpose | str, int]) -> int:
         overflow = max(0, used[Purpose.REQUEST] - _request_reserve(plan))
         return math.floor(plan.daily_credits * self.convert_credit_share) - overflow
 
-    def _used(self, board: _Board, now: datetime) -> dict[Purpose, int]:
-        purposes = list(Purpose)
-        return dict(zip(purposes, board.counts([self._day_key(now, p) for p in purposes]), strict=True))
+    def _used(self, board: _Board, now: datetime) -> dict[Purpose | str, int]:
+        """Today's credits by purpose, and under ELSEWHERE those CoinMarketCap counted that we
+        did not (its key info said so: another client of the key, counters lost to a restart)."""
+        kinds: list[Purpose | str] = [*Purpose, ELSEWHERE]
+        return dict(zip(kinds, board.counts([self._day_key(now, k) for k in kinds]), strict=True))
+
+    def _catch_up(self, board: _Board, info: KeyInfo) -> None:
+        """Count what CoinMarketCap says was spent today beyond our own count, as ELSEWHERE."""
+        now = self.clock.now()
+        same_day = info.daily_reset is None or abs(
+            (info.daily_reset - _next_midnight(now)).total_seconds()) < 60
+        if info.credits_used_today is None or not same_day:
+            return  # a plan whose day is not the UTC day: its count is not comparable to ours
+        missed = info.credits_used_today - sum(self._used(board, now).values())
+        if missed > 0:
+            logger.warning("CoinMarketCap counted %d credit(s) today that coinquote did not", missed)
+            board.add(self._day_key(now, ELSEWHERE), missed, ttl=2 * 86_400)
 
     @staticmethod
     def _minute_key(now: datetime) -> str:
         return f"{_PREFIX}:minute:{now:%Y%m%dT%H%M}"
 
     @staticmethod
-    def _day_key(now: datetime, purpose: Purpose) -> str:
-        return f"{_PREFIX}:day:{now:%Y%m%d}:{purpose.value}"
+    def _day_key(now: datetime, kind: Purpose | str) -> str:
+        return f"{_PREFIX}:day:{now:%Y%m%d}:{kind}"
 
     # -- CoinMarketCap's verdicts ---------------------------------------------------------------
 
@@ -349,6 +365,7 @@ class LimitsCreditGovernor(CreditGovernor):
                            type(exc).__name__)
             return known[1] if known else None
         board.write_note(key, _key_info_note(now, info), _MAX_TTL_SECONDS)
+        self._catch_up(board, info)
         return info
 
     # -- storage failures ----------------------------------------------------------------------

@@ -17,7 +17,7 @@ blp = Blueprint("usage", __name__, description="The CoinMarketCap credit budget 
 EXAMPLE = {
     "plan": {"daily_credits": 333, "calls_per_minute": 30, "source": "key_info"},
     "today": {"date": "2026-11-26", "credits_used": 120, "credits_left": 213,
-              "by_purpose": {"request": 12, "refresh": 100, "convert": 8},
+              "by_purpose": {"request": 12, "refresh": 100, "convert": 8}, "spent_elsewhere": 0,
               "request_reserve": 34, "convert_cap": 166, "resets_at": "2026-11-27T00:00:00.000Z"},
     "minute": {"calls": 1, "calls_left": 29},
     "blocked": None,

@@ -26,6 +26,8 @@ class TodaySchema(Schema):
     credits_used = fields.Integer()
     credits_left = fields.Integer()
     by_purpose = fields.Nested(ByPurposeSchema)
+    spent_elsewhere = fields.Integer(metadata={
+        "description": "Credits CoinMarketCap counted today beyond coinquote's own count (key info)."})
     request_reserve = fields.Integer(
         metadata={"description": "Credits only symbols with nothing stored may use."})
     convert_cap = fields.Integer(metadata={"description": "Credits conversions may use today."})

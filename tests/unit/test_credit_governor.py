@@ -321,3 +321,24 @@ def test_a_failing_storage_counts_in_process_and_never_raises_but_budget_spent()
 
     assert allowed == 20
     assert gov.usage()["blocked"]["upstream_code"] == 1008
+
+
+def test_credits_coinmarketcap_counted_beyond_ours_are_counted_too():
+    # memcached restarted, or another client shares the key: key info knows better.
+    reader = KeyInfoReader(KeyInfo(daily_credits=20, calls_per_minute=30, credits_used_today=15,
+                                   daily_reset=MIDNIGHT + timedelta(days=1)))
+    gov = governor(daily_credits=None, calls_per_minute=None, read_key_info=reader)
+
+    allowed = spend(gov, Purpose.REQUEST, 10)
+
+    assert allowed == 5
+    assert gov.usage()["today"]["spent_elsewhere"] == 15
+    assert gov.usage()["today"]["credits_used"] == 20
+
+
+def test_a_plan_whose_day_is_not_the_utc_day_is_not_caught_up():
+    reader = KeyInfoReader(KeyInfo(daily_credits=20, calls_per_minute=30, credits_used_today=15,
+                                   daily_reset=NOON + timedelta(hours=3)))
+    gov = governor(daily_credits=None, calls_per_minute=None, read_key_info=reader)
+
+    assert spend(gov, Purpose.REQUEST, 25) == 20
