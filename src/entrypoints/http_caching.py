@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask import Flask, Request, Response
 
@@ -33,35 +33,40 @@ def etag_of(body: bytes) -> str:
     return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
 
 
-def max_age(answer: QuoteAnswer, now: datetime, cache_ttl_seconds: int) -> int:
+def max_age(answer: QuoteAnswer, now: datetime, cache_ttl_seconds: int,
+            quote_max_age: timedelta | None = None) -> int:
     """Seconds a client may reuse `answer`: the shortest remaining cache lifetime of its quotes.
 
     A quote read from the cache lives until its entry's recorded expiry (0 when the entry has
-    none); one just read from the database or fetched was cached moments ago for
-    `cache_ttl_seconds`, of which less than the full count of whole seconds remains; a stale
-    quote is 0.
+    none). One just read from the database or fetched was cached moments ago for
+    `cache_ttl_seconds`, or less when its `quote_max_age` ends sooner (the service shortens the
+    entry's TTL so); a second is taken off for the moments already gone. A stale quote is 0.
     """
-    seconds = cache_ttl_seconds - 1
+    seconds = float(cache_ttl_seconds)
     for served in answer.quotes.values():
         if served.stale:
             return 0
+        quote = served.coin_quote
         if served.source is Source.CACHE:
-            until = served.coin_quote.cached_until
-            if until is None:
+            if quote.cached_until is None:
                 return 0
-            seconds = min(seconds, math.floor((until - now).total_seconds()))
-    return max(0, seconds)
+            seconds = min(seconds, math.floor((quote.cached_until - now).total_seconds()))
+        else:
+            fresh_for = cache_ttl_seconds if quote_max_age is None else math.floor(
+                (quote.fetched_at + quote_max_age - now).total_seconds())
+            seconds = min(seconds, min(cache_ttl_seconds, fresh_for) - 1)
+    return max(0, int(seconds))
 
 
 def quotes_response(body: str, answer: QuoteAnswer, request: Request, now: datetime,
-                    cache_ttl_seconds: int) -> Response:
+                    cache_ttl_seconds: int, quote_max_age: timedelta | None = None) -> Response:
     """The 200 (or 304) of GET /api/v1/quotes with its caching headers."""
     if answer.convert is not None:  # a live conversion is never reused
         return Response(body, mimetype="application/json", headers={"Cache-Control": NO_STORE})
     data = body.encode()
     etag = etag_of(data)
-    headers = {"Cache-Control": f"public, max-age={max_age(answer, now, cache_ttl_seconds)}",
-               "ETag": etag}
+    seconds = max_age(answer, now, cache_ttl_seconds, quote_max_age)
+    headers = {"Cache-Control": f"public, max-age={seconds}", "ETag": etag}
     # If-None-Match compares weakly (RFC 9110): nginx weakens the ETag when it gzips.
     if request.if_none_match.contains_weak(etag[1:-1]):
         return Response(status=304, headers=headers)

@@ -139,6 +139,7 @@ class Quotes(MethodView):
         answer = services.service.get_quotes(symbol, convert)
         note_requested(answer)
         observe_answer(answer)
+        service = services.service
         return quotes_response(services.renderer.render(answer), answer, request,
-                               services.service.clock.now(), services.settings.cache_ttl_seconds)
+                               service.clock.now(), service.cache_ttl_seconds, service.max_age)
 

@@ -200,3 +200,24 @@ def test_a_cached_quote_keeps_its_value_whatever_its_expiry():
     later = replace(BTC, cached_until=T0)
 
     assert later == BTC  # the expiry is about the entry, not the quote
+
+
+def test_a_stored_quote_near_its_max_age_promises_only_what_freshness_remains(provider, cache):
+    """The service caches such a quote only until its max age ends; max-age says no more."""
+    clock = FixedClock(T0 + timedelta(seconds=250))
+    cache.clock = clock
+    repo = InMemoryQuoteRepository(rows=[("BTC", coin_quote("BTC", 1, "60000"))])  # at T0
+    app = create_app(Settings(cmc_api_key="k", cmc_base_url="http://127.0.0.1:9",
+                              cache_ttl_seconds=60, quote_max_age_seconds=300),
+                     provider=provider, repository=repo, cache=cache, clock=clock)
+    app.test_client_class = NoServerErrorClient
+    client = app.test_client()
+
+    stored = client.get("/api/v1/quotes?symbol=BTC")
+    clock.advance(20)
+    hit = client.get("/api/v1/quotes?symbol=BTC")
+
+    assert stored.get_json()["data"]["BTC"]["source"] == "database"
+    assert cache.sets[-1][1] == 50  # the entry lives 50 s, not 60
+    assert max_age_of(stored) == 49
+    assert (hit.get_json()["data"]["BTC"]["source"], max_age_of(hit)) == ("cache", 30)
