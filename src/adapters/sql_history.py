@@ -146,16 +146,20 @@ def history_parameters(query: HistoryQuery) -> dict[str, Any]:
 
 
 def prune_statement(dialect: str, bucket_seconds: int) -> Any:
-    """One batch of one coin and currency: delete up to :batch rows in [:zone_from, :zone_before)
-    that are not the newest of their epoch-aligned bucket among the rows before :rank_before."""
+    """One batch of one coin: delete up to :batch rows in [:zone_from, :zone_before) that are not
+    the newest of their currency and epoch-aligned bucket among the rows before :rank_before.
+
+    Ranking over every row of the bucket (not only those in the zone) means a bucket that
+    straddles a cutoff keeps just its newest row, wherever it lies."""
     q = _QUOTES
     ranked = (
         select(q.c.id, q.c.fetched_at,
                func.row_number()
-               .over(partition_by=epoch_bucket(q.c.fetched_at, dialect, bucket_seconds),
+               .over(partition_by=(q.c.currency,
+                                   epoch_bucket(q.c.fetched_at, dialect, bucket_seconds)),
                      order_by=_newest_first(q))
                .label("position"))
-        .where(q.c.coin_id == _param("coin_id", BigInteger()), q.c.currency == _param("currency"),
+        .where(q.c.coin_id == _param("coin_id", BigInteger()),
                q.c.fetched_at < _param("rank_before", UTCDateTime()))
         .subquery("ranked")
     )
@@ -213,20 +217,16 @@ class SqlHistoryRepository(HistoryRepository):
         deleted = {"hourly": 0, "daily": 0}
         batches = 0
         try:
-            pairs = self.session.execute(
-                select(_QUOTES.c.coin_id, _QUOTES.c.currency)
-                .where(_QUOTES.c.fetched_at < hourly_from)
-                .distinct()
-                .order_by(_QUOTES.c.coin_id, _QUOTES.c.currency)
-            ).all()
+            # The coins table is small; a DISTINCT over the history would read all of it.
+            coin_ids = self.session.scalars(select(_COINS.c.id).order_by(_COINS.c.id)).all()
             self.session.commit()
             for zone, (seconds, rank_before, zone_from, zone_before) in zones.items():
                 statement = prune_statement(dialect, seconds)
-                for coin_id, currency in pairs:
+                for coin_id in coin_ids:
                     while True:
                         result = self.session.execute(statement, {
-                            "coin_id": coin_id, "currency": currency, "rank_before": rank_before,
-                            "zone_from": zone_from, "zone_before": zone_before, "batch": batch_size,
+                            "coin_id": coin_id, "rank_before": rank_before, "zone_from": zone_from,
+                            "zone_before": zone_before, "batch": batch_size,
                         })
                         self.session.commit()  # one short transaction per batch
                         batches += 1

@@ -42,10 +42,10 @@ def fetch_times(engine) -> dict[int, list[datetime]]:
     return {coin: sorted(found) for coin, found in times.items()}
 
 
-def daily_answers(engine, symbols=("C1", "C2")) -> dict:
+def daily_answers(engine, symbols=("C1", "C2"), currency="USD") -> dict:
     with Session(engine) as session:
         found = SqlHistoryRepository(session).history(
-            HistoryQuery(tuple(symbols), "USD", NOW, None, 86400, 10_000))
+            HistoryQuery(tuple(symbols), currency, NOW, None, 86400, 10_000))
     return {s: [(p.fetched_at, p.price) for p in h.points] for s, h in found.items()}
 
 
@@ -97,6 +97,23 @@ def test_daily_answers_are_the_same_before_and_after_and_a_second_run_changes_no
     assert len(answers_before["C1"]) == 201
     assert second.deleted == 0
     assert fetch_times(backend.engine) == rows_after_first
+
+
+def test_each_currency_keeps_its_own_newest_per_period(backend):
+    generate_history(backend.engine, coins=1, days=120, step_minutes=60, now=NOW)
+    # The same fetches in EUR, inserted later: across currencies they would win every tie.
+    with backend.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO quotes (coin_id, lookup_symbol, currency, fetched_at, is_active, price,"
+            " quote_last_updated) SELECT coin_id, lookup_symbol, 'EUR', fetched_at, is_active,"
+            " price, quote_last_updated FROM quotes"))
+    before = {currency: daily_answers(backend.engine, ("C1",), currency) for currency in ("USD", "EUR")}
+
+    prune(backend.engine)
+
+    assert {currency: daily_answers(backend.engine, ("C1",), currency)
+            for currency in ("USD", "EUR")} == before
+    assert len(before["EUR"]["C1"]) == 121
 
 
 def test_prune_deletes_in_short_transactions_of_at_most_the_batch_size(backend):
