@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -48,6 +49,11 @@ def build_storage(memcached_servers: Sequence[str]) -> Storage:
         return MemcachedStorage("memcached://" + ",".join(memcached_servers),
                                 connect_timeout=0.5, timeout=0.5)
     return MemoryStorage()
+
+
+def budget_namespace(base_url: str, api_key: str) -> str:
+    """A short, stable name for the budget of one key on one host (the key itself never shows)."""
+    return hashlib.sha256(f"{base_url}\n{api_key}".encode()).hexdigest()[:12]
 
 
 class _Board:
@@ -140,7 +146,11 @@ class LimitsCreditGovernor(CreditGovernor):
         convert_credit_share: float = 0.5,
         refresh_interval_seconds: float | None = None,
         key_info_every_seconds: float = KEY_INFO_EVERY_SECONDS,
+        namespace: str = "",
     ) -> None:
+        # One budget per CoinMarketCap key (see budget_namespace): deployments or test stacks
+        # sharing a memcached with other keys never count against each other.
+        self._prefix = f"{_PREFIX}:{namespace}" if namespace else _PREFIX
         self.clock = clock
         self.read_key_info = read_key_info
         self.daily_credits = daily_credits
@@ -285,27 +295,25 @@ class LimitsCreditGovernor(CreditGovernor):
             logger.warning("CoinMarketCap counted %d credit(s) today that coinquote did not", missed)
             board.add(self._day_key(now, ELSEWHERE), missed, ttl=2 * 86_400)
 
-    @staticmethod
-    def _minute_key(now: datetime) -> str:
-        return f"{_PREFIX}:minute:{now:%Y%m%dT%H%M}"
+    def _minute_key(self, now: datetime) -> str:
+        return f"{self._prefix}:minute:{now:%Y%m%dT%H%M}"
 
-    @staticmethod
-    def _day_key(now: datetime, kind: Purpose | str) -> str:
-        return f"{_PREFIX}:day:{now:%Y%m%d}:{kind}"
+    def _day_key(self, now: datetime, kind: Purpose | str) -> str:
+        return f"{self._prefix}:day:{now:%Y%m%d}:{kind}"
 
     # -- CoinMarketCap's verdicts ---------------------------------------------------------------
 
     _SCOPES = ("minute", "day", "month")
 
     def _verdicts(self, board: _Board) -> list[tuple[datetime, int]]:
-        keys = [f"{_PREFIX}:verdict:{scope}" for scope in self._SCOPES]
+        keys = [f"{self._prefix}:verdict:{scope}" for scope in self._SCOPES]
         return [verdict for note in board.notes(keys) if (verdict := _verdict_from_note(note))]
 
     def _record_verdict(self, board: _Board, scope: str, code: int, until: datetime,
                         now: datetime, known: bool) -> None:
         """Share a verdict. A reset CoinMarketCap told (key info, Retry-After) replaces the one
         in force; a guessed one (the next UTC midnight or month) only extends it."""
-        key = f"{_PREFIX}:verdict:{scope}"
+        key = f"{self._prefix}:verdict:{scope}"
         (current,) = (_verdict_from_note(note) for note in board.notes([key]))
         if not known and current is not None and current[0] >= until:
             return
@@ -342,14 +350,14 @@ class LimitsCreditGovernor(CreditGovernor):
         return info
 
     def _shared_key_info(self, board: _Board, now: float, force: bool) -> KeyInfo | None:
-        key = f"{_PREFIX}:key-info"
+        key = f"{self._prefix}:key-info"
         (note,) = board.notes([key])
         known = _key_info_from_note(note) if note else None
         if known is not None and not force and now - known[0] < self.key_info_every_seconds:
             return known[1]
         # One reader per 30 s across processes, except after a 1009 (every reader pays a call
         # of the minute all the same).
-        slot = f"{_PREFIX}:key-info-read:{int(now // 30)}"
+        slot = f"{self._prefix}:key-info-read:{int(now // 30)}"
         minute_key = self._minute_key(self.clock.now())
         per_minute = self.calls_per_minute or (self._memo and self._memo[1] and
                                                self._memo[1].calls_per_minute) or BASIC_CALLS_PER_MINUTE

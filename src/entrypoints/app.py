@@ -18,7 +18,7 @@ from werkzeug.exceptions import UnprocessableEntity
 from src.adapters.coinmarketcap import CoinMarketCapProvider
 from src.adapters.coinmarketcap.key_info import CoinMarketCapKeyInfo
 from src.adapters.buffered_request_log import BufferedRequestLog
-from src.adapters.credit_governor import LimitsCreditGovernor, build_storage
+from src.adapters.credit_governor import LimitsCreditGovernor, budget_namespace, build_storage
 from src.adapters.orm import db
 from src.adapters.edge_documents import EdgeDocuments
 from src.adapters.quote_cache import FlaskCachingQuoteCache
@@ -154,6 +154,7 @@ def build_governor(settings: Settings, clock: Clock, *, read_key_info: bool = Tr
         daily_credits=settings.cmc_daily_credits, calls_per_minute=settings.cmc_calls_per_minute,
         convert_credit_share=settings.convert_credit_share,
         refresh_interval_seconds=settings.refresh_interval_seconds,
+        namespace=budget_namespace(settings.cmc_base_url, settings.cmc_api_key),
     )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 import requests
+from pymemcache.client.base import Client as MemcacheClient
 from sqlalchemy.engine import make_url
 
 from tests.servers import free_port, stop, wait_for_port
@@ -194,6 +195,7 @@ class FaultyStack:
 
     service: Process
     fake: Process
+    memcached_servers: list[str] = field(default_factory=list)
 
     def script(self, http: requests.Session, **failure) -> None:
         http.post(self.fake.url + "/__fake__/failures", json=failure).raise_for_status()
@@ -203,7 +205,14 @@ class FaultyStack:
                 if c["path"].endswith("quotes/latest")]
 
     def reset(self, http: requests.Session) -> None:
+        """A clean upstream, and no memory of it: the credit governor keeps CoinMarketCap's
+        limit verdicts (a scripted 1008/1009/1010) in memcached for every process."""
         http.post(self.fake.url + "/__fake__/reset").raise_for_status()
+        for server in self.memcached_servers:
+            host, _, port = server.rpartition(":")
+            client = MemcacheClient((host, int(port)), connect_timeout=1, timeout=1)
+            client.flush_all(noreply=False)
+            client.close()
 
 
 def start_fake_cmc(log: Path) -> Process:
@@ -217,6 +226,6 @@ def faulty(e2e_dir, e2e_database_url, memcached_servers) -> Iterator[FaultyStack
     fake = start_fake_cmc(e2e_dir / "faulty-fake.log")
     env = service_env(fake.url, e2e_database_url, memcached_servers)
     service = start_gunicorn(env, e2e_dir / "faulty-gunicorn.log", workers=1)
-    yield FaultyStack(service, fake)
+    yield FaultyStack(service, fake, memcached_servers)
     stop(service.process)
     stop(fake.process)

@@ -8,7 +8,7 @@ import pytest
 from limits.storage import MemoryStorage, Storage
 
 from src.adapters.coinmarketcap.key_info import KeyInfo
-from src.adapters.credit_governor import LimitsCreditGovernor
+from src.adapters.credit_governor import LimitsCreditGovernor, budget_namespace
 from src.domain.errors import BudgetSpent, ProviderUnavailable
 from src.domain.model import Plan, Purpose
 from tests.fakes import FixedClock
@@ -342,3 +342,14 @@ def test_a_plan_whose_day_is_not_the_utc_day_is_not_caught_up():
     gov = governor(daily_credits=None, calls_per_minute=None, read_key_info=reader)
 
     assert spend(gov, Purpose.REQUEST, 25) == 20
+
+
+def test_budgets_of_different_keys_sharing_a_storage_never_mix():
+    storage = MemoryStorage()
+    ours = governor(storage=storage, namespace=budget_namespace("https://pro", "key-a"))
+    theirs = governor(storage=storage, namespace=budget_namespace("https://pro", "key-b"))
+    spend(theirs, Purpose.REQUEST, 20)
+    theirs.honour(1009)
+
+    assert spend(ours, Purpose.REQUEST, 20) == 20
+    assert "key-a" not in budget_namespace("https://pro", "key-a")
