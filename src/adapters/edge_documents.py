@@ -44,7 +44,7 @@ class EdgeDocuments:
                  timeout: float = 0.25, dead_seconds: float = 10.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._render = render
-        self._clients = {
+        self.clients = {  # server -> its own client (tests count the writes)
             server: PooledClient(host_port(server), serde=TextSerde(), connect_timeout=timeout,
                                  timeout=timeout, max_pool_size=8)
             for server in servers
@@ -62,7 +62,7 @@ class EdgeDocuments:
                      for symbol, quote in quotes.items()}
         expire = max(1, math.ceil(ttl_seconds))  # as the quote entry's: the same lifetime
         now = self._clock()
-        for server, client in self._clients.items():
+        for server, client in self.clients.items():
             if self._dead_until.get(server, 0.0) > now:
                 continue
             try:

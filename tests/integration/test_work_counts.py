@@ -11,24 +11,38 @@ from src.adapters.orm import db
 
 FIFTY = [f"SYN{i}" for i in range(1, 51)]
 CACHE_METHODS = ("get", "get_many", "set", "set_many", "add", "delete", "delete_many")
+# What reaches memcached through pymemcache's HashClient: the per-symbol fetch claims are one
+# `add` per symbol (the text protocol has no multi-key add) and are released by `gets` + `cas`.
+CLIENT_METHODS = ("add", "gets_many", "cas", "delete", "delete_many", "set", "set_many")
+
+
+def counting(counter: Counter, obj, names, monkeypatch, prefix: str = "") -> None:
+    """Count calls to the methods `names` of the third-party object `obj`."""
+    for name in names:
+        original = getattr(obj, name)
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            counter[prefix + _name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(obj, name, counted)
 
 
 class Work:
-    """Counts calls into the Flask-Caching object and statements/commits on the engine."""
+    """Counts calls into the Flask-Caching object, into memcached (pymemcache clients: the
+    cache's and the edge documents' own, one per server) and statements/commits on the engine."""
 
     def __init__(self, app, monkeypatch) -> None:
         self.cache = Counter()
+        self.memcached = Counter()
+        self.edge = Counter()
         self.sql: list[str] = []
         self.commits = 0
-        flask_cache = app.extensions["coinquote"].cache.cache
-        for name in CACHE_METHODS:
-            original = getattr(flask_cache, name)
-
-            def counted(*args, _name=name, _original=original, **kwargs):
-                self.cache[_name] += 1
-                return _original(*args, **kwargs)
-
-            monkeypatch.setattr(flask_cache, name, counted)
+        quote_cache = app.extensions["coinquote"].cache
+        counting(self.cache, quote_cache.cache, CACHE_METHODS, monkeypatch)
+        counting(self.memcached, quote_cache.backend.client, CLIENT_METHODS, monkeypatch)
+        for server, client in quote_cache.edge.clients.items():
+            counting(self.edge, client, ("set_many",), monkeypatch, prefix=f"{server} ")
         with app.app_context():
             engine = db.engine
         event.listen(engine, "before_cursor_execute", self._statement)
@@ -43,6 +57,8 @@ class Work:
 
     def reset(self) -> None:
         self.cache.clear()
+        self.memcached.clear()
+        self.edge.clear()
         self.sql.clear()
         self.commits = 0
 
@@ -74,10 +90,13 @@ def test_a_cache_hit_is_one_cache_call_and_no_sql(wired_app, work):
 
     assert set(sources.values()) == {"cache"}
     assert work.cache == Counter(get_many=1)
+    assert work.memcached == Counter()  # nothing claimed, nothing written
+    assert work.edge == Counter()
     assert work.sql == []
 
 
-def test_a_fifty_symbol_provider_path_is_one_call_one_cache_write_one_transaction(wired_app, work, cmc):
+def test_a_fifty_symbol_provider_path_is_one_call_one_cache_write_one_transaction(
+        wired_app, work, cmc, memcached_servers):
     client = wired_app.test_client()
 
     sources = get(client, FIFTY)
@@ -85,14 +104,18 @@ def test_a_fifty_symbol_provider_path_is_one_call_one_cache_write_one_transactio
     assert set(sources.values()) == {"provider"}
     assert len(cmc.quote_calls()) == 1
     assert work.cache["set_many"] == 1  # all 50 quotes in one write
-    assert (work.cache["add"], work.cache["delete"]) == (1, 1)  # the fetch claim, taken and released
-    assert work.cache["get_many"] == 2  # the miss, and a second look once the claim is ours
+    assert work.cache["get_many"] == 2  # the miss, and a second look once the claims are ours
+    # Per-symbol claims: 50 `add`s to claim, one `gets_many` and 50 `cas` to release them.
+    assert work.memcached == Counter(add=50, gets_many=1, cas=50)
+    # The 50 edge documents in one (noreply) write per memcached server.
+    assert work.edge == Counter({f"{server} set_many": 1 for server in memcached_servers})
     assert work.commits == 1
     assert work.sql.count("SELECT") == 1
     assert work.sql.count("INSERT") == 2  # coins upsert and quote history, each one batched statement
 
 
-def test_a_fifty_symbol_database_hit_is_one_select(wired_app, work, flush_memcached):
+def test_a_fifty_symbol_database_hit_is_one_select(wired_app, work, flush_memcached,
+                                                    memcached_servers):
     client = wired_app.test_client()
     get(client, FIFTY)
     flush_memcached()
@@ -104,3 +127,5 @@ def test_a_fifty_symbol_database_hit_is_one_select(wired_app, work, flush_memcac
     assert work.sql == ["SELECT"]
     assert work.commits == 0
     assert work.cache == Counter(get_many=1, set_many=1)  # the miss, then the re-cache
+    assert work.memcached == Counter()  # no claim: the database answered every symbol
+    assert sum(work.edge.values()) == len(memcached_servers)  # the documents, re-written
