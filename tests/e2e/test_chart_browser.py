@@ -55,7 +55,7 @@ def test_swagger_ui_try_it_out_returns_a_history(service, e2e_database_url):
 
     with local_only_page() as (page, outside):
         page.goto(service.url + "/swagger-ui")
-        operation = page.locator(".opblock-summary-path", has_text="/api/v1/quotes/history")
+        operation = page.locator('.opblock-summary-path[data-path="/api/v1/quotes/history"]')
         operation.wait_for(timeout=20000)
         operation.click()
         page.get_by_role("button", name="Try it out").click()

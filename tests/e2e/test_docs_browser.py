@@ -8,7 +8,7 @@ from tests.e2e.browser import local_only_page, screenshot
 def test_swagger_ui_renders_and_try_it_out_returns_a_price(service):
     with local_only_page() as (page, outside):
         page.goto(service.url + "/swagger-ui")
-        operation = page.locator(".opblock-summary-path", has_text="/api/v1/quotes")
+        operation = page.locator('.opblock-summary-path[data-path="/api/v1/quotes"]')
         operation.wait_for(timeout=20000)
         screenshot(page, "swagger-ui")
 
