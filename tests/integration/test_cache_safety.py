@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client import REGISTRY
@@ -111,7 +112,9 @@ def test_a_value_that_is_not_our_json_is_a_miss_not_an_error(client, memcached_s
 
 
 def test_our_own_entry_is_still_served_from_the_cache(client, memcached_servers):
-    _write_everywhere(memcached_servers, encode_quote(coin_quote("BTC", 1, "67000.5")).encode(), 0)
+    # Fetched just now: an entry older than QUOTE_MAX_AGE_SECONDS is no longer served as fresh.
+    fresh = coin_quote("BTC", 1, "67000.5", fetched_at=datetime.now(UTC))
+    _write_everywhere(memcached_servers, encode_quote(fresh).encode(), 0)
 
     response = client.get("/api/v1/quotes?symbol=BTC")
 
