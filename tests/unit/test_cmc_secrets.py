@@ -43,3 +43,17 @@ def test_an_echoed_key_reaches_no_error_and_no_log_record(provider, requests_moc
     assert KEY not in logged
     if ECHO_FAULTS[fault][1] in ("json", "html", "text"):
         assert "[redacted]" in logged  # the upstream's text was logged, without the key
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_never_followed_so_the_key_goes_nowhere_else(provider, requests_mock, status):
+    elsewhere = "https://collector.example.test/v2/cryptocurrency/quotes/latest"
+    requests_mock.get(URL, status_code=status, headers={"Location": elsewhere})
+    collector = requests_mock.get(elsewhere, json={"status": {"error_code": 0}, "data": {}})
+
+    with pytest.raises(QuoteError) as raised:
+        provider.latest_by_symbols(["BTC"], "USD")
+
+    assert not collector.called  # requests keeps custom headers (our key) across hosts
+    assert type(raised.value).__name__ == "ProviderError"
+    assert KEY not in everything_about(raised.value)

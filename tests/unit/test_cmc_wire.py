@@ -100,6 +100,46 @@ class TestMalformedCoins:
         assert set(provider.latest_by_ids([1, 1027], "EUR")) == {1027}
 
 
+class TestValuesBeyondWhatWeStore:
+    @pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+    def test_a_time_at_the_edge_of_the_calendar_is_unknown_and_fails_nothing(self, provider,
+                                                                             requests_mock, moment):
+        payload = shared_symbol_with_a_dead_coin(last_updated=moment, date_added=moment)
+        payload["data"]["ETC"][1]["quote"]["USD"]["last_updated"] = moment
+        payload["status"]["timestamp"] = moment
+        requests_mock.get(URL, json=payload)
+
+        found = provider.latest_by_symbols(["ETC"], "USD")  # moved to UTC: beyond datetime
+
+        assert found["ETC"].coin.id == 1321
+        assert found["ETC"].quote.last_updated.year == 2026  # the coin's own time stands in
+
+    def test_figures_beyond_the_history_columns_are_unknown_not_a_lost_batch(self, provider,
+                                                                            requests_mock):
+        payload = shared_symbol_with_a_dead_coin()
+        live = payload["data"]["ETC"][1]
+        live.update(cmc_rank=2**31, num_market_pairs=-2**40, max_supply="1e999999",
+                    circulating_supply="1e-200", total_supply="1" * 150)
+        requests_mock.get(URL, json=payload)
+
+        coin = provider.latest_by_symbols(["ETC"], "USD")["ETC"].coin
+
+        assert coin.id == 1321
+        assert (coin.cmc_rank, coin.num_market_pairs) == (None, None)
+        assert (coin.max_supply, coin.circulating_supply, coin.total_supply) == (None, None, None)
+
+    @pytest.mark.parametrize("fields", [{"name": "Ethereum\x00Classic"}, {"slug": "e\ntc"},
+                                        {"name": "E" * 256}, {"symbol": "ETC" * 22}],
+                             ids=["NUL in name", "newline in slug", "long name", "long symbol"])
+    def test_text_postgresql_refuses_makes_the_coin_malformed(self, provider, requests_mock,
+                                                              fields):
+        payload = shared_symbol_with_a_dead_coin()
+        payload["data"]["ETC"][1].update(fields)  # the live coin, chosen when well-formed
+        requests_mock.get(URL, json=payload)
+
+        assert provider.latest_by_symbols(["ETC"], "USD")["ETC"].coin.id == 646
+
+
 class TestInvalidParameter:
     @pytest.mark.parametrize("message, parameter", [
         ('Invalid value for "symbol": "XYZ"', "symbol"),

@@ -176,8 +176,9 @@ class CoinMarketCapProvider(QuoteProvider):
         watchdog = Watchdog(deadline)
         try:
             with watchdog:
+                # No redirects: requests would send our key header to wherever one points.
                 response = self.session.get(self.base_url + path, params=params,
-                                            timeout=timeout, stream=True)
+                                            timeout=timeout, stream=True, allow_redirects=False)
                 content = _read_body(response, deadline)
             if watchdog.cut_off:  # what was read before the cut is a fragment, not an answer
                 raise TransientTimeout("CoinMarketCap did not answer in time")

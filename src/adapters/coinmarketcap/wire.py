@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from src.adapters.codec import MAX_AMOUNT_CHARS
 from src.domain.errors import ProviderError
 from src.domain.model import QUOTE_FIGURES, Coin, CoinQuote, Quote
 
@@ -17,6 +18,12 @@ logger = logging.getLogger(__name__)
 # The documented 400 forms (spec/cmc-api.md §7.3): `Invalid value for "symbol": "XYZ"` and
 # `Invalid values for "symbol": "XYZ,ABC"`. Only these name a parameter whose *value* is bad.
 _INVALID_VALUE_RE = re.compile(r'Invalid values? for "([A-Za-z_]{1,32})"', re.ASCII)
+
+# What the history tables (orm.py) and the cache (codec.py) hold. A value beyond them would make
+# PostgreSQL refuse the whole batch (every coin's history row lost) or the cache entry unreadable.
+_TEXT_LIMITS = {"name": 255, "slug": 255, "symbol": 64}
+_INT_RANGE = range(-2**31, 2**31)  # INTEGER columns (cmc_rank, num_market_pairs)
+_MAX_AMOUNT_EXPONENT = 100  # far beyond any price or supply; NUMERIC holds it exactly
 
 
 class MalformedCoin(ValueError):
@@ -160,6 +167,9 @@ def _text(item: dict[str, Any], name: str) -> str:
     value = item.get(name)
     if not isinstance(value, str) or not value.strip():
         raise MalformedCoin(f"{name} is not a non-empty string")
+    # PostgreSQL refuses NUL in text (psycopg2 raises before sending) and over-long values.
+    if len(value) > _TEXT_LIMITS[name] or not value.isprintable():
+        raise MalformedCoin(f"{name} is too long or holds control characters")
     return value
 
 
@@ -167,16 +177,23 @@ def _decimal(value: Any, name: str) -> Decimal | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, Decimal):
-        return value if value.is_finite() else None
+        return value if _storable(value) else None
     if isinstance(value, (int, str)):
         try:
             number = Decimal(value)
         except (InvalidOperation, ValueError):
             raise MalformedCoin(f"{name} is not a number") from None
-        return number if number.is_finite() else None
+        return number if _storable(number) else None
     if isinstance(value, float):  # only if a caller parsed floats (ours arrive as Decimal)
         return Decimal(str(value)) if value == value and abs(value) != float("inf") else None
     raise MalformedCoin(f"{name} is not a number")
+
+
+def _storable(number: Decimal) -> bool:
+    """Finite, and within what the history (NUMERIC) and the cache (short text) hold; an
+    amount beyond that is treated like a missing one, as non-finite ones are."""
+    return (number.is_finite() and abs(number.adjusted()) <= _MAX_AMOUNT_EXPONENT
+            and len(str(number)) <= MAX_AMOUNT_CHARS)
 
 
 def _as_int(value: Any) -> int | None:
@@ -185,9 +202,10 @@ def _as_int(value: Any) -> int | None:
     if isinstance(value, Decimal) and not (value.is_finite() and abs(value) < 10**15):
         return None  # int(Decimal("1e999999")) would build a million-digit number
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError, OverflowError):
         return None
+    return number if number in _INT_RANGE else None
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -196,9 +214,9 @@ def parse_time(value: Any) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved to UTC
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _epoch() -> datetime:
