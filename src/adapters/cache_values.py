@@ -21,7 +21,7 @@ _LATEST_EXPIRY = 253_402_300_800  # 10000-01-01: beyond what datetime can hold
 
 __all__ = [
     "NEGATIVE_ENTRY", "UnreadableData", "decode_claim", "decode_currency", "decode_quote",
-    "encode_claim", "encode_currency", "encode_failure", "encode_quote",
+    "encode_claim", "encode_currency", "encode_failure", "encode_quote", "quote_text",
 ]
 
 
@@ -39,18 +39,25 @@ def _loads(text: Any) -> Any:
     # json.JSONDecodeError is a ValueError, as is UnreadableData: callers catch ValueError
 
 
-def encode_quote(entry: CoinQuote | None, expires_at: float | None = None) -> str:
+def quote_text(entry: CoinQuote) -> str:
+    """A quote's entry without its expiry: the same for equal quotes, so callers may keep it."""
+    return _dumps(coin_quote_to_data(entry))
+
+
+def encode_quote(entry: CoinQuote | None, expires_at: float | None = None,
+                 text: str | None = None) -> str:
     """A quote, or the negative entry (None: the symbol does not exist).
 
     `expires_at` (Unix seconds) records when the entry expires, so that a reader knows how long
-    it may still be served (HTTP `max-age`); memcached itself does not tell.
+    it may still be served (HTTP `max-age`); memcached itself does not tell. `text`: the quote's
+    `quote_text`, when the caller kept it.
     """
     if entry is None:
         return NEGATIVE_ENTRY
-    data = coin_quote_to_data(entry)
-    if expires_at is not None:
-        data["expires"] = round(expires_at, 3)
-    return _dumps(data)
+    text = text or quote_text(entry)
+    if expires_at is None:
+        return text
+    return f'{text[:-1]},"expires":{round(expires_at, 3)!r}}}'  # the last member of the object
 
 
 def decode_quote(text: Any) -> CoinQuote | None:

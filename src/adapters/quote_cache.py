@@ -60,6 +60,9 @@ class FlaskCachingQuoteCache(QuoteCache):
         # value, so keep the last decodings (bounded). Equal text means an equal quote.
         self._decoded: dict[str, CoinQuote] = {}
         self._memo_entries = memo_entries
+        # Likewise the encoding: a database hit re-caches a quote equal to the last one, and
+        # encoding it (Decimals, times, JSON) was a quarter of that path's CPU.
+        self._encoded: dict[CoinQuote, str] = {}
 
     def _get_many(self, keys: list[str], operation: str) -> list[Any]:
         try:
@@ -97,12 +100,23 @@ class FlaskCachingQuoteCache(QuoteCache):
                 self._decoded[value] = coin_quote
         return coin_quote
 
+    def _encode(self, entry: CoinQuote | None, expires_at: float) -> str:
+        if entry is None:
+            return cache_values.NEGATIVE_ENTRY
+        text = self._encoded.get(entry)
+        if text is None:
+            text = cache_values.quote_text(entry)
+            if len(self._encoded) >= self._memo_entries:
+                self._encoded.clear()
+            self._encoded[entry] = text
+        return cache_values.encode_quote(entry, expires_at, text)
+
     def set_many(self, entries: Mapping[str, CoinQuote | None], currency: str,
                  ttl_seconds: int) -> None:
         if not entries:
             return
         expires_at = self._now() + ttl_seconds
-        mapping = {cache_key(currency, symbol): cache_values.encode_quote(entry, expires_at)
+        mapping = {cache_key(currency, symbol): self._encode(entry, expires_at)
                    for symbol, entry in entries.items()}
         if self.edge is not None:
             self.edge.publish({s: q for s, q in entries.items() if q is not None}, ttl_seconds)

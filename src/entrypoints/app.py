@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask, request
+from sqlalchemy import create_engine
 from flask_caching import Cache
 from flask_migrate import Migrate
 from werkzeug.exceptions import UnprocessableEntity
@@ -33,6 +34,7 @@ from src.domain.refresh import Refresher, RefreshPolicy
 from src.domain.service import QuoteService
 from src.entrypoints import chart, health_api, history_api, history_cli, quotes_api
 from src.entrypoints.docs import DOCS_CONFIG, register_docs_assets
+from src.entrypoints.flask_app import CoinquoteFlask
 from src.entrypoints.http_caching import register_http_caching
 from src.entrypoints.errors import CoinquoteApi, register_error_handlers
 from src.entrypoints.jsonio import ExactJSONProvider
@@ -98,7 +100,7 @@ def create_app(
     """Build the application; each port may be replaced (tests pass fakes here)."""
     settings = settings or Settings.from_env(os.environ)
     configure_logging(settings.log_format, settings.cmc_api_key, settings.log_level)
-    app = Flask("src")
+    app = CoinquoteFlask("src")
     app.config.update(settings.to_flask_config())
     app.config.update(API_CONFIG)
     app.config.update(DOCS_CONFIG)
@@ -161,7 +163,13 @@ def build_governor(settings: Settings, clock: Clock, *, read_key_info: bool = Tr
 def build_repository(app: Flask) -> QuoteRepository:
     db.init_app(app)
     Migrate(app, db, directory=str(MIGRATIONS_DIR))
-    return SqlQuoteRepository(db.session)
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    # PostgreSQL reads get a small autocommit pool of their own (SQLite's in-memory databases
+    # would be a second, empty database: it keeps switching the session's connection).
+    reader = (create_engine(url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=8,
+                            **app.config["SQLALCHEMY_ENGINE_OPTIONS"])
+              if url.startswith("postgresql") else None)
+    return SqlQuoteRepository(db.session, reader=reader)
 
 
 def build_history(app: Flask, settings: Settings, repository: HistoryRepository | None,

@@ -45,9 +45,11 @@ class Work:
             counting(self.edge, client, ("set_many",), monkeypatch, prefix=f"{server} ")
         with app.app_context():
             engine = db.engine
-        event.listen(engine, "before_cursor_execute", self._statement)
-        event.listen(engine, "commit", self._commit)
-        self._engine = engine
+        # Reads go through the repository's own autocommit engine: its statements count too.
+        self._engines = [engine, app.extensions["coinquote"].repository.reader]
+        for each in self._engines:
+            event.listen(each, "before_cursor_execute", self._statement)
+            event.listen(each, "commit", self._commit)
 
     def _statement(self, conn, cursor, statement, *args) -> None:
         self.sql.append(statement.lstrip().split(None, 1)[0].upper())
@@ -63,8 +65,9 @@ class Work:
         self.commits = 0
 
     def close(self) -> None:
-        event.remove(self._engine, "before_cursor_execute", self._statement)
-        event.remove(self._engine, "commit", self._commit)
+        for each in self._engines:
+            event.remove(each, "before_cursor_execute", self._statement)
+            event.remove(each, "commit", self._commit)
 
 
 
