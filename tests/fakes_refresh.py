@@ -16,18 +16,23 @@ from tests.fakes import FixedClock
 class FakeCreditGovernor(CreditGovernor):
     """Allows `allowed` reservations (None: any number), then raises BudgetSpent.
 
-    `reserved` lists (purpose, credits) of every allowed reservation, `honoured` the verdicts.
+    `reserved` lists (purpose, credits) of every allowed reservation, `refunded` those given
+    back, `honoured` the verdicts.
     """
 
     allowed: int | None = None
     interval_seconds: float = 60.0
     reserved: list[tuple[Purpose, int]] = field(default_factory=list)
+    refunded: list[tuple[Purpose, int]] = field(default_factory=list)
     honoured: list[tuple[int, float | None]] = field(default_factory=list)
 
     def reserve(self, purpose: Purpose, credits: int) -> None:
         if self.allowed is not None and len(self.reserved) >= self.allowed:
             raise BudgetSpent("the credit budget is spent", retry_after=30.0)
         self.reserved.append((purpose, credits))
+
+    def refund(self, purpose: Purpose, credits: int) -> None:
+        self.refunded.append((purpose, credits))
 
     def honour(self, upstream_code: int, retry_after: float | None = None) -> None:
         self.honoured.append((upstream_code, retry_after))

@@ -168,6 +168,10 @@ class LimitsCreditGovernor(CreditGovernor):
     def reserve(self, purpose: Purpose, credits: int) -> None:
         self._on_board(lambda board: self._reserve(board, Purpose(purpose), credits))
 
+    def refund(self, purpose: Purpose, credits: int) -> None:
+        now = self.clock.now()
+        self._on_board(lambda board: board.give_back(self._day_key(now, Purpose(purpose)), credits))
+
     def honour(self, upstream_code: int, retry_after: float | None = None) -> None:
         if upstream_code not in LIMIT_CODES:
             return

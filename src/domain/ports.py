@@ -142,6 +142,12 @@ class CreditGovernor(Protocol):
         """
 
     @abc.abstractmethod
+    def refund(self, purpose: Purpose, credits: int) -> None:
+        """Give back the day's `credits` reserved for a call CoinMarketCap did not charge: it
+        never reached CoinMarketCap, or was answered with an error (errors cost nothing). The
+        call still counts against its minute."""
+
+    @abc.abstractmethod
     def honour(self, upstream_code: int, retry_after: float | None = None) -> None:
         """Record a CoinMarketCap limit verdict (1008, 1009, 1010, 1011) for every process."""
 

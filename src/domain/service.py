@@ -341,8 +341,8 @@ class QuoteService:
     def _call_symbols(self, symbols: tuple[str, ...], deadline: Deadline) -> dict[str, CoinQuote]:
         if deadline.expired:
             raise ProviderTimeout("CoinMarketCap did not answer in time")
-        self._reserve(Purpose.REQUEST, len(symbols))
-        with self._verdicts_honoured():
+        credits = self._reserve(Purpose.REQUEST, len(symbols))
+        with self._budget_settled(Purpose.REQUEST, credits):
             return self.provider.latest_by_symbols(symbols, self.base_currency, deadline=deadline)
 
     def _call_ids(self, coin_ids: tuple[int, ...], currency: str,
@@ -352,23 +352,33 @@ class QuoteService:
             raise ProviderTimeout("CoinMarketCap did not answer in time")
 
         def call() -> dict[int, Quote]:
-            self._reserve(Purpose.CONVERT, len(coin_ids))
-            with self._verdicts_honoured():
+            credits = self._reserve(Purpose.CONVERT, len(coin_ids))
+            with self._budget_settled(Purpose.CONVERT, credits):
                 return self.provider.latest_by_ids(coin_ids, currency, deadline=deadline)
 
         return self._conversions.run((coin_ids, currency), call, deadline.remaining())
 
-    def _reserve(self, purpose: Purpose, coins: int) -> None:
-        """Reserve the call's credits (1 per 100 coins); raise BudgetSpent when not allowed."""
+    def _reserve(self, purpose: Purpose, coins: int) -> int:
+        """Reserve the call's credits (1 per 100 coins) and return them; raise BudgetSpent when
+        the budget allows no call now."""
+        credits = max(1, math.ceil(coins / _COINS_PER_CREDIT))
         if self.governor is not None:
-            self.governor.reserve(purpose, max(1, math.ceil(coins / _COINS_PER_CREDIT)))
+            self.governor.reserve(purpose, credits)
+        return credits
 
     @contextmanager
-    def _verdicts_honoured(self) -> Iterator[None]:
-        """Pass CoinMarketCap's limit verdicts on to the governor, for every process."""
+    def _budget_settled(self, purpose: Purpose, credits: int) -> Iterator[None]:
+        """After a failed call: give back credits CoinMarketCap did not charge, and pass its
+        limit verdicts on to the governor, for every process."""
         try:
             yield
         except (ProviderUnavailable, ProviderError) as exc:
-            if self.governor is not None and exc.upstream_code in _LIMIT_CODES:
-                self.governor.honour(exc.upstream_code, getattr(exc, "retry_after", None))
+            if self.governor is not None:
+                # A timeout may have been answered (and charged) after we gave up, and an
+                # unusable answer without an error code was a charged success: both are kept.
+                if not isinstance(exc, ProviderTimeout) and (
+                        isinstance(exc, ProviderUnavailable) or exc.upstream_code is not None):
+                    self.governor.refund(purpose, credits)
+                if exc.upstream_code in _LIMIT_CODES:
+                    self.governor.honour(exc.upstream_code, getattr(exc, "retry_after", None))
             raise

@@ -353,3 +353,13 @@ def test_budgets_of_different_keys_sharing_a_storage_never_mix():
 
     assert spend(ours, Purpose.REQUEST, 20) == 20
     assert "key-a" not in budget_namespace("https://pro", "key-a")
+
+
+def test_a_refund_gives_back_the_days_credits_but_not_the_minutes_call():
+    gov = governor(calls_per_minute=1000)
+    spend(gov, Purpose.CONVERT, 3)
+
+    gov.refund(Purpose.CONVERT, 2)
+
+    assert gov.usage()["today"]["by_purpose"]["convert"] == 1
+    assert gov.usage()["minute"]["calls"] == 3

@@ -12,7 +12,7 @@ import pytest
 from limits.storage import MemoryStorage
 
 from src.adapters.credit_governor import LimitsCreditGovernor
-from src.domain.errors import BudgetSpent, ProviderUnavailable
+from src.domain.errors import BudgetSpent, ProviderTimeout, ProviderUnavailable
 from src.domain.model import Purpose, Source
 from src.domain.service import QuoteService
 from tests.fakes import T0, FakeQuoteProvider, FixedClock, InMemoryQuoteCache, InMemoryQuoteRepository, coin_quote
@@ -199,3 +199,31 @@ def test_an_old_cached_quote_stands_in_stale_when_the_budget_is_spent_and_nothin
 
     assert answer.quotes["BTC"].stale is True
     assert answer.quotes["BTC"].coin_quote.quote.price == Decimal("60000")
+
+
+def test_an_outage_does_not_drain_the_days_credits(provider, repo, cache, clock):
+    governor = make_governor(clock, daily_credits=3)
+    service = make_service(provider, repo, cache, clock, governor)
+    provider.fail_with = ProviderUnavailable("CoinMarketCap is unavailable (HTTP 502)")
+    for _ in range(10):
+        clock.advance(10)  # past the failure note others would wait on
+        with pytest.raises(ProviderUnavailable):
+            service.get_quotes(["BTC"])
+    provider.fail_with = None
+    clock.advance(10)
+
+    answer = service.get_quotes(["BTC"])
+
+    assert answer.quotes["BTC"].source is Source.PROVIDER
+    assert governor.usage()["today"]["by_purpose"]["request"] == 1
+
+
+def test_a_call_that_timed_out_keeps_its_credits(provider, repo, cache, clock):
+    governor = make_governor(clock)
+    service = make_service(provider, repo, cache, clock, governor)
+    provider.fail_with = ProviderTimeout("CoinMarketCap did not answer in time")
+
+    with pytest.raises(ProviderTimeout):
+        service.get_quotes(["BTC"])
+
+    assert governor.usage()["today"]["by_purpose"]["request"] == 1
