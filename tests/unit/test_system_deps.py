@@ -107,6 +107,17 @@ def test_without_root_or_sudo_it_fails_at_once_with_the_one_command_to_run(machi
     assert "apt-get update" in command and command.endswith("--no-install-recommends memcached nginx'")
 
 
+def test_on_a_system_without_dpkg_it_leaves_the_check_to_the_tests(machine):
+    (machine.bin_dir / "dpkg-query").unlink()
+    machine.user(0)
+
+    result = machine.run()
+
+    assert result.returncode == 0
+    assert "not a Debian system" in result.stderr
+    assert machine.apt() == []
+
+
 def test_make_test_and_ci_share_the_script():
     makefile = (ROOT / "Makefile").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
