@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -113,6 +114,16 @@ class TestValuesBeyondWhatWeStore:
 
         assert found["ETC"].coin.id == 1321
         assert found["ETC"].quote.last_updated.year == 2026  # the coin's own time stands in
+
+    def test_an_answer_dated_in_the_future_counts_as_fetched_now(self, provider, requests_mock):
+        payload = shared_symbol_with_a_dead_coin()
+        payload["status"]["timestamp"] = "9999-12-31T23:59:00Z"  # + QUOTE_MAX_AGE: OverflowError
+        requests_mock.get(URL, json=payload)
+        before = datetime.now(UTC)
+
+        fetched_at = provider.latest_by_symbols(["ETC"], "USD")["ETC"].fetched_at
+
+        assert before <= fetched_at <= datetime.now(UTC)
 
     def test_figures_beyond_the_history_columns_are_unknown_not_a_lost_batch(self, provider,
                                                                             requests_mock):

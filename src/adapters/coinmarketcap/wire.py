@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -24,6 +24,7 @@ _INVALID_VALUE_RE = re.compile(r'Invalid values? for "([A-Za-z_]{1,32})"', re.AS
 _TEXT_LIMITS = {"name": 255, "slug": 255, "symbol": 64}
 _INT_RANGE = range(-2**31, 2**31)  # INTEGER columns (cmc_rank, num_market_pairs)
 _MAX_AMOUNT_EXPONENT = 100  # far beyond any price or supply; NUMERIC holds it exactly
+_CLOCK_SKEW = timedelta(minutes=1)  # how far ahead of ours CoinMarketCap's clock may be
 
 
 class MalformedCoin(ValueError):
@@ -45,7 +46,7 @@ def quotes_by_symbol(body: Mapping[str, Any], symbols: Sequence[str],
     Raises ProviderError only when a symbol's coins are all malformed (its answer is unusable,
     and saying it does not exist would be false).
     """
-    fetched_at = parse_time(body["status"].get("timestamp")) or datetime.now(UTC)
+    fetched_at = _fetch_time(body["status"].get("timestamp"))
     data = {str(key).upper(): value for key, value in body["data"].items()}
     found: dict[str, CoinQuote] = {}
     for symbol in symbols:
@@ -58,6 +59,17 @@ def quotes_by_symbol(body: Mapping[str, Any], symbols: Sequence[str],
         elif malformed:
             raise ProviderError(f"CoinMarketCap's answer for {symbol} is unusable")
     return found
+
+
+def _fetch_time(timestamp: Any) -> datetime:
+    """When CoinMarketCap answered, by its clock; ours when it says a time ahead of us.
+
+    A time in the future would keep the quote fresh that much longer (in the database too),
+    and one near the calendar's end overflows when the quote's age is added to it.
+    """
+    now = datetime.now(UTC)
+    said = parse_time(timestamp)
+    return said if said is not None and said <= now + _CLOCK_SKEW else now
 
 
 def quotes_by_id(body: Mapping[str, Any], currency: str) -> dict[int, Quote]:
