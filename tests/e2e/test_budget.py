@@ -130,6 +130,22 @@ def test_with_the_defaults_usage_reports_a_max_age_of_300(start_stack):
     assert usage["plan"]["source"] == "key_info"
 
 
+def test_metrics_carry_the_usage_figures_across_workers(start_stack):
+    stack = start_stack()
+    for symbol in fresh_symbols(3):
+        assert stack.get(f"symbol={symbol}").status_code == 200
+
+    text = stack.http.get(stack.api.url + "/metrics").text
+    usage = stack.usage()
+
+    samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("coinquote_"))
+    assert usage["today"]["by_purpose"]["request"] == 3
+    assert float(samples['coinquote_credits_used_today{purpose="request"}']) == 3
+    assert float(samples["coinquote_credits_left_today"]) == usage["today"]["credits_left"]
+    assert float(samples['coinquote_credit_plan{limit="daily_credits"}']) == usage["plan"]["daily_credits"]
+    assert float(samples["coinquote_quote_max_age_seconds"]) == 300
+
+
 # -- 3. the daily budget --------------------------------------------------------------------------
 
 
