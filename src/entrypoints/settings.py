@@ -107,6 +107,16 @@ class Settings:
 
 def _api_key(env: Mapping[str, str]) -> str:
     """CMC_API_KEY, or the content of the file CMC_API_KEY_FILE names (Docker secrets)."""
+    key = _key_text(env)
+    # Sent as an HTTP header: a space, a control or non-ASCII character (a pasted quote mark, a
+    # second line) would fail every call instead of start-up. The key itself is never echoed.
+    if key and not (key.isascii() and key.isprintable() and " " not in key):
+        name = "CMC_API_KEY_FILE" if _raw(env, "CMC_API_KEY_FILE") else "CMC_API_KEY"
+        raise ConfigError(f"{name}: the key holds a space, a control or a non-ASCII character")
+    return key
+
+
+def _key_text(env: Mapping[str, str]) -> str:
     key = (env.get("CMC_API_KEY") or "").strip()
     path = _raw(env, "CMC_API_KEY_FILE")
     if path is None:
@@ -118,6 +128,8 @@ def _api_key(env: Mapping[str, str]) -> str:
             from_file = handle.read().strip()
     except OSError as exc:
         raise ConfigError(f"CMC_API_KEY_FILE cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError("CMC_API_KEY_FILE is not UTF-8 text") from None
     if not from_file:
         raise ConfigError("CMC_API_KEY_FILE names an empty file")
     return from_file

@@ -96,6 +96,30 @@ def test_key_and_key_file_together_are_refused(tmp_path):
         Settings.from_env({"CMC_API_KEY": "k", "CMC_API_KEY_FILE": str(tmp_path / "key")})
 
 
+BAD_KEYS = {"pasted ellipsis": "5f1c0e7a\u2026b2", "inner space": "5f1c 0e7a",
+            "second line": "5f1c0e7a\nb2c3", "control character": "5f1c\x000e7a"}
+
+
+@pytest.mark.parametrize("key", BAD_KEYS.values(), ids=BAD_KEYS.keys())
+def test_a_key_no_http_header_can_carry_stops_start_up_without_echoing_it(tmp_path, key):
+    (tmp_path / "key").write_text(key)
+
+    with pytest.raises(ConfigError, match="^CMC_API_KEY:") as from_env:
+        Settings.from_env({"CMC_API_KEY": key})
+    with pytest.raises(ConfigError, match="^CMC_API_KEY_FILE:") as from_file:
+        Settings.from_env({"CMC_API_KEY_FILE": str(tmp_path / "key")})
+
+    for raised in (from_env, from_file):
+        assert "5f1c" not in str(raised.value) and raised.value.__cause__ is None
+
+
+def test_a_key_file_that_is_not_text_stops_start_up_naming_the_variable(tmp_path):
+    (tmp_path / "key").write_bytes(b"\xff\xfe5f1c0e7a")
+
+    with pytest.raises(ConfigError, match="CMC_API_KEY_FILE is not UTF-8"):
+        Settings.from_env({"CMC_API_KEY_FILE": str(tmp_path / "key")})
+
+
 SECRET = "S3cret"
 
 
