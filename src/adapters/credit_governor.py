@@ -1,4 +1,4 @@
-"""The CoinMarketCap credit governor over the `limits` library's storages (memcached or in-process)."""
+"""The CoinMarketCap credit governor over `limits` storages (memcached or in-process)."""
 
 from __future__ import annotations
 
@@ -159,7 +159,8 @@ class LimitsCreditGovernor(CreditGovernor):
         self.refresh_interval_seconds = refresh_interval_seconds
         self.key_info_every_seconds = key_info_every_seconds
         self._shared = _Board(storage)
-        self._local = self._shared if isinstance(storage, MemoryStorage) else _Board(MemoryStorage())
+        in_process = isinstance(storage, MemoryStorage)
+        self._local = self._shared if in_process else _Board(MemoryStorage())
         self._shared_down_until = 0.0
         self._memo: tuple[float, KeyInfo | None] | None = None
 
@@ -186,7 +187,8 @@ class LimitsCreditGovernor(CreditGovernor):
             reset = self._monthly_reset(now)
             scope, until, known = "month", hinted or reset[0], hinted is not None or reset[1]
         logger.warning("CoinMarketCap answered %d: no calls until %s", upstream_code, _iso(until))
-        self._on_board(lambda board: self._record_verdict(board, scope, upstream_code, until, now, known))
+        self._on_board(
+            lambda board: self._record_verdict(board, scope, upstream_code, until, now, known))
 
     def plan(self) -> Plan:
         if self.daily_credits is not None and self.calls_per_minute is not None:
@@ -249,7 +251,8 @@ class LimitsCreditGovernor(CreditGovernor):
                              f"{_iso(until)}", code)
         plan = self.plan()
         minute_key = self._minute_key(now)
-        allowed_calls = plan.calls_per_minute - (0 if purpose is Purpose.REQUEST else plan.calls_per_minute // 10)
+        minute_reserve = 0 if purpose is Purpose.REQUEST else plan.calls_per_minute // 10
+        allowed_calls = plan.calls_per_minute - minute_reserve
         if board.add(minute_key, 1, ttl=120) > allowed_calls:
             board.give_back(minute_key, 1)
             raise _spent(_next_minute(now) - now, "no more calls to CoinMarketCap this minute")
@@ -273,7 +276,8 @@ class LimitsCreditGovernor(CreditGovernor):
             return None if total <= plan.daily_credits else "today's credits are used"
         if total > plan.daily_credits - _request_reserve(plan):
             return "what is left of today's credits is kept for symbols with nothing stored"
-        if purpose is Purpose.CONVERT and used[Purpose.CONVERT] + credits > self._convert_cap(plan, used):
+        converted = used[Purpose.CONVERT] + credits
+        if purpose is Purpose.CONVERT and converted > self._convert_cap(plan, used):
             return f"conversions may use {self.convert_credit_share:.0%} of the day's credits"
         return None
 
@@ -296,7 +300,8 @@ class LimitsCreditGovernor(CreditGovernor):
             return  # a plan whose day is not the UTC day: its count is not comparable to ours
         missed = info.credits_used_today - sum(self._used(board, now).values())
         if missed > 0:
-            logger.warning("CoinMarketCap counted %d credit(s) today that coinquote did not", missed)
+            logger.warning("CoinMarketCap counted %d credit(s) today that coinquote did not",
+                           missed)
             board.add(self._day_key(now, ELSEWHERE), missed, ttl=2 * 86_400)
 
     def _minute_key(self, now: datetime) -> str:
@@ -321,7 +326,8 @@ class LimitsCreditGovernor(CreditGovernor):
         (current,) = (_verdict_from_note(note) for note in board.notes([key]))
         if not known and current is not None and current[0] >= until:
             return
-        board.write_note(key, json.dumps([until.timestamp(), code]), (until - now).total_seconds() + 60)
+        board.write_note(key, json.dumps([until.timestamp(), code]),
+                         (until - now).total_seconds() + 60)
 
     def _daily_reset(self, now: datetime, *, fresh: bool) -> tuple[datetime, bool]:
         """When today's credits come back, and whether CoinMarketCap said so (else a guess)."""
@@ -363,8 +369,9 @@ class LimitsCreditGovernor(CreditGovernor):
         # of the minute all the same).
         slot = f"{self._prefix}:key-info-read:{int(now // 30)}"
         minute_key = self._minute_key(self.clock.now())
-        per_minute = self.calls_per_minute or (self._memo and self._memo[1] and
-                                               self._memo[1].calls_per_minute) or BASIC_CALLS_PER_MINUTE
+        last_known = self._memo[1] if self._memo is not None else None
+        per_minute = (self.calls_per_minute or (last_known and last_known.calls_per_minute)
+                      or BASIC_CALLS_PER_MINUTE)
         if not force and board.add(slot, 1, ttl=60) != 1:
             return known[1] if known else None
         if board.add(minute_key, 1, ttl=120) > per_minute:
@@ -390,8 +397,8 @@ class LimitsCreditGovernor(CreditGovernor):
             except BudgetSpent:
                 raise
             except Exception as exc:  # noqa: BLE001 - the port promises nothing but BudgetSpent
-                logger.warning("credit counters unreachable (%s); counting in this process for %d s",
-                               type(exc).__name__, _SHARED_RETRY_SECONDS)
+                logger.warning("credit counters unreachable (%s); counting in this process for"
+                               " %d s", type(exc).__name__, _SHARED_RETRY_SECONDS)
                 self._shared_down_until = time.monotonic() + _SHARED_RETRY_SECONDS
         return operation(self._local)
 
@@ -442,9 +449,12 @@ def _key_info_from_note(note: str) -> tuple[float, KeyInfo] | None:
         return float(data["read_at"]), KeyInfo(
             daily_credits=data["daily"], calls_per_minute=data["minute"],
             monthly_credits=data["monthly"], credits_used_today=data["used"],
-            daily_reset=datetime.fromtimestamp(data["daily_reset"], UTC) if data["daily_reset"] else None,
-            monthly_reset=(datetime.fromtimestamp(data["monthly_reset"], UTC)
-                           if data["monthly_reset"] else None),
+            daily_reset=_time_or_none(data["daily_reset"]),
+            monthly_reset=_time_or_none(data["monthly_reset"]),
         )
     except (ValueError, KeyError, TypeError, OverflowError, OSError):
         return None
+
+
+def _time_or_none(epoch: float | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch, UTC) if epoch else None

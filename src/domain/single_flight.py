@@ -1,4 +1,4 @@
-"""Single-flight: identical calls in flight at the same moment in one process share one execution."""
+"""Single-flight: identical calls in flight at the same moment in one process share one call."""
 
 from __future__ import annotations
 

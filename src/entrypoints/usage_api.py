@@ -1,4 +1,4 @@
-"""GET /usage: the CoinMarketCap credit budget, refresh-ahead and the freshness bound (contract §4)."""
+"""GET /usage: the CoinMarketCap credit budget, refresh-ahead and freshness (contract §4)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from src.adapters.metrics import record_usage
 from src.entrypoints.refresh_ahead import refresh_usage
 from src.entrypoints.usage_schemas import UsageSchema
 
-blp = Blueprint("usage", __name__, description="The CoinMarketCap credit budget (private, like /metrics).")
+blp = Blueprint("usage", __name__,
+                description="The CoinMarketCap credit budget (private, like /metrics).")
 
 EXAMPLE = {
     "plan": {"daily_credits": 333, "calls_per_minute": 30, "source": "key_info"},
@@ -31,16 +32,17 @@ def usage_report() -> dict[str, Any]:
     """The /usage body: the governor's figures, the refresher's, and the freshness bound."""
     report = dict(current_app.extensions["governor"].usage())
     report["refresh"] = refresh_usage()
-    report["freshness"] = {"max_age_seconds": current_app.extensions["coinquote"].settings.quote_max_age_seconds}
+    settings = current_app.extensions["coinquote"].settings
+    report["freshness"] = {"max_age_seconds": settings.quote_max_age_seconds}
     return report
 
 
 @blp.route("/usage")
 class Usage(MethodView):
-    @blp.response(200, UsageSchema, description="The plan, today's credits by purpose, the refresher.",
-                  example=EXAMPLE)
+    @blp.response(200, UsageSchema, example=EXAMPLE,
+                  description="The plan, today's credits by purpose, the refresher.")
     def get(self) -> dict[str, Any]:
-        """The CoinMarketCap credit budget: plan, credits used and left today by purpose, refresh-ahead
+        """The CoinMarketCap credit budget: plan, credits used and left today, refresh-ahead
         ---
         Kept private by the bundled nginx, like /metrics. Credits are counted by every process and
         replica together (memcached); `blocked` shows a CoinMarketCap verdict (1008-1011) in force.

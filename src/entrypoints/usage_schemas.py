@@ -1,4 +1,4 @@
-"""marshmallow schemas of GET /usage (contract §4): the credit budget and refresh-ahead. No rules."""
+"""marshmallow schemas of GET /usage (contract §4): credit budget and refresh-ahead. No rules."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from src.entrypoints.schemas import Timestamp
 
 
 class PlanSchema(Schema):
-    daily_credits = fields.Integer(metadata={"description": "Credits coinquote may spend per UTC day."})
+    daily_credits = fields.Integer(
+        metadata={"description": "Credits coinquote may spend per UTC day."})
     calls_per_minute = fields.Integer(
         metadata={"description": "Calls coinquote may make per minute, all processes together."})
     source = fields.String(metadata={"description": "Where the plan comes from.",
@@ -27,7 +28,7 @@ class TodaySchema(Schema):
     credits_left = fields.Integer()
     by_purpose = fields.Nested(ByPurposeSchema)
     spent_elsewhere = fields.Integer(metadata={
-        "description": "Credits CoinMarketCap counted today beyond coinquote's own count (key info)."})
+        "description": "Credits CoinMarketCap counted today beyond coinquote's own (key info)."})
     request_reserve = fields.Integer(
         metadata={"description": "Credits only symbols with nothing stored may use."})
     convert_cap = fields.Integer(metadata={"description": "Credits conversions may use today."})
@@ -50,7 +51,8 @@ class RefreshSchema(Schema):
     interval_seconds = fields.Float(allow_none=True,
                                     metadata={"description": "Time between two refresh rounds."})
     symbols = fields.Integer(metadata={"description": "Symbols the last round refreshed."})
-    last_round_at = Timestamp(allow_none=True, metadata={"description": "When the last round ended."})
+    last_round_at = Timestamp(allow_none=True,
+                              metadata={"description": "When the last round ended."})
 
 
 class FreshnessSchema(Schema):

@@ -59,7 +59,8 @@ class CoinMarketCapKeyInfo:
             logger.warning("CoinMarketCap key info answered HTTP %d, error code %s",
                            response.status_code, code)
             if response.status_code == 429 or response.status_code >= 500:
-                raise ProviderUnavailable("CoinMarketCap's key info is unavailable", upstream_code=code)
+                raise ProviderUnavailable("CoinMarketCap's key info is unavailable",
+                                          upstream_code=code)
             raise ProviderError("CoinMarketCap refused to tell the key's plan", upstream_code=code)
         plan, usage = _get(body, "data", "plan") or {}, _get(body, "data", "usage") or {}
         return KeyInfo(
