@@ -116,7 +116,7 @@ class Quotes(MethodView):
         503,
         schema=ErrorSchema,
         description=("CoinMarketCap is unavailable or rate-limited, or the credit budget allows no"
-                     " call now for a symbol with nothing stored or a conversion (contract §4)."),
+                     " call now for a symbol with nothing stored or a conversion."),
         headers=_RETRY_AFTER,
         example=_error_example(503, "Service Unavailable", "CoinMarketCap rate limit reached"),
     )
