@@ -146,7 +146,10 @@ class FlaskCachingQuoteCache(QuoteCache):
         except _CACHE_ERRORS:
             CACHE_ERRORS.labels("lock").inc()
             return tuple(keys.values())
-        held = {key for key, value in zip(refused, visible, strict=True) if _is_claim(value)}
+        # Our own claim under a refused key: the add landed but its reply was lost (a timeout);
+        # waiting on it would stall every process on these symbols until it expires.
+        held = {key for key, value in zip(refused, visible, strict=True)
+                if value != claim and _is_claim(value)}
         return tuple(symbol for key, symbol in keys.items() if key not in held)
 
     def fetch_states(self, symbols: Sequence[str], currency: str) -> dict[str, FetchFailure | None]:

@@ -257,3 +257,17 @@ def test_many_threads_on_a_client_whose_server_keeps_failing_never_raise(memcach
         sys.setswitchinterval(interval)
 
     assert errors == []
+
+
+def test_a_claim_whose_add_reply_was_lost_is_still_ours_not_waited_on(memcached_servers,
+                                                                     flush_memcached):
+    from src.adapters.cache_values import encode_claim
+
+    for server in memcached_servers:  # our add reached memcached; its reply timed out
+        host, _, port = server.rpartition(":")
+        Client((host, int(port))).set("coinquote:" + cache_key("USD", "BTC", kind="fetch"),
+                                      encode_claim("me").encode(), 10)
+    cache = make_cache(memcached_servers)
+
+    assert cache.claim_fetches(["BTC", "ETH"], "USD", "me", 10) == ("BTC", "ETH")
+    assert make_cache(memcached_servers).claim_fetches(["BTC"], "USD", "other", 10) == ()
