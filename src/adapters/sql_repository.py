@@ -116,7 +116,8 @@ class SqlQuoteRepository(QuoteRepository):
                                     before_sleep=_log_retry, reraise=True):
                 with attempt:
                     self._write(coins, rows)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, ValueError) as exc:
+            # ValueError: a value the driver refuses before sending it (psycopg2: NUL in text).
             DATABASE_ERRORS.labels("write").inc()
             raise StorageError(f"storing quotes failed ({type(exc).__name__})") from exc
 
@@ -131,7 +132,7 @@ class SqlQuoteRepository(QuoteRepository):
             self.session.execute(upsert, coins)
             self.session.execute(_INSERT_QUOTE, rows)
             self.session.commit()
-        except SQLAlchemyError:
+        except (SQLAlchemyError, ValueError):
             self._rollback()
             raise
 

@@ -146,3 +146,16 @@ def test_a_write_after_a_slow_upstream_call_survives_the_idle_in_transaction_tim
 
     assert set(stored) == {"BTC", "ETH"}
     assert quote_rows(engine) == 2
+
+
+def test_a_value_the_driver_refuses_is_a_storage_error_and_the_next_write_is_kept(engine):
+    from src.domain.errors import StorageError
+
+    with Session(engine) as session:
+        repo = SqlQuoteRepository(session)
+        with pytest.raises(StorageError):  # psycopg2 raised ValueError: the service let it be a 500
+            repo.add({"BTC": coin_quote("BTC", 1, "67000", name="Bit\x00coin")})
+
+        repo.add({"ETH": coin_quote("ETH", 1027, "3500")})
+
+    assert quote_rows(engine) == 1
