@@ -4,7 +4,6 @@ also while requests and new fetches keep coming."""
 from __future__ import annotations
 
 import threading
-import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
@@ -166,7 +165,7 @@ def test_requests_and_new_fetches_keep_being_served_while_prune_runs(request, tm
     busy = create_engine(backend.url, connect_args={"options": "-c lock_timeout=300"})
     reports = []
     pruner = threading.Thread(target=lambda: reports.append(prune(backend.engine, batch_size=100)))
-    served, slowest, strong_locks, step = 0, 0.0, [], 0
+    served, strong_locks, step = 0, [], 0
 
     pruner.start()
     with Session(busy) as session:
@@ -174,10 +173,8 @@ def test_requests_and_new_fetches_keep_being_served_while_prune_runs(request, tm
         quotes = SqlQuoteRepository(session)
         while pruner.is_alive():
             step += 1
-            started = time.perf_counter()
             found = history.history(HistoryQuery(("C1", "C2", "C3"), "USD", NOW, NOW - timedelta(days=1), 300, 288))
             quotes.add({"C2": coin_quote("C2", 1002, "1.5", fetched_at=NOW + timedelta(seconds=step))})
-            slowest = max(slowest, time.perf_counter() - started)
             served += 1
             assert len(found["C1"].points) == 96  # a fetch every 15 minutes
             strong_locks += session.execute(text(
@@ -191,5 +188,4 @@ def test_requests_and_new_fetches_keep_being_served_while_prune_runs(request, tm
 
     assert reports and reports[0].deleted > 40_000
     assert served >= 5, served  # ~500 short transactions: the loop ran all along
-    assert strong_locks == []
-    assert slowest < 1.0
+    assert strong_locks == []  # and no statement waited 300 ms for a lock (lock_timeout above)
