@@ -11,7 +11,6 @@ import pytest
 
 from src.adapters.coinmarketcap import CoinMarketCapProvider
 from src.adapters.coinmarketcap.wire import invalid_parameter
-from src.domain.errors import ProviderError
 from tests.unit.cmc_support import BASE, KEY, URL, FakeClock, body
 
 
@@ -74,14 +73,17 @@ class TestMalformedCoins:
 
         assert (found["BTC"].coin.id, found["ETH"].coin.id) == (1, 1027)
 
-    def test_a_symbol_whose_only_coin_is_malformed_is_a_provider_error_not_unknown(self, provider,
-                                                                                   requests_mock):
+    def test_a_symbol_whose_only_coin_is_malformed_is_left_out_and_fails_no_other_symbol(
+            self, provider, requests_mock, caplog):
         payload = body("quotes_latest_v2_BTC_ETH.json")
         payload["data"]["BTC"][0]["quote"] = ["not", "an", "object"]
         requests_mock.get(URL, json=payload)
 
-        with pytest.raises(ProviderError, match="BTC"):
-            provider.latest_by_symbols(["BTC"], "USD")
+        with caplog.at_level(logging.WARNING, logger="src.adapters.coinmarketcap"):
+            found = provider.latest_by_symbols(["BTC", "ETH"], "USD")
+
+        assert set(found) == {"ETH"} and found["ETH"].coin.id == 1027
+        assert "skipped as malformed" in caplog.text
 
     def test_a_malformed_coin_in_a_convert_answer_is_skipped(self, provider, requests_mock):
         payload = body("quotes_latest_v2_id_convert_EUR.json")

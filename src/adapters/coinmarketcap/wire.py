@@ -10,7 +10,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from src.adapters.codec import MAX_AMOUNT_CHARS
-from src.domain.errors import ProviderError
 from src.domain.model import QUOTE_FIGURES, Coin, CoinQuote, Quote
 
 logger = logging.getLogger(__name__)
@@ -43,8 +42,9 @@ def quotes_by_symbol(body: Mapping[str, Any], symbols: Sequence[str],
                      currency: str) -> dict[str, CoinQuote]:
     """The chosen coin of each requested symbol present in `body`, with its quote in `currency`.
 
-    Raises ProviderError only when a symbol's coins are all malformed (its answer is unusable,
-    and saying it does not exist would be false).
+    A symbol whose coins are all malformed is left out (each coin logged), like one without a
+    price: failing the whole answer would fail every symbol fetched with it, and leave them a
+    failure note that every request for them meets until it expires.
     """
     fetched_at = _fetch_time(body["status"].get("timestamp"))
     data = {str(key).upper(): value for key, value in body["data"].items()}
@@ -53,11 +53,9 @@ def quotes_by_symbol(body: Mapping[str, Any], symbols: Sequence[str],
         entry = data.get(symbol)
         if entry is None:
             continue
-        candidates, malformed = _read_coins(entry, currency)
+        candidates, _ = _read_coins(entry, currency)
         if candidates:
             found[symbol] = _pick(candidates, fetched_at)
-        elif malformed:
-            raise ProviderError(f"CoinMarketCap's answer for {symbol} is unusable")
     return found
 
 
