@@ -81,6 +81,20 @@ class TestStates:
 
         assert requests_mock.call_count == 5
 
+    @pytest.mark.parametrize("code", [1009, 1010])
+    def test_spent_credits_are_an_answer_and_never_open_it(self, guarded, requests_mock, code):
+        requests_mock.get(URL, status_code=429, json=status(code, "credits spent"))
+
+        errors = []
+        for _ in range(6):
+            with pytest.raises(ProviderUnavailable) as raised:
+                guarded.latest_by_symbols(["BTC"], "USD")
+            errors.append(raised.value)
+
+        assert requests_mock.call_count == 6
+        assert not any(isinstance(error, CircuitOpen) for error in errors)
+        assert {error.upstream_code for error in errors} == {code}  # clients keep the reason
+
     def test_a_success_resets_the_count(self, guarded, requests_mock):
         requests_mock.get(URL, [{"status_code": 500, "json": status(500)}] * 2
                           + [{"json": body("quotes_latest_v2_BTC_ETH.json")}]

@@ -18,9 +18,15 @@ class CircuitOpen(ProviderUnavailable):
     """CoinMarketCap failed repeatedly; calls are refused until the cool-down ends."""
 
 
+# CoinMarketCap's limit verdicts (per minute, per day, per month, per IP): answers from an
+# upstream that works, not failures; the credit governor makes every process honour them.
+_LIMIT_CODES = frozenset({1008, 1009, 1010, 1011})
+
+
 class CircuitBreaker:
     """Opens after `failure_threshold` consecutive unavailable answers; while open, calls fail at
-    once with the time left as `retry_after`. After `cooldown_seconds` one trial call goes
+    once with the time left as `retry_after`. A limit verdict (spent credits, too many calls) is
+    an answer: opening on it would hide its code and its reset time behind ours. After `cooldown_seconds` one trial call goes
     through (half-open): an answer closes the circuit, a failure opens it again, and a trial
     that ends any other way (an unexpected exception, an interrupted worker) proves nothing,
     so the next call may try again. No outcome can leave a trial running for ever.
@@ -45,16 +51,17 @@ class CircuitBreaker:
         """Run the block as one call through the breaker.
 
         Raises CircuitOpen (without running the block) while the circuit is open. The block's
-        ProviderUnavailable counts as a failure and ProviderError as an answer (an unusable
-        answer is still an answer); whatever else ends the block, a trial it held is ended.
+        ProviderUnavailable counts as a failure, but for a limit verdict, and ProviderError as
+        an answer (an unusable answer is still an answer); whatever else ends the block, a
+        trial it held is ended.
         """
         trial = self._before_call()
         verdict: bool | None = None
         try:
             yield
             verdict = True
-        except ProviderUnavailable:
-            verdict = False
+        except ProviderUnavailable as exc:
+            verdict = exc.upstream_code in _LIMIT_CODES
             raise
         except ProviderError:
             verdict = True
