@@ -29,6 +29,7 @@ from src.adapters.sql_repository import SqlQuoteRepository
 from src.adapters.sql_request_log import SqlRequestLog
 from src.domain.clock import SystemClock
 from src.domain.history import HistoryRepository, HistoryService, RetentionPolicy
+from src.domain.model import Purpose
 from src.domain.ports import Clock, CreditGovernor, QuoteCache, QuoteProvider, QuoteRepository, RefreshLease, RequestLog
 from src.domain.refresh import Refresher, RefreshPolicy
 from src.domain.service import QuoteService
@@ -114,7 +115,7 @@ def create_app(
 
     renderer = QuoteRenderer()
     service = QuoteService(
-        provider=provider or build_provider(settings),
+        provider=provider or build_provider(settings, app.extensions["governor"]),
         repository=(repository := repository or build_repository(app)),
         cache=(cache := cache or build_cache(app, settings, renderer, clock or SystemClock())),
         clock=clock or SystemClock(),
@@ -143,8 +144,11 @@ def create_app(
     return app
 
 
-def build_provider(settings: Settings) -> QuoteProvider:
-    return CoinMarketCapProvider(base_url=settings.cmc_base_url, api_key=settings.cmc_api_key)
+def build_provider(settings: Settings, governor: CreditGovernor) -> QuoteProvider:
+    # A retry is one more call against the plan's minute (errors cost no credits): the governor
+    # counts it, and refuses it (BudgetSpent ends the retries) when the minute is used up.
+    return CoinMarketCapProvider(base_url=settings.cmc_base_url, api_key=settings.cmc_api_key,
+                                 before_retry=lambda: governor.reserve(Purpose.REQUEST, 0))
 
 
 def build_governor(settings: Settings, clock: Clock, *, read_key_info: bool = True) -> CreditGovernor:

@@ -30,8 +30,9 @@ def fresh_symbol() -> str:
     "failure, status, calls, retry_after",
     [
         (dict(status=500, error_code=500, message="An internal server error occurred", times=5), 503, (3, 3), False),
-        (dict(status=429, error_code=1008, message="rate limit", retry_after="1", times=5), 503, (3, 3), True),
-        (dict(status=429, error_code=1008, message="rate limit", times=5), 503, (1, 2), True),
+        # A minute-limit verdict is never asked again within its window (no retry).
+        (dict(status=429, error_code=1008, message="rate limit", retry_after="1", times=5), 503, (1, 1), True),
+        (dict(status=429, error_code=1008, message="rate limit", times=5), 503, (1, 1), True),
         (dict(status=200, error_code=0, body="malformed", times=5), 502, (1, 1), False),
         (dict(status=502, body="html", times=5), 503, (3, 3), False),
         (dict(status=401, error_code=1001, message="This API Key is invalid.", times=5), 502, (1, 1), False),

@@ -11,7 +11,13 @@ import requests
 
 from src.adapters.coinmarketcap import CircuitBreaker, CoinMarketCapProvider
 from src.domain.deadline import Deadline
-from src.domain.errors import InvalidCurrency, ProviderError, ProviderTimeout, ProviderUnavailable
+from src.domain.errors import (
+    BudgetSpent,
+    InvalidCurrency,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 from tests.unit.cmc_support import BASE, KEY, URL, FakeClock, body, status
 
 
@@ -159,16 +165,39 @@ class TestErrors:
         assert raised.value.upstream_code == code
         assert payload["status"]["error_message"] not in str(raised.value)
 
-    def test_minute_rate_limit_is_retried_then_unavailable_with_retry_after(self, provider, requests_mock, clock):
-        requests_mock.get(URL, status_code=429, json=body("error_429.json"), headers={"Retry-After": "2"})
+    def test_a_minute_limit_verdict_is_not_retried_within_its_window(self, provider, requests_mock,
+                                                                     clock):
+        # Asking again within the minute is refused again and counts against the same minute:
+        # the credit governor makes every process wait for the window instead.
+        requests_mock.get(URL, status_code=429, json=body("error_429.json"),
+                          headers={"Retry-After": "2"})
 
         with pytest.raises(ProviderUnavailable) as raised:
             provider.latest_by_symbols(["BTC"], "USD")
 
-        assert requests_mock.call_count == 3
-        assert clock.sleeps == [2.0, 2.0]
+        assert requests_mock.call_count == 1
+        assert clock.sleeps == []
         assert raised.value.retry_after == 2.0
         assert raised.value.upstream_code == 1008
+
+    def test_every_retry_passes_the_gate_first_and_a_refusal_ends_the_retries(self, clock,
+                                                                             requests_mock):
+        gate_calls = []
+
+        def gate():
+            gate_calls.append(requests_mock.call_count)
+            if len(gate_calls) == 2:
+                raise BudgetSpent("the CoinMarketCap credit budget is spent", retry_after=30)
+
+        provider = CoinMarketCapProvider(base_url=BASE, api_key=KEY, sleep=clock.sleep,
+                                         clock=clock, max_attempts=5, before_retry=gate)
+        requests_mock.get(URL, status_code=500, json={"status": {"error_code": 500}})
+
+        with pytest.raises(BudgetSpent):
+            provider.latest_by_symbols(["BTC"], "USD")
+
+        assert gate_calls == [1, 2]  # asked before the 2nd and the 3rd call, never before the 1st
+        assert requests_mock.call_count == 2
 
     def test_minute_rate_limit_without_header_waits_for_the_next_minute(self, provider, requests_mock):
         requests_mock.get(URL, status_code=429, json=body("error_429.json"))
@@ -303,7 +332,8 @@ class TestDeadline:
         assert requests_mock.last_request.timeout == (1.0, 1.0)
 
     def test_waits_never_cross_the_deadline(self, provider, requests_mock, clock):
-        requests_mock.get(URL, status_code=429, json=body("error_429.json"), headers={"Retry-After": "3"})
+        requests_mock.get(URL, status_code=503, json={"status": {"error_code": 503}},
+                          headers={"Retry-After": "3"})
         provider.max_attempts = 10
         started = clock.now
 

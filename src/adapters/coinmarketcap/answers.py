@@ -21,7 +21,7 @@ from src.domain.errors import ProviderError, ProviderTimeout, ProviderUnavailabl
 
 logger = logging.getLogger(__name__)
 
-RETRYABLE_LIMIT_CODES = frozenset({1008, 1011})  # per-minute and per-IP limits reset quickly
+RETRYABLE_LIMIT_CODES = frozenset({1008, 1011})  # per-minute and per-IP limits: wait for the window
 QUOTA_CODES = frozenset({1009, 1010})  # daily/monthly credits spent: retrying only burns time
 CREDENTIAL_CODES = frozenset({1001, 1002, 1003, 1004, 1005, 1006, 1007})
 # A Retry-After above this is capped: a 1009 (daily credits spent) resets within a day at most,
@@ -81,7 +81,10 @@ def classify(http: int, retry_after_header: str | None, content: bytes,
     if code in RETRYABLE_LIMIT_CODES or (http == 429 and code not in QUOTA_CODES):
         if retry_after is None and code == 1008:
             retry_after = seconds_to_next_minute(status.get("timestamp"))
-        raise Transient("CoinMarketCap rate limit reached", retry_after, code)
+        # A limit verdict, not an outage: asking again within the window is refused again and
+        # counts against the same minute. The caller's credit governor makes every process
+        # wait for the window instead (contract section 4).
+        raise ProviderUnavailable("CoinMarketCap rate limit reached", retry_after, code)
     if code in QUOTA_CODES:
         raise ProviderUnavailable("CoinMarketCap credits are used up", retry_after, code)
     if code in CREDENTIAL_CODES or http in (401, 402, 403):

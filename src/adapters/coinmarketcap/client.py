@@ -68,6 +68,7 @@ class CoinMarketCapProvider(QuoteProvider):
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         breaker: CircuitBreaker | None = None,
+        before_retry: Callable[[], None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.session = watch(session or requests.Session())
@@ -88,6 +89,10 @@ class CoinMarketCapProvider(QuoteProvider):
         self.sleep = sleep
         self.clock = clock
         self.breaker = breaker or CircuitBreaker()
+        # Called before every attempt after the first: a retry is one more call against the
+        # plan's per-minute limit, so the composition root lets the credit governor count it
+        # (and refuse it by raising BudgetSpent, which ends the retries).
+        self.before_retry = before_retry
 
     def __repr__(self) -> str:  # never show the session headers (the key) in a repr
         return f"CoinMarketCapProvider(base_url={self.base_url!r})"
@@ -145,14 +150,19 @@ class CoinMarketCapProvider(QuoteProvider):
             with self.breaker.guard():
                 return retrying(deadline, max_attempts=self.max_attempts,
                                 backoff_seconds=self.backoff_seconds, sleep=self.sleep)(
-                    self._get_once, path, params, deadline)
+                    self._get_once, path, params, deadline, [0])
         except (ProviderUnavailable, ProviderError):
             raise
         except Exception as exc:  # a bug of ours: the breaker has ended any trial; a 502
             self._log_unexpected(exc, "calling CoinMarketCap")
             raise ProviderError("CoinMarketCap could not be called") from None
 
-    def _get_once(self, path: str, params: Mapping[str, str], deadline: Deadline) -> dict[str, Any]:
+    def _get_once(self, path: str, params: Mapping[str, str], deadline: Deadline,
+                  attempts: list[int] | None = None) -> dict[str, Any]:
+        if attempts is not None:
+            attempts[0] += 1
+            if attempts[0] > 1 and self.before_retry is not None:
+                self.before_retry()
         outcome = "ok"
         try:
             body = self._attempt(path, params, deadline)
