@@ -117,6 +117,13 @@ class TestValuesBeyondWhatWeStore:
         assert found["ETC"].coin.id == 1321
         assert found["ETC"].quote.last_updated.year == 2026  # the coin's own time stands in
 
+    def test_a_name_in_any_script_with_a_no_break_space_is_served(self, provider, requests_mock):
+        payload = shared_symbol_with_a_dead_coin()
+        payload["data"]["ETC"][1]["name"] = "Ethereum\u00a0Classic \u7ecf\u5178 \U0001f3f3\ufe0f\u200d"
+        requests_mock.get(URL, json=payload)
+
+        assert provider.latest_by_symbols(["ETC"], "USD")["ETC"].coin.id == 1321
+
     def test_an_answer_dated_in_the_future_counts_as_fetched_now(self, provider, requests_mock):
         payload = shared_symbol_with_a_dead_coin()
         payload["status"]["timestamp"] = "9999-12-31T23:59:00Z"  # + QUOTE_MAX_AGE: OverflowError
@@ -142,8 +149,10 @@ class TestValuesBeyondWhatWeStore:
         assert (coin.max_supply, coin.circulating_supply, coin.total_supply) == (None, None, None)
 
     @pytest.mark.parametrize("fields", [{"name": "Ethereum\x00Classic"}, {"slug": "e\ntc"},
-                                        {"name": "E" * 256}, {"symbol": "ETC" * 22}],
-                             ids=["NUL in name", "newline in slug", "long name", "long symbol"])
+                                        {"name": "Ethereum\ud800"}, {"name": "E" * 256},
+                                        {"symbol": "ETC" * 22}],
+                             ids=["NUL in name", "newline in slug", "lone surrogate",
+                                  "long name", "long symbol"])
     def test_text_postgresql_refuses_makes_the_coin_malformed(self, provider, requests_mock,
                                                               fields):
         payload = shared_symbol_with_a_dead_coin()

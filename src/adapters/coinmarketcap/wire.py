@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -177,8 +178,10 @@ def _text(item: dict[str, Any], name: str) -> str:
     value = item.get(name)
     if not isinstance(value, str) or not value.strip():
         raise MalformedCoin(f"{name} is not a non-empty string")
-    # PostgreSQL refuses NUL in text (psycopg2 raises before sending) and over-long values.
-    if len(value) > _TEXT_LIMITS[name] or not value.isprintable():
+    # PostgreSQL refuses NUL in text (psycopg2 raises before sending), lone surrogates (not
+    # UTF-8) and over-long values; no name holds a control character either.
+    if len(value) > _TEXT_LIMITS[name] or any(
+            unicodedata.category(char) in ("Cc", "Cs") for char in value):
         raise MalformedCoin(f"{name} is too long or holds control characters")
     return value
 
