@@ -6,6 +6,7 @@ import logging
 import math
 import threading
 import time
+from datetime import timedelta
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -115,9 +116,12 @@ def host_port(server: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+_MAX_RELATIVE_TTL = 30 * 86_400  # memcached reads a larger exptime as a Unix time
+
+
 def _relative_ttl(seconds: float) -> int:
     # Relative seconds (memcached reads values up to 30 days so): no dependence on clock skew.
-    return max(1, math.ceil(seconds))
+    return min(_MAX_RELATIVE_TTL, max(1, math.ceil(seconds)))
 
 
 class PymemcacheCache(MemcachedCache):
@@ -135,6 +139,15 @@ class PymemcacheCache(MemcachedCache):
         self.client = client
         self.servers = tuple(servers)
         self.connect_timeout = connect_timeout
+
+    def _normalize_timeout(self, timeout: Any) -> int:
+        # cachelib sends memcached an absolute Unix time (its own clock + timeout): with the
+        # memcached host's clock ahead by more than a TTL, every entry would expire at once.
+        if timeout is None:
+            timeout = self.default_timeout
+        if isinstance(timeout, timedelta):
+            timeout = timeout.total_seconds()
+        return _relative_ttl(timeout) if timeout > 0 else 0  # 0: never expires
 
     @classmethod
     def factory(cls, app, config, args, kwargs):  # Flask-Caching calls it with these four
