@@ -18,6 +18,7 @@ NEGATIVE_ENTRY = '{"unknown":true}'
 _KNOWN_CURRENCY, _UNKNOWN_CURRENCY = '{"currency":true}', '{"currency":false}'
 _FAILURE_KINDS = frozenset({"unavailable", "timeout", "error"})
 _LATEST_EXPIRY = 253_402_300_800  # 10000-01-01: beyond what datetime can hold
+_MAX_RETRY_AFTER = 86_400  # seconds; no client is told to wait longer (entrypoints/errors.py)
 
 __all__ = [
     "NEGATIVE_ENTRY", "UnreadableData", "decode_claim", "decode_currency", "decode_quote",
@@ -89,10 +90,17 @@ def encode_claim(owner: str) -> str:
 
 
 def encode_failure(owner: str, failure: FetchFailure) -> str:
-    """The note `owner` leaves in place of its claim when its fetch failed."""
+    """The note `owner` leaves in place of its claim when its fetch failed.
+
+    `retry_after` is capped at a day, as clients are told (a spent monthly quota says weeks):
+    beyond that `decode_claim` would take our own note for junk.
+    """
+    retry_after = failure.retry_after
+    if retry_after is not None:
+        retry_after = min(retry_after, _MAX_RETRY_AFTER)
     return _dumps({"owner": owner, "failure": {
         "kind": failure.kind, "message": failure.message,
-        "retry_after": failure.retry_after, "upstream_code": failure.upstream_code,
+        "retry_after": retry_after, "upstream_code": failure.upstream_code,
     }})
 
 
@@ -112,7 +120,7 @@ def decode_claim(text: Any) -> FetchFailure | None:
         raise UnreadableData("a failure note has a kind and a message")
     if retry_after is not None and (
         isinstance(retry_after, bool) or not isinstance(retry_after, (int, float))
-        or not 0 <= retry_after <= 86_400
+        or not 0 <= retry_after <= _MAX_RETRY_AFTER
     ):
         raise UnreadableData("retry_after is a number of seconds")
     if code is not None and (isinstance(code, bool) or not isinstance(code, int)):

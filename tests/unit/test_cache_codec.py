@@ -90,6 +90,15 @@ def test_a_claim_reads_as_in_progress_and_a_failure_note_as_its_failure():
     assert decode_claim(encode_failure("o", bare)) == bare
 
 
+def test_a_failure_note_waiting_weeks_reads_back_capped_at_a_day_not_as_junk():
+    monthly_quota = FetchFailure("unavailable", "CoinMarketCap credits are used up",
+                                 retry_after=20 * 86_400.0, upstream_code=1010)
+
+    assert decode_claim(encode_failure("holder", monthly_quota)) == FetchFailure(
+        "unavailable", "CoinMarketCap credits are used up", retry_after=86_400.0,
+        upstream_code=1010)
+
+
 @pytest.mark.parametrize("text", [
     "1", "[]", "{}", '{"owner": 1}', '{"owner": "o", "failure": []}',
     '{"owner": "o", "failure": {"kind": "boom", "message": "m"}}',
