@@ -1,0 +1,70 @@
+"""The fast path's documents on real memcached: every server, the quote's lifetime, flag 0, and a
+failing server skipped rather than paid for on every write."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from src.adapters.edge_documents import EdgeDocuments, edge_key
+from tests.fakes import coin_quote
+from tests.servers import free_port
+
+BTC = coin_quote("BTC", 1, "67250.12")
+
+
+def render(symbol, quote) -> str:
+    return f'{{"symbol":"{symbol}","price":"{quote.quote.price}"}}'
+
+
+def written(probe, key: str, timeout: float = 2.0) -> list[bytes | None]:
+    """`key` on every server once all hold it (writes are noreply: no acknowledgement to wait
+    for), or as they hold it when `timeout` ends."""
+    deadline = time.monotonic() + timeout
+    while None in (found := probe.get_everywhere(key)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return found
+
+
+def test_each_document_goes_to_every_server_as_plain_text(memcached_servers, memcached_probe,
+                                                           flush_memcached):
+    EdgeDocuments(memcached_servers, render).publish({"BTC": BTC}, ttl_seconds=60)
+
+    found = written(memcached_probe, edge_key("BTC"))
+    assert found == [b'{"symbol":"BTC","price":"67250.12"}'] * len(memcached_servers)
+    for client in memcached_probe.clients:  # flag 0: what nginx's memcached module serves as is
+        assert client.raw_command(b"mg coinquote-edge:v1:BTC f", b"\r\n") == b"HD f0"
+
+
+def test_a_document_expires_with_its_quotes_lifetime(memcached_servers, memcached_probe,
+                                                     flush_memcached):
+    EdgeDocuments(memcached_servers, render).publish({"BTC": BTC}, ttl_seconds=1)
+
+    assert None not in written(memcached_probe, edge_key("BTC"))
+    time.sleep(2.1)
+    assert memcached_probe.get_everywhere(edge_key("BTC")) == [None] * len(memcached_servers)
+
+
+def test_a_failing_server_is_skipped_for_a_while_and_the_others_still_written(
+        memcached_servers, memcached_probe, flush_memcached, caplog):
+    now = [100.0]
+    closed = f"127.0.0.1:{free_port()}"
+    edge = EdgeDocuments([closed, *memcached_servers], render, dead_seconds=10,
+                         clock=lambda: now[0])
+    attempts = []
+    original = edge.clients[closed].set_many
+
+    def counted(*args, **kwargs):
+        attempts.append(now[0])
+        return original(*args, **kwargs)
+
+    edge.clients[closed].set_many = counted  # third-party client: count what reaches it
+
+    with caplog.at_level(logging.WARNING, logger="src.adapters.edge_documents"):
+        for step in range(5):  # 0, 3, 6, 9, 12 s
+            edge.publish({"BTC": BTC}, ttl_seconds=60)
+            now[0] += 3
+
+    assert attempts == [100.0, 112.0]  # tried, skipped for 10 s, tried again
+    assert len([r for r in caplog.records if closed in r.getMessage()]) == 2
+    assert None not in written(memcached_probe, edge_key("BTC"))
