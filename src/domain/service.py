@@ -35,6 +35,11 @@ _LIMIT_CODES = frozenset({1008, 1009, 1010, 1011})
 _COINS_PER_CREDIT = 100
 
 
+# Below this much time left a provider call cannot connect and read an answer (the adapter
+# refuses to start one too).
+MIN_CALL_SECONDS = 0.1
+
+
 @dataclass(frozen=True, slots=True)
 class Lookup:
     """What one step of the rules settled: served coins, unknown symbols, and what is left."""
@@ -212,6 +217,11 @@ class QuoteService:
                              failure_ttl_seconds=self.failure_note_seconds)
         found = Lookup(missing=tuple(missing))
         while found.missing:
+            if deadline.remaining() < MIN_CALL_SECONDS:
+                # No time left for a call: claiming now would only leave a timeout note that
+                # fails the next requests for these symbols without their ever calling.
+                timeout = ProviderTimeout("CoinMarketCap did not answer in time")
+                return found.then(self._stand_in(found.missing, stale, timeout))
             mine = claims.claim(found.missing)
             others = tuple(s for s in found.missing if s not in mine)
             fetched = self._fetch_claimed(mine, claims, stale, deadline) if mine else Lookup()
@@ -234,7 +244,9 @@ class QuoteService:
                 found = found.then(self._fetch_from_provider(found.missing, deadline))
         except (ProviderUnavailable, ProviderError) as exc:
             # Waiters read the cache before the note, so the symbols found above still reach them.
-            claims.release(mine, failure_note(exc))
+            # A deadline of ours that ran out says nothing about CoinMarketCap: no note then.
+            ours = isinstance(exc, ProviderTimeout) and deadline.remaining() < MIN_CALL_SECONDS
+            claims.release(mine, None if ours else failure_note(exc))
             return found.then(self._stand_in(found.missing, stale, exc))
         except BaseException:
             claims.release(mine)

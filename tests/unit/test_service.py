@@ -475,6 +475,18 @@ class TestStampede:
         assert provider.calls == []
         assert cache.claims == {}
 
+    def test_a_claim_that_vanishes_as_the_deadline_ends_leaves_no_note_for_the_next_request(
+            self, service, provider, cache, clock):
+        other_process_claims(cache, "BTC", ttl=30)  # the holder dies mid-fetch
+        clock.schedule(7.999, cache.claims.clear)  # its claim goes just before our deadline
+
+        with pytest.raises(ProviderTimeout):
+            service.get_quotes(("BTC",))
+        answer = service.get_quotes(("BTC",))
+
+        assert answer.quotes["BTC"].source is Source.PROVIDER
+        assert len(provider.calls) == 1
+
     @pytest.mark.parametrize("error", [None, ProviderUnavailable("down"), RuntimeError("a bug")])
     def test_a_fetch_never_releases_a_claim_it_no_longer_owns(self, repo, cache, clock, error):
         provider = FakeQuoteProvider({"BTC": BTC}, fail_with=error, clock=clock, latency_seconds=2)
