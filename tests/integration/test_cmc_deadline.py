@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from src.adapters.coinmarketcap import CircuitBreaker, CoinMarketCapProvider
+from src.adapters.coinmarketcap.key_info import CoinMarketCapKeyInfo
 from src.domain.deadline import Deadline
 from src.domain.errors import ProviderTimeout, ProviderUnavailable
 
@@ -128,5 +129,18 @@ def test_the_convert_call_is_bounded_by_the_same_deadline(upstream):
     started = time.monotonic()
     with pytest.raises(ProviderTimeout):
         provider.latest_by_ids([1], "EUR", deadline=deadline)
+
+    assert time.monotonic() - started <= 1.5 + MARGIN
+
+
+@pytest.mark.parametrize("upstream", ["trickle-body", "trickle-headers"], indirect=True)
+def test_a_trickling_key_info_answer_is_cut_at_its_budget(upstream):
+    # The governor may read key info on a request's path: it must not hold that request.
+    reader = CoinMarketCapKeyInfo(base_url=upstream.url, api_key="deadline-test-key",
+                                  budget_seconds=1.5)
+
+    started = time.monotonic()
+    with pytest.raises(ProviderUnavailable):
+        reader.read()
 
     assert time.monotonic() - started <= 1.5 + MARGIN

@@ -52,3 +52,13 @@ def test_refusals_are_domain_errors_with_the_upstream_code(reader, requests_mock
 
 def test_the_key_never_shows_in_its_repr(reader):
     assert "secret" not in repr(reader)
+
+
+def test_a_redirect_is_never_followed_so_the_key_goes_nowhere_else(reader, requests_mock):
+    requests_mock.get(URL, status_code=302, headers={"Location": "http://elsewhere.example/steal"})
+    elsewhere = requests_mock.get("http://elsewhere.example/steal", json={})
+
+    with pytest.raises((ProviderError, ProviderUnavailable)):
+        reader.read()
+
+    assert not elsewhere.called

@@ -9,6 +9,8 @@ from typing import Any
 
 import requests
 
+from src.adapters.coinmarketcap.watchdog import Watchdog, watch
+from src.domain.deadline import Deadline
 from src.domain.errors import ProviderError, ProviderUnavailable
 
 logger = logging.getLogger(__name__)
@@ -37,22 +39,30 @@ class CoinMarketCapKeyInfo:
     """
 
     def __init__(self, *, base_url: str, api_key: str, session: requests.Session | None = None,
-                 timeout: tuple[float, float] = (2.0, 3.0)) -> None:
+                 timeout: tuple[float, float] = (2.0, 3.0), budget_seconds: float = 3.0) -> None:
         self.url = base_url.rstrip("/") + KEY_INFO_PATH
-        self.session = session or requests.Session()
+        # The read can happen on a request's path (the governor's plan): the watchdog bounds
+        # the whole exchange, not each socket read, so a trickling answer cannot hold it.
+        self.session = watch(session or requests.Session())
         self.session.headers.update({"X-CMC_PRO_API_KEY": api_key, "Accept": "application/json"})
         self.timeout = timeout
+        self.budget_seconds = budget_seconds
 
     def __repr__(self) -> str:  # never show the session headers (the key) in a repr
         return f"CoinMarketCapKeyInfo(url={self.url!r})"
 
     def read(self) -> KeyInfo:
         """The key's plan and today's usage, read now."""
+        watchdog = Watchdog(Deadline(self.budget_seconds))
         try:
-            response = self.session.get(self.url, timeout=self.timeout)
-        except requests.RequestException as exc:
+            with watchdog:
+                # No redirects: requests would send our key header to wherever one points.
+                response = self.session.get(self.url, timeout=self.timeout, allow_redirects=False)
+        except Exception as exc:  # requests' errors, or whatever the watchdog's cut left
             logger.warning("CoinMarketCap key info unreachable: %s", type(exc).__name__)
             raise ProviderUnavailable("CoinMarketCap's key info could not be read") from None
+        if watchdog.cut_off:
+            raise ProviderUnavailable("CoinMarketCap's key info could not be read in time")
         body = _json(response)
         code = _int(_get(body, "status", "error_code"))
         if response.status_code != 200 or code:
@@ -100,6 +110,6 @@ def _time(value: Any) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: e.g. 0001-01-01T00:00:00+01:00
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
