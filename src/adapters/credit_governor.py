@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from limits.storage import MemcachedStorage, MemoryStorage, Storage
+from pymemcache.exceptions import MemcacheClientError
 
 from src.adapters.coinmarketcap.key_info import KeyInfo
 from src.domain.errors import BudgetSpent
@@ -74,26 +75,46 @@ class _Board:
 
     def add(self, key: str, amount: int, ttl: float) -> int:
         if isinstance(self.storage, MemcachedStorage):
-            # No expiry side key: nothing here reads it, and it would cost a write per new key.
-            return self.storage.incr(key, int(ttl), amount=amount, set_expiration_key=False)
+            for _ in range(3):
+                try:
+                    # No expiry side key: nothing here reads it; it would cost a write per key.
+                    return self.storage.incr(key, int(ttl), amount=amount,
+                                             set_expiration_key=False)
+                except MemcacheClientError:
+                    # A value that is not a counter (memcached has no authentication): it
+                    # counts as absent and is replaced, else every process counts for itself.
+                    if self._replace_junk(key, amount, ttl):
+                        return amount
+            raise MemcacheClientError(f"{key} stays unusable as a counter")
         return self.storage.incr(key, int(ttl), amount=amount)
+
+    def _replace_junk(self, key: str, amount: int, ttl: float) -> bool:
+        """Put `amount` in place of a junk value, unless another process changed it first."""
+        client = self._client
+        value, token = client.gets(key)
+        if value is None or _count(value) is not None:
+            return False  # gone or a counter again meanwhile: increment it
+        return bool(client.cas(key, str(amount), token, expire=int(ttl), noreply=False))
 
     def give_back(self, key: str, amount: int) -> None:
         if (client := self._client) is not None:
-            client.decr(key, amount, noreply=False)
+            try:
+                client.decr(key, amount, noreply=False)
+            except MemcacheClientError:
+                pass  # junk in place of the counter: nothing to give back, the next add resets it
         else:
             self.storage.decr(key, amount)
 
     def counts(self, keys: Sequence[str]) -> list[int]:
         if (client := self._client) is not None:
             found = client.get_many(list(keys))
-            return [int(found.get(key) or 0) for key in keys]
+            return [_count(found.get(key)) or 0 for key in keys]
         return [self.storage.get(key) for key in keys]
 
     def notes(self, keys: Sequence[str]) -> list[str | None]:
         if (client := self._client) is not None:
             found = client.get_many(list(keys))
-            return [found[key].decode() if found.get(key) is not None else None for key in keys]
+            return [_text(found.get(key)) for key in keys]
         now = time.time()
         with self._lock:
             return [value if (entry := self._notes.get(key)) and (value := entry[0]) and
@@ -401,6 +422,23 @@ class LimitsCreditGovernor(CreditGovernor):
                                " %d s", type(exc).__name__, _SHARED_RETRY_SECONDS)
                 self._shared_down_until = time.monotonic() + _SHARED_RETRY_SECONDS
         return operation(self._local)
+
+
+def _count(value: bytes | None) -> int | None:
+    """A memcached counter's value (decimal digits, maybe space-padded), or None for junk."""
+    try:
+        count = int(value) if value is not None else None
+    except ValueError:
+        return None
+    # memcached counters are unsigned 64-bit: anything else it refuses to increment.
+    return count if count is not None and 0 <= count < 2**64 else None
+
+
+def _text(value: bytes | None) -> str | None:
+    try:
+        return value.decode() if value is not None else None
+    except UnicodeDecodeError:
+        return None  # not a note of ours
 
 
 def _request_reserve(plan: Plan) -> int:

@@ -98,3 +98,62 @@ def test_junk_under_the_verdict_key_is_no_verdict(memcached_servers, flush_memca
 
     assert spend(gov, Purpose.REQUEST, 1) == 1
     assert gov.usage()["blocked"] is None
+
+
+def _write_everywhere(servers, key: str, value: bytes) -> None:
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        client = Client((host, int(port)))
+        client.set(key, value, noreply=False)
+        client.close()
+
+
+@pytest.mark.parametrize("kind", ["minute", "day"])
+def test_junk_under_a_counter_key_is_overwritten_and_the_shared_budget_holds(
+        memcached_servers, flush_memcached, kind):
+    first, second = governor(memcached_servers), governor(memcached_servers)
+    key = (first._minute_key(first.clock.now()) if kind == "minute"
+           else first._day_key(first.clock.now(), Purpose.REQUEST))
+    _write_everywhere(memcached_servers, key, b"junk")
+    if kind == "minute":
+        first.calls_per_minute, second.calls_per_minute = 20, 20
+        first.daily_credits = second.daily_credits = 1000
+
+    spent = [spend(first, Purpose.REQUEST, 15), spend(second, Purpose.REQUEST, 15)]
+
+    # Counted per process, each would allow 20: 40 in all.
+    assert sum(spent) == 20
+
+
+def test_junk_under_a_counter_key_is_no_500_for_usage(memcached_servers, flush_memcached):
+    gov = governor(memcached_servers)
+    for kind in [*Purpose, "elsewhere"]:
+        _write_everywhere(memcached_servers, gov._day_key(gov.clock.now(), kind), b"\xffjunk")
+    _write_everywhere(memcached_servers, gov._minute_key(gov.clock.now()), b"-3")
+
+    usage = gov.usage()
+    gov.reserve(Purpose.REQUEST, 1)
+
+    assert usage["today"]["credits_used"] == 0
+    assert usage["minute"]["calls"] == 0
+    # Still counting in memcached, where every other process sees it.
+    assert governor(memcached_servers).usage()["today"]["credits_used"] == 1
+
+
+def test_junk_under_the_verdict_key_leaves_the_budget_shared(memcached_servers, flush_memcached):
+    _write_everywhere(memcached_servers, "coinquote:credits:v1:verdict:minute", b"\xff\xfe")
+    first, second = governor(memcached_servers), governor(memcached_servers)
+
+    spent = [spend(first, Purpose.REQUEST, 15), spend(second, Purpose.REQUEST, 15)]
+
+    assert sum(spent) == 20
+
+
+def test_a_counter_beyond_64_bits_is_junk_and_replaced(memcached_servers, flush_memcached):
+    gov = governor(memcached_servers)
+    _write_everywhere(memcached_servers, gov._day_key(gov.clock.now(), Purpose.REQUEST),
+                      b"9" * 25)
+
+    spent = [spend(gov, Purpose.REQUEST, 15), spend(governor(memcached_servers), Purpose.REQUEST, 15)]
+
+    assert sum(spent) == 20
