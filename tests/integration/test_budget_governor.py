@@ -53,8 +53,8 @@ def test_a_verdict_honoured_by_one_process_stops_the_others(memcached_servers, f
     assert second.usage()["blocked"]["upstream_code"] == 1008
 
 
-def test_the_plan_is_read_from_the_fake_key_info_once_for_every_process(memcached_servers, flush_memcached,
-                                                                        cmc):
+def test_the_plan_is_read_from_the_fake_key_info_once_for_every_process(
+        memcached_servers, flush_memcached, cmc):
     cmc.market.set_plan(daily_credits=30, calls_per_minute=7)
     reader = CoinMarketCapKeyInfo(base_url=cmc.url, api_key=FAKE_CMC_KEY)
     processes = [governor(memcached_servers, daily_credits=None, calls_per_minute=None,
@@ -66,7 +66,8 @@ def test_the_plan_is_read_from_the_fake_key_info_once_for_every_process(memcache
     assert [c["path"] for c in cmc.market.calls] == ["/v1/key/info"]
 
 
-def test_an_injected_1009_is_honoured_until_the_reset_the_fake_reports(memcached_servers, flush_memcached, cmc):
+def test_an_injected_1009_is_honoured_until_the_reset_the_fake_reports(
+        memcached_servers, flush_memcached, cmc):
     cmc.market.inject_verdict(1009, 20)
     reader = CoinMarketCapKeyInfo(base_url=cmc.url, api_key=FAKE_CMC_KEY)
     first, second = (governor(memcached_servers, read_key_info=reader.read) for _ in range(2))
@@ -154,6 +155,7 @@ def test_a_counter_beyond_64_bits_is_junk_and_replaced(memcached_servers, flush_
     _write_everywhere(memcached_servers, gov._day_key(gov.clock.now(), Purpose.REQUEST),
                       b"9" * 25)
 
-    spent = [spend(gov, Purpose.REQUEST, 15), spend(governor(memcached_servers), Purpose.REQUEST, 15)]
+    other = governor(memcached_servers)
+    spent = [spend(gov, Purpose.REQUEST, 15), spend(other, Purpose.REQUEST, 15)]
 
     assert sum(spent) == 20
