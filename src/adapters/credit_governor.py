@@ -184,6 +184,9 @@ class LimitsCreditGovernor(CreditGovernor):
         self._local = self._shared if in_process else _Board(MemoryStorage())
         self._shared_down_until = 0.0
         self._memo: tuple[float, KeyInfo | None] | None = None
+        # The day of this thread's last reservation per purpose: a refund after UTC midnight
+        # gives back to that day, not to today's count (which would then miss a credit).
+        self._reserved_on = threading.local()
 
     # -- the port ----------------------------------------------------------------------------
 
@@ -191,8 +194,10 @@ class LimitsCreditGovernor(CreditGovernor):
         self._on_board(lambda board: self._reserve(board, Purpose(purpose), credits))
 
     def refund(self, purpose: Purpose, credits: int) -> None:
-        now = self.clock.now()
-        self._on_board(lambda board: board.give_back(self._day_key(now, Purpose(purpose)), credits))
+        purpose = Purpose(purpose)
+        days = getattr(self._reserved_on, "days", {})
+        key = days.pop(purpose, None) or self._day_key(self.clock.now(), purpose)
+        self._on_board(lambda board: board.give_back(key, credits))
 
     def honour(self, upstream_code: int, retry_after: float | None = None) -> None:
         if upstream_code not in LIMIT_CODES:
@@ -286,6 +291,9 @@ class LimitsCreditGovernor(CreditGovernor):
             refusal = self._day_refusal(purpose, 0, plan, self._used(board, now))
             if refusal is not None:
                 board.give_back(day_key, credits)
+            elif credits:
+                self._reserved_on.days = {**getattr(self._reserved_on, "days", {}),
+                                          purpose: day_key}
         if refusal is not None:
             board.give_back(minute_key, 1)
             raise _spent(self._daily_reset(now, fresh=False)[0] - now, refusal)

@@ -363,3 +363,17 @@ def test_a_refund_gives_back_the_days_credits_but_not_the_minutes_call():
 
     assert gov.usage()["today"]["by_purpose"]["convert"] == 1
     assert gov.usage()["minute"]["calls"] == 3
+
+
+def test_a_refund_after_utc_midnight_gives_back_to_the_day_it_was_reserved_on():
+    clock = FixedClock(MIDNIGHT - timedelta(milliseconds=500))
+    storage = MemoryStorage()
+    failing, other = governor(clock, storage), governor(clock, storage)
+    failing.reserve(Purpose.REQUEST, 1)  # its call fails after midnight (no credit charged)
+    clock.advance(1)
+    other.reserve(Purpose.REQUEST, 1)
+
+    failing.refund(Purpose.REQUEST, 1)
+
+    # Given back to today, the credit `other` spent today would be counted by nobody.
+    assert other.usage()["today"]["credits_used"] == 1
