@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from src.domain.model import MAX_SYMBOL_LENGTH, parse_symbols
 from src.entrypoints.schemas import Timestamp
 
 _SYMBOL_PATTERN = f"^[A-Za-z0-9]{{1,{MAX_SYMBOL_LENGTH}}}$"
+_DIGITS_RE = re.compile(r"[0-9]+", re.ASCII)
 
 
 class HistorySymbolList(DelimitedList):
@@ -45,6 +47,16 @@ class HistorySymbolList(DelimitedList):
         if len(symbols) > MAX_HISTORY_SYMBOLS:
             raise ValidationError(f"at most {MAX_HISTORY_SYMBOLS} symbols per history request")
         return symbols
+
+
+class HistoryCount(fields.Integer):
+    """A whole number written in ASCII digits only."""
+
+    def _validated(self, value: Any) -> int:
+        # int() alone also takes '1_000', ' 5', '+5' and non-ASCII (e.g. Arabic-Indic) digits.
+        if isinstance(value, str) and not _DIGITS_RE.fullmatch(value):
+            raise self.make_error("invalid", input=value)
+        return super()._validated(value)
 
 
 class HistoryTime(fields.String):
@@ -95,9 +107,8 @@ class HistoryQueryArgsSchema(Schema):
             "example": "1h",
         },
     )
-    count = fields.Integer(
+    count = HistoryCount(
         load_default=DEFAULT_COUNT,
-        strict=False,
         validate=validate.Range(min=1, max=MAX_COUNT),
         metadata={"description": f"At most this many points per coin, the newest kept (1 to {MAX_COUNT}).",
                   "example": 24},

@@ -70,6 +70,12 @@ BAD = [
     ("symbol=BTC&count=ten", "count"),
     ("symbol=BTC&count=", "count"),
     ("symbol=BTC&count=99999999999999999999999", "count"),
+    # Python's int() would take these; a query's count is plain ASCII digits.
+    ("symbol=BTC&count=1_000", "count"),
+    ("symbol=BTC&count=%D9%A5", "count"),  # ARABIC-INDIC DIGIT FIVE
+    ("symbol=BTC&count=%205", "count"),
+    ("symbol=BTC&count=5%0A", "count"),
+    ("symbol=BTC&count=%2B5", "count"),
     ("symbol=BTC&time_start=yesterday", "time_start"),
     ("symbol=BTC&time_start=", "time_start"),
     ("symbol=BTC&time_start=2026-13-01", "time_start"),
