@@ -1,4 +1,4 @@
-"""HTTP caching of quote answers (contract §6): Cache-Control, strong ETag, 304; no-store on errors."""
+"""HTTP caching of quote answers (contract §6): Cache-Control, strong ETag, 304; errors no-store."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def quotes_response(body: str, answer: QuoteAnswer, request: Request, now: datet
     seconds = max_age(answer, now, cache_ttl_seconds, quote_max_age)
     headers = {"Cache-Control": f"public, max-age={seconds}", "ETag": etag}
     # If-None-Match compares weakly (RFC 9110): nginx weakens the ETag when it gzips.
-    if request.if_none_match.contains_weak(etag[1:-1]):
+    if "HTTP_IF_NONE_MATCH" in request.environ and request.if_none_match.contains_weak(etag[1:-1]):
         return Response(status=304, headers=headers)
     return Response(data, mimetype="application/json", headers=headers)
 
