@@ -207,3 +207,33 @@ def test_bad_parameters_are_a_422_naming_the_parameter(client, params, parameter
 
     assert status == 422
     assert parameter in body["message"]
+
+
+def test_a_shared_symbol_is_the_coin_that_quotes_serves(stored, client, fake_cmc):
+    # A max age beyond ETC's newest fetch: /api/v1/quotes serves it from the database.
+    quotes = create_app(Settings(cmc_api_key=FAKE_CMC_KEY, cmc_base_url=fake_cmc.url,
+                                 database_url=stored.config["SQLALCHEMY_DATABASE_URI"],
+                                 quote_max_age_seconds=86400), clock=FixedClock(NOW))
+    quotes.test_client_class = NoServerErrorClient
+
+    served = quotes.test_client().get("/api/v1/quotes", query_string={"symbol": "ETC"}).get_json()
+    _, body = history(client, symbol="ETC", interval="all")
+
+    assert served["data"]["ETC"]["id"] == body["data"]["ETC"]["id"] == 1321
+
+
+@pytest.mark.parametrize("params, expected", [
+    ({"time_start": "0001-01-01T00:00:00Z", "time_end": "9999-12-31T23:59:59.999999Z",
+      "interval": "7d"}, newest_per_interval(BTC_TIMES, 604800, EPOCH_START, NOW, 10000)),
+    ({"time_start": "0", "time_end": "253402300799", "interval": "all"}, BTC_TIMES),
+    ({"time_start": "1900-01-01", "time_end": "9999-12-31T23:59:59.999999%2B00:00".replace("%2B", "+"),
+      "interval": "1d"}, newest_per_interval(BTC_TIMES, 86400, EPOCH_START, NOW, 10000)),
+    ({"time_start": "0001-01-01T00:00:00Z", "time_end": "0001-01-02T00:00:00Z"}, []),
+    ({"time_end": "0"}, []),
+    ({"time_start": "9999-12-31T23:59:59Z", "time_end": "9999-12-31T23:59:59.999999Z"}, []),
+])
+def test_times_at_the_ends_of_the_calendar_are_answered_by_the_database(client, params, expected):
+    status, body = history(client, symbol="BTC", count=10000, **params)
+
+    assert status == 200, body
+    assert times_of(body) == [t.replace(microsecond=t.microsecond // 1000 * 1000) for t in expected]
