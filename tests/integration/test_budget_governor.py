@@ -3,6 +3,9 @@ every process (each governor here stands for a gunicorn worker or a replica)."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
 import pytest
 from pymemcache.client.base import Client
 
@@ -12,13 +15,15 @@ from src.domain.clock import SystemClock
 from src.domain.errors import BudgetSpent
 from src.domain.model import Plan, Purpose
 from tests.fake_cmc.market import TEST_KEY as FAKE_CMC_KEY
+from tests.fakes import FixedClock
 from tests.servers import free_port
 
 
 def governor(servers, **options) -> LimitsCreditGovernor:
     options.setdefault("daily_credits", 20)
     options.setdefault("calls_per_minute", 1000)
-    return LimitsCreditGovernor(storage=build_storage(servers), clock=SystemClock(), **options)
+    options.setdefault("clock", SystemClock())
+    return LimitsCreditGovernor(storage=build_storage(servers), **options)
 
 
 def spend(gov, purpose, times) -> int:
@@ -159,3 +164,32 @@ def test_a_counter_beyond_64_bits_is_junk_and_replaced(memcached_servers, flush_
     spent = [spend(gov, Purpose.REQUEST, 15), spend(other, Purpose.REQUEST, 15)]
 
     assert sum(spent) == 20
+
+
+def test_racing_processes_and_threads_never_spend_beyond_the_day_or_the_minute(
+        memcached_servers, flush_memcached):
+    clock = FixedClock(datetime(2026, 11, 26, 12, 0, 30, tzinfo=UTC))
+    processes = [governor(memcached_servers, clock=clock, daily_credits=40, calls_per_minute=30)
+                 for _ in range(4)]
+    purposes = [Purpose.REQUEST, Purpose.REFRESH, Purpose.CONVERT]
+
+    def worker(n: int) -> list[Purpose]:
+        gov, kept = processes[n % 4], []
+        for i in range(12):
+            try:
+                gov.reserve(purposes[(n + i) % 3], 1)
+                kept.append(purposes[(n + i) % 3])
+            except BudgetSpent:
+                pass
+        return kept
+
+    with ThreadPoolExecutor(16) as pool:
+        kept = [p for got in pool.map(worker, range(16)) for p in got]
+    clock.advance(60)
+    with ThreadPoolExecutor(16) as pool:
+        kept += [p for got in pool.map(worker, range(16)) for p in got]
+
+    # 30 calls in the first minute, then the day's 40 credits; conversions at most half of them.
+    assert 30 < len(kept) <= 40
+    assert kept.count(Purpose.CONVERT) <= 20
+    assert processes[0].usage()["today"]["credits_used"] == len(kept)
