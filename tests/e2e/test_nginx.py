@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import re
 import signal
 import socket
-import random
 import threading
 import time
 import uuid
