@@ -210,7 +210,7 @@ class LimitsCreditGovernor(CreditGovernor):
             reset = self._daily_reset(now, fresh=True)
             scope, until, known = "day", hinted or reset[0], hinted is not None or reset[1]
         else:
-            reset = self._monthly_reset(now)
+            reset = self._monthly_reset(now, fresh=True)
             scope, until, known = "month", hinted or reset[0], hinted is not None or reset[1]
         logger.warning("CoinMarketCap answered %d: no calls until %s", upstream_code, _iso(until))
         self._on_board(
@@ -365,8 +365,9 @@ class LimitsCreditGovernor(CreditGovernor):
             return info.daily_reset, True
         return _next_midnight(now), False
 
-    def _monthly_reset(self, now: datetime) -> tuple[datetime, bool]:
-        info = self._key_info()
+    def _monthly_reset(self, now: datetime, *, fresh: bool) -> tuple[datetime, bool]:
+        """When the month's credits come back, and whether CoinMarketCap said so."""
+        info = self._key_info(force=fresh)
         if info is not None and info.monthly_reset is not None and info.monthly_reset > now:
             return info.monthly_reset, True
         year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)

@@ -214,8 +214,8 @@ class Market:
             self.plan = replace(self.plan, **limits)
 
     def inject_verdict(self, error_code: int, seconds: float) -> None:
-        """Answer every call with 429 `error_code` for `seconds` from now (1009: the daily reset
-        then reported by /v1/key/info is that moment)."""
+        """Answer every call with 429 `error_code` for `seconds` from now (1009, 1010: the daily or
+        monthly reset then reported by /v1/key/info is that moment)."""
         with self.lock:
             self.verdict = Verdict(error_code, self.clock() + seconds)
 
@@ -261,7 +261,8 @@ class Market:
             made = self.minute_calls.get(int(now // 60), 0)
             used_day, used_month = self.day_credits.get(day, 0), self.month_credits.get(month, 0)
             daily_reset = self._daily_reset(now)
-            monthly_reset = _next_month(now)
+            monthly_reset = self.verdict.until if self._verdict_in_force(now, 1010) \
+                else _next_month(now)
             return {
                 "plan": {
                     "credit_limit_daily": daily,
@@ -278,7 +279,8 @@ class Market:
                                     "credits_left": 0 if self._verdict_in_force(now, 1009)
                                     else max(0, daily - used_day)},
                     "current_month": {"credits_used": used_month,
-                                      "credits_left": max(0, monthly - used_month)},
+                                      "credits_left": 0 if self._verdict_in_force(now, 1010)
+                                      else max(0, monthly - used_month)},
                 },
                 "refused": {str(code): n for code, n in sorted(self.refused.items())},
             }

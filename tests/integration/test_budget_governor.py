@@ -193,3 +193,18 @@ def test_racing_processes_and_threads_never_spend_beyond_the_day_or_the_minute(
     assert 30 < len(kept) <= 40
     assert kept.count(Purpose.CONVERT) <= 20
     assert processes[0].usage()["today"]["credits_used"] == len(kept)
+
+
+def test_an_injected_1010_is_honoured_until_the_monthly_reset_the_fake_reports(
+        memcached_servers, flush_memcached, cmc):
+    reader = CoinMarketCapKeyInfo(base_url=cmc.url, api_key=FAKE_CMC_KEY)
+    first, second = (governor(memcached_servers, daily_credits=None, read_key_info=reader.read)
+                     for _ in range(2))
+    first.plan()  # key info read before the verdict: it said the next month's start
+    cmc.market.inject_verdict(1010, 20)
+
+    first.honour(1010)
+
+    with pytest.raises(BudgetSpent) as refused:
+        second.reserve(Purpose.REQUEST, 1)
+    assert 15 <= refused.value.retry_after <= 21

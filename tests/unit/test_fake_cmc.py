@@ -242,6 +242,17 @@ def test_an_injected_1009_refuses_quotes_until_its_reset_which_key_info_reports(
     assert get(limited_client, "symbol=BTC").status_code == 200
 
 
+def test_an_injected_1010_refuses_quotes_until_its_reset_which_key_info_reports(limited_client, clock):
+    limited_client.post("/__fake__/verdict", json={"error_code": 1010, "seconds": 30})
+
+    refused = get(limited_client, "symbol=BTC")
+    info = key_info(limited_client).get_json()["data"]
+
+    assert (refused.status_code, refused.get_json()["status"]["error_code"]) == (429, 1010)
+    assert info["plan"]["credit_limit_monthly_reset_timestamp"] == "2026-11-26T00:00:30.000Z"
+    assert info["usage"]["current_month"]["credits_left"] == 0
+
+
 def test_the_default_plan_is_unlimited(client):
     answers = [get(client, "symbol=BTC").status_code for _ in range(50)]
 
