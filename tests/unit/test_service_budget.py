@@ -15,7 +15,7 @@ from src.adapters.credit_governor import LimitsCreditGovernor
 from src.domain.errors import BudgetSpent, ProviderTimeout, ProviderUnavailable
 from src.domain.model import Purpose, Source
 from src.domain.service import QuoteService
-from tests.fakes import T0, FakeQuoteProvider, FixedClock, InMemoryQuoteCache, InMemoryQuoteRepository, coin_quote
+from tests.fakes import T0, FakeQuoteProvider, FixedClock, InMemoryQuoteCache, coin_quote
 
 BTC = coin_quote("BTC", 1, "67250.12")
 ETH = coin_quote("ETH", 1027, "3512.44")
@@ -29,11 +29,6 @@ def clock():
 @pytest.fixture
 def provider():
     return FakeQuoteProvider({"BTC": BTC, "ETH": ETH})
-
-
-@pytest.fixture
-def repo():
-    return InMemoryQuoteRepository()
 
 
 @pytest.fixture
