@@ -6,13 +6,16 @@ from __future__ import annotations
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg2
 import pytest
 import requests
 from pymemcache.client.base import Client
+from sqlalchemy.engine import make_url
 
 from tests.e2e.conftest import Process, migrate, service_env, spawn, start_nginx
 from tests.servers import Memcached, free_port, stop
@@ -63,9 +66,23 @@ class EdgeStack:
 
 
 @pytest.fixture(scope="module")
-def edge(e2e_dir, fake_cmc_process, e2e_database_url) -> Iterator[EdgeStack]:
+def edge_database_url(database_url) -> str:
+    """A database of its own: what this stack fetches must not be found by the session's."""
+    url = make_url(database_url)
+    name = f"coinquote_edge_{uuid.uuid4().hex[:8]}"
+    conn = psycopg2.connect(host=url.host, port=url.port, user=url.username,
+                            password=url.password, dbname=url.database)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="module")
+def edge(e2e_dir, fake_cmc_process, edge_database_url) -> Iterator[EdgeStack]:
     servers = [Memcached().start(), Memcached().start()]
-    env = service_env(fake_cmc_process.url, e2e_database_url, [s.address for s in servers])
+    env = service_env(fake_cmc_process.url, edge_database_url, [s.address for s in servers])
     env["CACHE_TTL_SECONDS"] = str(TTL)
     migrated = migrate(env)
     assert migrated.returncode == 0, migrated.stderr
