@@ -62,3 +62,16 @@ def test_a_redirect_is_never_followed_so_the_key_goes_nowhere_else(reader, reque
         reader.read()
 
     assert not elsewhere.called
+
+
+@pytest.mark.parametrize("body", [
+    '{"status": {"error_code": 0}, "data": {"plan": {"credit_limit_daily": 1e400,'
+    ' "rate_limit_minute": NaN}, "usage": {"current_day": {"credits_used": -Infinity}}}}',
+    '{"status": {"error_code": 0}, "data": {"plan": ["credit_limit_daily", 333], "usage": "x"}}',
+    '{"status": {"error_code": 0}, "data": ["plan"]}',
+])
+def test_figures_beyond_numbers_or_sections_that_are_no_objects_are_unknown(
+        reader, requests_mock, body):
+    requests_mock.get(URL, text=body, headers={"Content-Type": "application/json"})
+
+    assert reader.read() == KeyInfo(daily_credits=None, calls_per_minute=None)

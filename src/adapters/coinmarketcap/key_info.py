@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import requests
 
 from src.adapters.coinmarketcap.watchdog import Watchdog, watch
+from src.adapters.coinmarketcap.wire import parse_time
 from src.domain.deadline import Deadline
 from src.domain.errors import ProviderError, ProviderUnavailable
 
@@ -72,13 +74,13 @@ class CoinMarketCapKeyInfo:
                 raise ProviderUnavailable("CoinMarketCap's key info is unavailable",
                                           upstream_code=code)
             raise ProviderError("CoinMarketCap refused to tell the key's plan", upstream_code=code)
-        plan, usage = _get(body, "data", "plan") or {}, _get(body, "data", "usage") or {}
+        plan, usage = _section(body, "data", "plan"), _section(body, "data", "usage")
         return KeyInfo(
             daily_credits=_int(plan.get("credit_limit_daily")),
             calls_per_minute=_int(plan.get("rate_limit_minute")),
             monthly_credits=_int(plan.get("credit_limit_monthly")),
-            daily_reset=_time(plan.get("credit_limit_daily_reset_timestamp")),
-            monthly_reset=_time(plan.get("credit_limit_monthly_reset_timestamp")),
+            daily_reset=parse_time(plan.get("credit_limit_daily_reset_timestamp")),
+            monthly_reset=parse_time(plan.get("credit_limit_monthly_reset_timestamp")),
             credits_used_today=_int(_get(usage, "current_day", "credits_used")),
         )
 
@@ -98,18 +100,14 @@ def _get(body: Any, *path: str) -> Any:
     return body
 
 
+def _section(body: Any, *path: str) -> dict[str, Any]:
+    """An object of the answer; {} when absent or not an object."""
+    section = _get(body, *path)
+    return section if isinstance(section, dict) else {}
+
+
 def _int(value: Any) -> int | None:
     # bool is an int in Python; CoinMarketCap never means a limit by true/false.
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         return None
-    return int(value)
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except (ValueError, OverflowError):  # OverflowError: e.g. 0001-01-01T00:00:00+01:00
-        return None
+    return int(value) if math.isfinite(value) else None
