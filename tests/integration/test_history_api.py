@@ -213,7 +213,8 @@ def test_a_shared_symbol_is_the_coin_that_quotes_serves(stored, client, fake_cmc
     # A max age beyond ETC's newest fetch: /api/v1/quotes serves it from the database.
     quotes = create_app(Settings(cmc_api_key=FAKE_CMC_KEY, cmc_base_url=fake_cmc.url,
                                  database_url=stored.config["SQLALCHEMY_DATABASE_URI"],
-                                 quote_max_age_seconds=86400), clock=FixedClock(NOW))
+                                 quote_max_age_seconds=86400, refresh_window_seconds=0),
+                        clock=FixedClock(NOW))
     quotes.test_client_class = NoServerErrorClient
 
     served = quotes.test_client().get("/api/v1/quotes", query_string={"symbol": "ETC"}).get_json()
