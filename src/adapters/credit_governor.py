@@ -494,13 +494,21 @@ def _key_info_from_note(note: str) -> tuple[float, KeyInfo] | None:
     try:
         data = json.loads(note)
         return float(data["read_at"]), KeyInfo(
-            daily_credits=data["daily"], calls_per_minute=data["minute"],
-            monthly_credits=data["monthly"], credits_used_today=data["used"],
+            daily_credits=_count_or_none(data["daily"]),
+            calls_per_minute=_count_or_none(data["minute"]),
+            monthly_credits=_count_or_none(data["monthly"]),
+            credits_used_today=_count_or_none(data["used"]),
             daily_reset=_time_or_none(data["daily_reset"]),
             monthly_reset=_time_or_none(data["monthly_reset"]),
         )
     except (ValueError, KeyError, TypeError, OverflowError, OSError):
         return None
+
+
+def _count_or_none(value: Any) -> int | None:
+    # memcached has no authentication: a figure of the wrong type is unknown, not a crash later.
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
+        else None
 
 
 def _time_or_none(epoch: float | None) -> datetime | None:

@@ -208,3 +208,17 @@ def test_an_injected_1010_is_honoured_until_the_monthly_reset_the_fake_reports(
     with pytest.raises(BudgetSpent) as refused:
         second.reserve(Purpose.REQUEST, 1)
     assert 15 <= refused.value.retry_after <= 21
+
+
+@pytest.mark.parametrize("note", [
+    b'{"read_at": 1e12, "daily": "lots", "minute": [], "monthly": null, "used": {},'
+    b' "daily_reset": null, "monthly_reset": null}',
+    b'[1, 2]',
+])
+def test_a_junk_key_info_note_is_no_plan_and_no_500(memcached_servers, flush_memcached, note):
+    _write_everywhere(memcached_servers, "coinquote:credits:v1:key-info", note)
+    gov = governor(memcached_servers, daily_credits=None, calls_per_minute=None,
+                   read_key_info=lambda: (_ for _ in ()).throw(ConnectionError("down")))
+
+    assert spend(gov, Purpose.REQUEST, 1) == 1
+    assert gov.plan() == Plan(333, 30, "default")
