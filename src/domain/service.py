@@ -12,6 +12,7 @@ from datetime import timedelta
 from src.domain.deadline import Deadline
 from src.domain.errors import (
     InvalidCurrency,
+    InvalidRequest,
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
@@ -384,6 +385,11 @@ class QuoteService:
         limit verdicts on to the governor, for every process."""
         try:
             yield
+        except InvalidRequest:
+            # CoinMarketCap's 400 (an unknown convert currency) is an error: it charges nothing.
+            if self.governor is not None:
+                self.governor.refund(purpose, credits)
+            raise
         except (ProviderUnavailable, ProviderError) as exc:
             if self.governor is not None:
                 # A timeout may have been answered (and charged) after we gave up, and an

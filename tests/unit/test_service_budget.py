@@ -12,7 +12,7 @@ import pytest
 from limits.storage import MemoryStorage
 
 from src.adapters.credit_governor import LimitsCreditGovernor
-from src.domain.errors import BudgetSpent, ProviderTimeout, ProviderUnavailable
+from src.domain.errors import BudgetSpent, InvalidCurrency, ProviderTimeout, ProviderUnavailable
 from src.domain.model import Purpose, Source
 from src.domain.service import QuoteService
 from tests.fakes import T0, FakeQuoteProvider, FixedClock, InMemoryQuoteCache, coin_quote
@@ -222,3 +222,14 @@ def test_a_call_that_timed_out_keeps_its_credits(provider, repo, cache, clock):
         service.get_quotes(["BTC"])
 
     assert governor.usage()["today"]["by_purpose"]["request"] == 1
+
+
+def test_a_conversion_to_an_unknown_currency_gives_its_credit_back(provider, repo, cache, clock):
+    governor = make_governor(clock)
+    service = make_service(provider, repo, cache, clock, governor)
+
+    with pytest.raises(InvalidCurrency):
+        service.get_quotes(["BTC"], convert="XYZ")
+
+    # CoinMarketCap charges nothing for its 400 answer.
+    assert governor.usage()["today"]["by_purpose"]["convert"] == 0
