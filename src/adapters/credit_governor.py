@@ -320,13 +320,15 @@ class LimitsCreditGovernor(CreditGovernor):
         kinds: list[Purpose | str] = [*Purpose, ELSEWHERE]
         return dict(zip(kinds, board.counts([self._day_key(now, k) for k in kinds]), strict=True))
 
-    def _catch_up(self, board: _Board, info: KeyInfo) -> None:
+    def _catch_up(self, board: _Board, info: KeyInfo, asked: datetime) -> None:
         """Count what CoinMarketCap says was spent today beyond our own count, as ELSEWHERE."""
         now = self.clock.now()
         same_day = info.daily_reset is None or abs(
             (info.daily_reset - _next_midnight(now)).total_seconds()) < 60
-        if info.credits_used_today is None or not same_day:
-            return  # a plan whose day is not the UTC day: its count is not comparable to ours
+        # Not comparable to ours: a plan whose day is not the UTC day, or a count asked for
+        # before UTC midnight (yesterday's, maybe).
+        if info.credits_used_today is None or not same_day or asked.date() != now.date():
+            return
         missed = info.credits_used_today - sum(self._used(board, now).values())
         if missed > 0:
             logger.warning("CoinMarketCap counted %d credit(s) today that coinquote did not",
@@ -407,6 +409,7 @@ class LimitsCreditGovernor(CreditGovernor):
         if board.add(minute_key, 1, ttl=120) > per_minute:
             board.give_back(minute_key, 1)
             return known[1] if known else None
+        asked = self.clock.now()
         try:
             info = self.read_key_info()
         except Exception as exc:  # noqa: BLE001 - the plan falls back; nothing may reach a request
@@ -414,7 +417,7 @@ class LimitsCreditGovernor(CreditGovernor):
                            type(exc).__name__)
             return known[1] if known else None
         board.write_note(key, _key_info_note(now, info), _MAX_TTL_SECONDS)
-        self._catch_up(board, info)
+        self._catch_up(board, info, asked)
         return info
 
     # -- storage failures ----------------------------------------------------------------------

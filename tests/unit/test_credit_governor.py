@@ -377,3 +377,19 @@ def test_a_refund_after_utc_midnight_gives_back_to_the_day_it_was_reserved_on():
 
     # Given back to today, the credit `other` spent today would be counted by nobody.
     assert other.usage()["today"]["credits_used"] == 1
+
+
+def test_key_info_read_across_utc_midnight_is_not_caught_up_into_the_new_day():
+    clock = FixedClock(MIDNIGHT - timedelta(milliseconds=200))
+
+    class ReadAcrossMidnight(KeyInfoReader):
+        def __call__(self) -> KeyInfo:
+            clock.advance(0.5)  # answered (yesterday's count, no reset time) after midnight
+            return super().__call__()
+
+    reader = ReadAcrossMidnight(KeyInfo(daily_credits=20, calls_per_minute=30,
+                                        credits_used_today=18))
+    gov = governor(clock, daily_credits=None, calls_per_minute=None, read_key_info=reader)
+
+    assert spend(gov, Purpose.REQUEST, 5) == 5
+    assert gov.usage()["today"]["spent_elsewhere"] == 0
