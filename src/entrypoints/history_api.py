@@ -19,10 +19,11 @@ blp = Blueprint(
     "history",
     __name__,
     url_prefix="/api/v1",
+    # The link is relative to /swagger-ui and /redoc, so it stays under a proxy's path prefix.
     description=(
         "Price history from the quotes coinquote has stored (every fetch is kept, older ones"
         " thinned to one per hour, then one per day). Never calls CoinMarketCap; costs no"
-        " credits. See it drawn at [/chart?symbol=BTC](../chart?symbol=BTC)."
+        " credits. See it drawn at [/chart?symbol=BTC](chart?symbol=BTC)."
     ),
 )
 

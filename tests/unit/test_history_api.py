@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 from openapi_schema_validator import OAS30Validator
@@ -139,6 +141,18 @@ def test_the_operation_is_documented_with_examples_and_every_parameter(client):
     assert interval["schema"]["enum"] == ["5m", "15m", "30m", "1h", "2h", "6h", "12h", "1d", "7d", "all"]
     assert {"200", "404", "422", "503"} <= set(operation["responses"])
     assert "chart?symbol=BTC" in spec["info"]["description"]
+
+
+def test_the_api_docs_link_the_chart_page_under_the_same_path_prefix(client):
+    spec = client.get("/openapi.json").get_json()
+    texts = [spec["info"]["description"]] + [tag.get("description", "") for tag in spec["tags"]]
+    links = [href for text in texts for href in re.findall(r"\]\(([^)]*chart[^)]*)\)", text)]
+
+    # Swagger UI and ReDoc render these links on /swagger-ui and /redoc, behind nginx under a prefix.
+    pages = ("https://example.test/coinquote/swagger-ui", "https://example.test/coinquote/redoc")
+    assert len(links) >= 2
+    assert {urljoin(page, href) for page in pages for href in links} == {
+        "https://example.test/coinquote/chart?symbol=BTC"}
 
 
 def test_unreadable_history_is_a_503_with_retry_after(client, history_repo):
