@@ -102,7 +102,8 @@ class BufferedRequestLog(RequestLog):
             if self._flusher_pid == pid:
                 return
             self._flusher_pid = pid
-        thread = threading.Thread(target=self._flush_forever, name="request-log-flusher", daemon=True)
+        thread = threading.Thread(target=self._flush_forever, name="request-log-flusher",
+                                  daemon=True)
         thread.start()
         atexit.register(self._flush_quietly)
 

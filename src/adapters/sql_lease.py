@@ -57,7 +57,8 @@ class SqlRefreshLease(RefreshLease):
     def release(self, holder: str, finished: RefreshRound | None = None) -> None:
         values: dict = {"holder": None, "expires_at": None}
         if finished is not None:
-            values.update(last_started_at=finished.started_at, last_finished_at=finished.finished_at,
+            values.update(last_started_at=finished.started_at,
+                          last_finished_at=finished.finished_at,
                           last_symbols=finished.symbols, last_refreshed=finished.refreshed,
                           last_calls=finished.calls, last_stopped=finished.stopped)
         give_up = update(_TABLE).where(_C.name == ROUND, _C.holder == holder).values(**values)
@@ -77,7 +78,8 @@ class SqlRefreshLease(RefreshLease):
         now = self.clock.now()
         name = f"daily:{job}"
         due = and_(_C.name == name,
-                   or_(_C.round_started_at.is_(None), _C.round_started_at <= now - timedelta(days=1)))
+                   or_(_C.round_started_at.is_(None),
+                       _C.round_started_at <= now - timedelta(days=1)))
         claim = update(_TABLE).where(due).values(round_started_at=now)
         return self._run(lambda conn: self._update_creating(conn, name, claim), "write")
 

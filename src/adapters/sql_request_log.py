@@ -60,7 +60,8 @@ class SqlRequestLog(RequestLog):
                 conn.execute(upsert, rows)
         except SQLAlchemyError as exc:
             DATABASE_ERRORS.labels("write").inc()
-            raise StorageError(f"recording requested symbols failed ({type(exc).__name__})") from exc
+            raise StorageError(
+                f"recording requested symbols failed ({type(exc).__name__})") from exc
 
     def requested_since(self, since: datetime) -> list[str]:
         try:

@@ -151,7 +151,8 @@ class Refresher:
 
     def _round(self) -> RefreshRound:
         started = self.clock.now()
-        symbols = self.request_log.requested_since(started - timedelta(seconds=self.policy.window_seconds))
+        since = started - timedelta(seconds=self.policy.window_seconds)
+        symbols = self.request_log.requested_since(since)
         refreshed = calls = 0
         stopped = None
         for batch in _batches(symbols, BATCH_SIZE):
@@ -161,7 +162,8 @@ class Refresher:
             try:
                 self.governor.reserve(Purpose.REFRESH, 1)
             except BudgetSpent as exc:
-                logger.info("refresh: the credit budget allows no call now (retry in %s s)", exc.retry_after)
+                logger.info("refresh: the credit budget allows no call now (retry in %s s)",
+                            exc.retry_after)
                 stopped = "budget"
                 break
             calls += 1

@@ -1,4 +1,4 @@
-"""Refresh-ahead as the app sees it: the request log's buffer and the refresher, built by create_app."""
+"""Refresh-ahead as the app sees it: the request log buffer and the refresher, from create_app."""
 
 from __future__ import annotations
 

@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 
 
 @click.command("refresh")
-@click.option("--once", is_flag=True, help="Run one round now (unless another refresher is in one) and exit.")
+@click.option("--once", is_flag=True,
+              help="Run one round now (unless another refresher is in one) and exit.")
 @with_appcontext
 def refresh(once: bool) -> None:
     """Keep every symbol requested within REFRESH_WINDOW_SECONDS fresh, round after round.
@@ -28,10 +29,12 @@ def refresh(once: bool) -> None:
     """
     ahead: RefreshAhead | None = current_app.extensions.get("refresh")
     if ahead is None or ahead.refresher is None:
-        raise click.ClickException("refresh-ahead needs the database (DATABASE_URL) and a credit governor")
+        raise click.ClickException(
+            "refresh-ahead needs the database (DATABASE_URL) and a credit governor")
     refresher = ahead.refresher
     if refresher.policy.window_seconds <= 0:
-        click.echo("refresh-ahead is off (REFRESH_WINDOW_SECONDS=0); only the daily history pruning runs")
+        click.echo("refresh-ahead is off (REFRESH_WINDOW_SECONDS=0);"
+                   " only the daily history pruning runs")
     if once:
         try:
             done = refresher.run_round(due_now=True)
@@ -40,8 +43,9 @@ def refresh(once: bool) -> None:
         if done is None:
             click.echo("no round: refresh-ahead is off, or another refresher is in a round")
         else:
+            stopped = f", stopped: {done.stopped}" if done.stopped else ""
             click.echo(f"refresh round: {done.refreshed} of {done.symbols} symbol(s) refreshed in"
-                       f" {done.calls} call(s)" + (f", stopped: {done.stopped}" if done.stopped else ""))
+                       f" {done.calls} call(s){stopped}")
         return
     stop = threading.Event()
 
