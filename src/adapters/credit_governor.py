@@ -398,13 +398,15 @@ class LimitsCreditGovernor(CreditGovernor):
         if known is not None and not force and now - known[0] < self.key_info_every_seconds:
             return known[1]
         # One reader per 30 s across processes, except after a 1009 (every reader pays a call
-        # of the minute all the same).
+        # of the minute all the same), and for a process that knows no plan at all: the Basic
+        # plan's guess may be ten times what the key allows.
         slot = f"{self._prefix}:key-info-read:{int(now // 30)}"
         minute_key = self._minute_key(self.clock.now())
         last_known = self._memo[1] if self._memo is not None else None
         per_minute = (self.calls_per_minute or (last_known and last_known.calls_per_minute)
                       or BASIC_CALLS_PER_MINUTE)
-        if not force and board.add(slot, 1, ttl=60) != 1:
+        knows_a_plan = known is not None or last_known is not None
+        if not force and knows_a_plan and board.add(slot, 1, ttl=60) != 1:
             return known[1] if known else None
         if board.add(minute_key, 1, ttl=120) > per_minute:
             board.give_back(minute_key, 1)

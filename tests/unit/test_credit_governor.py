@@ -393,3 +393,15 @@ def test_key_info_read_across_utc_midnight_is_not_caught_up_into_the_new_day():
 
     assert spend(gov, Purpose.REQUEST, 5) == 5
     assert gov.usage()["today"]["spent_elsewhere"] == 0
+
+
+def test_a_process_that_knows_no_plan_reads_key_info_itself_when_another_reader_failed():
+    storage, clock = MemoryStorage(), FixedClock(NOON)
+    reader = KeyInfoReader(fail_with=ProviderUnavailable("timed out"))
+    first, second = (governor(clock, storage, daily_credits=None, calls_per_minute=None,
+                              read_key_info=reader) for _ in range(2))
+    first.plan()  # took this 30 s's read, which failed: no plan shared
+    reader.fail_with, reader.info = None, KeyInfo(daily_credits=30, calls_per_minute=5)
+
+    # Not the Basic plan's 333 credits, ten times what the key may spend.
+    assert second.plan() == Plan(30, 5, "key_info")
