@@ -183,6 +183,7 @@ class LimitsCreditGovernor(CreditGovernor):
         in_process = isinstance(storage, MemoryStorage)
         self._local = self._shared if in_process else _Board(MemoryStorage())
         self._shared_down_until = 0.0
+        self._seen: dict[str, int] = {}  # the shared day counters last read, by key
         self._memo: tuple[float, KeyInfo | None] | None = None
         # The day of this thread's last reservation per purpose: a refund after UTC midnight
         # gives back to that day, not to today's count (which would then miss a credit).
@@ -318,7 +319,19 @@ class LimitsCreditGovernor(CreditGovernor):
         """Today's credits by purpose, and under ELSEWHERE those CoinMarketCap counted that we
         did not (its key info said so: another client of the key, counters lost to a restart)."""
         kinds: list[Purpose | str] = [*Purpose, ELSEWHERE]
-        return dict(zip(kinds, board.counts([self._day_key(now, k) for k in kinds]), strict=True))
+        keys = [self._day_key(now, k) for k in kinds]
+        counts = board.counts(keys)
+        if board is self._shared:
+            self._seen = dict(zip(keys, counts, strict=True))
+        return dict(zip(kinds, counts, strict=True))
+
+    def _count_on_locally(self) -> None:
+        """Bring this process's counters up to the shared ones it last saw: counting from zero
+        when memcached fails, every process would get the whole day again."""
+        counts = self._local.counts(list(self._seen))
+        for (key, seen), local in zip(self._seen.items(), counts, strict=True):
+            if seen > local:
+                self._local.add(key, seen - local, ttl=2 * 86_400)
 
     def _catch_up(self, board: _Board, info: KeyInfo, asked: datetime) -> None:
         """Count what CoinMarketCap says was spent today beyond our own count, as ELSEWHERE."""
@@ -435,6 +448,7 @@ class LimitsCreditGovernor(CreditGovernor):
                 logger.warning("credit counters unreachable (%s); counting in this process for"
                                " %d s", type(exc).__name__, _SHARED_RETRY_SECONDS)
                 self._shared_down_until = time.monotonic() + _SHARED_RETRY_SECONDS
+            self._count_on_locally()
         return operation(self._local)
 
 

@@ -405,3 +405,36 @@ def test_a_process_that_knows_no_plan_reads_key_info_itself_when_another_reader_
 
     # Not the Basic plan's 333 credits, ten times what the key may spend.
     assert second.plan() == Plan(30, 5, "key_info")
+
+
+class FailingLaterStorage(BrokenStorage):
+    """A `limits` storage (memcached) that works until `down` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner, self.down = MemoryStorage(), False
+
+    def _call(self, name, *args, **kwargs):
+        if self.down:
+            raise ConnectionRefusedError("memcached is down")
+        return getattr(self.inner, name)(*args, **kwargs)
+
+    def incr(self, *args, **kwargs):
+        return self._call("incr", *args, **kwargs)
+
+    def get(self, *args, **kwargs):
+        return self._call("get", *args, **kwargs)
+
+    def decr(self, *args, **kwargs):
+        return self._call("decr", *args, **kwargs)
+
+
+def test_when_the_shared_counters_fail_a_process_counts_on_from_what_it_last_saw():
+    storage = FailingLaterStorage()
+    gov = governor(storage=storage)
+    spend(gov, Purpose.REQUEST, 15)
+
+    storage.down = True
+
+    # From zero, each process would get the whole day again.
+    assert spend(gov, Purpose.REQUEST, 20) == 5
