@@ -170,8 +170,9 @@ def build_repository(app: Flask) -> QuoteRepository:
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     # PostgreSQL reads get a small autocommit pool of their own (SQLite's in-memory databases
     # would be a second, empty database: it keeps switching the session's connection).
+    # Autocommit leaves no transaction to roll back when a connection returns to the pool.
     reader = (create_engine(url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=8,
-                            **app.config["SQLALCHEMY_ENGINE_OPTIONS"])
+                            pool_reset_on_return=None, **app.config["SQLALCHEMY_ENGINE_OPTIONS"])
               if url.startswith("postgresql") else None)
     return SqlQuoteRepository(db.session, reader=reader)
 
