@@ -25,6 +25,7 @@ import json
 import math
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,7 +33,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -78,6 +79,7 @@ class Tally:
     budget_503: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
     oldest_fresh_hot: float = 0.0  # real seconds
+    oldest_detail: dict = field(default_factory=dict)
     sources: Counter = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -120,6 +122,9 @@ def ask(session: requests.Session, url: str, symbols: str, convert: str | None, 
         origin: float, tally: Tally) -> None:
     """One request; `origin` is the moment the fake's prices count from."""
     params = {"symbol": symbols, **({"convert": convert} if convert else {})}
+    # Ages are taken as of sending: the service judged freshness somewhere between sending and
+    # receiving, so this never charges it with the answer's own transit time.
+    sent = time.time() - origin
     try:
         response = session.get(url + "/api/v1/quotes", params=params, timeout=30)
     except requests.RequestException as exc:
@@ -127,7 +132,6 @@ def ask(session: requests.Session, url: str, symbols: str, convert: str | None, 
             tally.requests += 1
             tally.errors[type(exc).__name__] += 1
         return
-    now = time.time() - origin
     with tally.lock:
         tally.requests += 1
         if response.status_code == 503 and "credit budget" in response.text:
@@ -149,11 +153,18 @@ def ask(session: requests.Session, url: str, symbols: str, convert: str | None, 
             elif kind == "hot":
                 n = int(symbol[3:])
                 answered_at = float(Decimal(str(coin["quote"]["USD"]["price"])) - n * SCALE)
-                tally.oldest_fresh_hot = max(tally.oldest_fresh_hot, now - answered_at)
+                if sent - answered_at > tally.oldest_fresh_hot:
+                    tally.oldest_fresh_hot = sent - answered_at
+                    tally.oldest_detail = {"symbol": symbol, "source": coin["source"],
+                                           "sent": round(sent, 3),
+                                           "received": round(time.time() - origin, 3),
+                                           "answered_at": round(answered_at, 3)}
 
 
-def spawn(args: list[str], env: dict[str, str], log: Path, port: int | None = None) -> subprocess.Popen:
-    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+def spawn(args: list[str], env: dict[str, str], log: Path,
+          port: int | None = None) -> subprocess.Popen:
+    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(log, "wb"),
+                               stderr=subprocess.STDOUT)
     if port is not None:
         wait_for_port(port, 60, process)
     return process
@@ -161,17 +172,24 @@ def spawn(args: list[str], env: dict[str, str], log: Path, port: int | None = No
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--daily-credits", type=int, default=333, help="the plan's credits per day (N)")
+    parser.add_argument("--daily-credits", type=int, default=333,
+                        help="the plan's credits per day (N)")
     parser.add_argument("--calls-per-minute", type=int, default=30)
     parser.add_argument("--convert-share", type=float, default=0.5)
     parser.add_argument("--speed", type=float, default=60, help="simulated seconds per real second")
     parser.add_argument("--hours", type=float, default=6, help="simulated hours to run")
-    parser.add_argument("--rate", type=float, default=10, help="requests per real second outside bursts")
+    parser.add_argument("--rate", type=float, default=10,
+                        help="requests per real second outside bursts")
     parser.add_argument("--tail", type=int, default=200, help="symbols in the long tail")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "simulate.json"))
+    parser.add_argument("--serve-fake", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--started", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_fake:
+        serve_fake(args.serve_fake, args.started, args.daily_credits, args.calls_per_minute)
+        return
 
     speed = args.speed
     seconds = args.hours * 3600 / speed
@@ -187,38 +205,49 @@ def main() -> None:
         "REFRESH_WINDOW_SECONDS": max(1, round(900 / speed)),
         "REFRESH_INTERVAL_SECONDS": max(1, math.ceil(interval_day / speed)),
     }
-    print(f"simulating {args.hours:g} h of a {args.daily_credits}-credit day in {seconds:.0f} s: budget"
-          f" {budget} credits; derived interval {interval_day:.0f} s a day; settings {settings}", flush=True)
+    print(f"simulating {args.hours:g} h of a {args.daily_credits}-credit day in {seconds:.0f} s:"
+          f" budget {budget} credits; derived interval {interval_day:.0f} s a day;"
+          f" settings {settings}", flush=True)
 
     workdir = Path(tempfile.mkdtemp(prefix="coinquote-simulate-"))
     postgres, memcached = Postgres().start(), Memcached().start()
     started = time.time()
-    market = DriftingMarket(started, api_key=KEY, plan=Plan(daily_credits=budget,
-                                                             calls_per_minute=settings["CMC_CALLS_PER_MINUTE"]))
     processes: list[subprocess.Popen] = []
     try:
-        with FakeCmcServer(market) as fake:
-            env = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("GUNICORN_", "CMC_", "REFRESH_", "QUOTE_", "CACHE_", "CONVERT_"))}
-            env.update({k: str(v) for k, v in settings.items()})
-            env.update(CMC_API_KEY=KEY, CMC_BASE_URL=fake.url, DATABASE_URL=postgres.url,
-                       MEMCACHED_SERVERS=memcached.address, PYTHONUNBUFFERED="1", LOG_LEVEL="warning",
-                       GUNICORN_WORKERS=str(args.workers))
-            subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT,
-                           env=env, check=True, capture_output=True)
-            port = free_port()
-            processes.append(spawn([sys.executable, "-m", "gunicorn", "wsgi:app"],
-                                   {**env, "GUNICORN_BIND": f"127.0.0.1:{port}"}, workdir / "gunicorn.log", port))
-            processes.append(spawn([sys.executable, "-m", "flask", "--app", "wsgi", "refresh"],
-                                   {**env, "LOG_LEVEL": "info"}, workdir / "refresher.log"))
-            url = f"http://127.0.0.1:{port}"
-            # The day starts warm: yesterday's hot set is known (one batched call, counted).
-            requests.get(url + "/api/v1/quotes", params={"symbol": HOT_SET}, timeout=30).raise_for_status()
-            tally = run_traffic(url, plan_requests(random.Random(args.seed), seconds, args.rate, speed,
-                                                   args.tail), origin=started, tally=Tally())
-            usage = requests.get(url + "/usage", timeout=10).json()
-            spent = sum(market.day_credits.values())
-            refused = dict(market.refused)
+        # Its own process: in this one, the client threads would hold the GIL between the
+        # moment a price is made and the moment CoinMarketCap's timestamp is taken.
+        fake_port = free_port()
+        processes.append(spawn([sys.executable, "-m", "bench.simulate", "--serve-fake",
+                                str(fake_port), "--started", repr(started),
+                                "--daily-credits", str(budget),
+                                "--calls-per-minute", str(settings["CMC_CALLS_PER_MINUTE"])],
+                               dict(os.environ), workdir / "fake.log", fake_port))
+        fake_url = f"http://127.0.0.1:{fake_port}"
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("GUNICORN_", "CMC_", "REFRESH_", "QUOTE_", "CACHE_",
+                                    "CONVERT_"))}
+        env.update({k: str(v) for k, v in settings.items()})
+        env.update(CMC_API_KEY=KEY, CMC_BASE_URL=fake_url, DATABASE_URL=postgres.url,
+                   MEMCACHED_SERVERS=memcached.address, PYTHONUNBUFFERED="1", LOG_LEVEL="warning",
+                   GUNICORN_WORKERS=str(args.workers))
+        subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT,
+                       env=env, check=True, capture_output=True)
+        port = free_port()
+        processes.append(spawn([sys.executable, "-m", "gunicorn", "wsgi:app"],
+                               {**env, "GUNICORN_BIND": f"127.0.0.1:{port}"},
+                               workdir / "gunicorn.log", port))
+        processes.append(spawn([sys.executable, "-m", "flask", "--app", "wsgi", "refresh"],
+                               {**env, "LOG_LEVEL": "info"}, workdir / "refresher.log"))
+        url = f"http://127.0.0.1:{port}"
+        # The day starts warm: yesterday's hot set is known (one batched call, counted).
+        requests.get(url + "/api/v1/quotes", params={"symbol": HOT_SET},
+                     timeout=30).raise_for_status()
+        tally = run_traffic(url, plan_requests(random.Random(args.seed), seconds, args.rate, speed,
+                                               args.tail), origin=started, tally=Tally())
+        usage = requests.get(url + "/usage", timeout=10).json()
+        fake_usage = requests.get(fake_url + "/__fake__/usage", timeout=10).json()
+        spent = fake_usage["usage"]["current_day"]["credits_used"]
+        refused = fake_usage["refused"]
     finally:
         for process in reversed(processes):
             stop(process)
@@ -243,6 +272,7 @@ def main() -> None:
         "hot_waited_share": round(tally.hot_base_waited / max(1, tally.hot_base_requests), 4),
         "oldest_fresh_hot_real_seconds": round(tally.oldest_fresh_hot, 2),
         "oldest_fresh_hot_simulated_seconds": round(tally.oldest_fresh_hot * speed),
+        "oldest_fresh_hot_detail": tally.oldest_detail,
         "quote_max_age_simulated_seconds": settings["QUOTE_MAX_AGE_SECONDS"] * speed,
         "stale_answers": tally.stale_answers,
         "budget_503": dict(tally.budget_503),
@@ -254,6 +284,17 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     print_table(report)
+
+
+def serve_fake(port: int, started: float, daily_credits: int, calls_per_minute: int) -> None:
+    """The drifting fake CoinMarketCap, enforcing the run's plan, until terminated."""
+    market = DriftingMarket(started, api_key=KEY,
+                            plan=Plan(daily_credits=daily_credits,
+                                      calls_per_minute=calls_per_minute))
+    # Blocked before the server's thread starts, so that only sigwait receives them.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    with FakeCmcServer(market, port=port):
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})
 
 
 def run_traffic(url: str, planned: list, *, origin: float, tally: Tally) -> Tally:
@@ -270,17 +311,22 @@ def run_traffic(url: str, planned: list, *, origin: float, tally: Tally) -> Tall
             delay = started + offset - time.time()
             if delay > 0:
                 time.sleep(delay)
-            pool.submit(lambda s=symbols, c=convert, k=kind: ask(session(), url, s, c, k, origin, tally))
+            pool.submit(lambda s=symbols, c=convert, k=kind:
+                        ask(session(), url, s, c, k, origin, tally))
     return tally
 
 
 def print_table(r: dict) -> None:
-    print("\n| plan | credits spent / budget | oldest fresh hot price (simulated) | waited for CMC"
-          " (all / hot) | stale answers | 503 budget (by design) | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("\n| plan | credits spent / budget | request / refresh / convert | oldest fresh hot price"
+          " (simulated) | waited for CMC (all / hot) | stale answers | 503 budget (by design)"
+          " | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    spent = (r["coinquote_usage"] or {}).get("by_purpose", {})
     print(f"| {r['plan']['daily_credits']}/day, convert share {r['plan']['convert_share']} |"
           f" {r['credits_spent']} / {r['credits_budget']} ({r['credits_spent_share']:.0%}) |"
-          f" {r['oldest_fresh_hot_simulated_seconds']} s (max {r['quote_max_age_simulated_seconds']:.0f} s) |"
+          f" {spent.get('request')} / {spent.get('refresh')} / {spent.get('convert')} |"
+          f" {r['oldest_fresh_hot_simulated_seconds']} s"
+          f" (max {r['quote_max_age_simulated_seconds']:.0f} s) |"
           f" {r['waited_share']:.1%} / {r['hot_waited_share']:.1%} | {r['stale_answers']} |"
           f" {sum(r['budget_503'].values())} | {sum(r['errors'].values())} |")
 
