@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, select, text
+from sqlalchemy import Engine, bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -15,7 +16,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 from src.adapters.metrics import DATABASE_ERRORS
 from src.adapters.orm import CoinRow, QuoteRow
 from src.domain.errors import StorageError
-from src.domain.model import QUOTE_FIGURES, Coin, CoinQuote, Quote
+from src.domain.model import MAX_SYMBOLS_PER_REQUEST, QUOTE_FIGURES, Coin, CoinQuote, Quote
 from src.domain.ports import QuoteRepository
 
 logger = logging.getLogger(__name__)
@@ -26,21 +27,25 @@ _TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
 WRITE_ATTEMPTS = 5
 
 
-def _newest_statement():
-    """The newest quote per symbol in one SELECT, built once (only its parameters change)."""
+@functools.lru_cache(maxsize=MAX_SYMBOLS_PER_REQUEST)
+def _newest_statement(count: int):
+    """The newest quote of each of `count` symbols in one SELECT, built once per count.
+
+    One `ORDER BY fetched_at DESC LIMIT 1` subquery per symbol, each a short backward scan of
+    `ix_quotes_lookup`: the cost stays flat as history grows (refresh-ahead adds a row per symbol
+    a round). Ranking every stored row of the symbols with a window function, as this did
+    before, read all of their history on every database hit.
+    """
     quotes, coins = QuoteRow.__table__, CoinRow.__table__
-    ranked = (
-        select(
-            quotes.c.id,
-            func.row_number()
-            .over(partition_by=quotes.c.lookup_symbol,
-                  order_by=(quotes.c.fetched_at.desc(), quotes.c.id.desc()))
-            .label("position"),
-        )
-        .where(quotes.c.lookup_symbol.in_(bindparam("symbols", expanding=True)),
+    newest_ids = [
+        select(quotes.c.id)
+        .where(quotes.c.lookup_symbol == bindparam(f"symbol_{i}"),
                quotes.c.currency == bindparam("currency"))
-        .subquery()
-    )
+        .order_by(quotes.c.fetched_at.desc(), quotes.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+        for i in range(count)
+    ]
     # Plain columns, not ORM entities: no identity map or instance state on the read path.
     return (
         select(
@@ -50,13 +55,9 @@ def _newest_statement():
             coins.c.slug.label("coin_slug"),
             coins.c.date_added.label("coin_date_added"),
         )
-        .join(ranked, ranked.c.id == quotes.c.id)
         .join(coins, coins.c.id == quotes.c.coin_id)
-        .where(ranked.c.position == 1)
+        .where(quotes.c.id.in_(newest_ids))
     )
-
-
-_NEWEST = _newest_statement()
 
 
 def _coin_upsert(insert):
@@ -95,7 +96,10 @@ class SqlQuoteRepository(QuoteRepository):
             with (self.reader or self.session.get_bind()).connect() as conn:
                 if self.reader is None:
                     conn.execution_options(isolation_level="AUTOCOMMIT")
-                rows = conn.execute(_NEWEST, {"symbols": list(symbols), "currency": currency}).all()
+                rows = conn.execute(_newest_statement(len(symbols)), {
+                    "currency": currency,
+                    **{f"symbol_{i}": symbol for i, symbol in enumerate(symbols)},
+                }).all()
         except SQLAlchemyError as exc:
             DATABASE_ERRORS.labels("read").inc()
             raise StorageError(f"reading stored quotes failed ({type(exc).__name__})") from exc

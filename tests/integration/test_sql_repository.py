@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -130,3 +131,30 @@ def test_schema_matches_the_models(engine):
 
     assert diff == []
     assert version == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
+def test_the_newest_quote_is_read_through_the_index_not_by_ranking_all_history(repo, engine):
+    # Refresh-ahead adds a row per symbol a round: a database hit must not read them all.
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO coins (id, symbol, name, slug, updated_at)"
+                          " VALUES (1, 'BTC', 'Bitcoin', 'bitcoin', now())"))
+        conn.execute(text(
+            "INSERT INTO quotes (coin_id, lookup_symbol, currency, fetched_at, is_active, price,"
+            " quote_last_updated) SELECT 1, 'BTC', 'USD', now() - n * interval '1 minute', true,"
+            " n, now() FROM generate_series(1, 20000) AS n"))
+        conn.execute(text("ANALYZE quotes"))
+    repo.add({"BTC": coin_quote("BTC", 1, "99.5", fetched_at=T0 + timedelta(days=3650))})
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, parameters, *args: statements.append(
+                     cursor.mogrify(statement, parameters).decode()))
+
+    newest = repo.newest(["BTC", "ETH"], "USD")
+    with engine.connect() as conn:
+        plan = "\n".join(conn.execute(text("EXPLAIN (ANALYZE) " + statements[-1])).scalars())
+
+    assert newest["BTC"].quote.price == Decimal("99.5")
+    assert "ETH" not in newest
+    assert "WindowAgg" not in plan and "ix_quotes_lookup" in plan
+    # Every scan of quotes reads a handful of rows, not the 20,000 stored for BTC.
+    assert all(int(rows) <= 10 for rows in re.findall(r"rows=(\d+) loops", plan)), plan
