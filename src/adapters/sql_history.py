@@ -145,12 +145,21 @@ def history_parameters(query: HistoryQuery) -> dict[str, Any]:
     return parameters
 
 
-def prune_statement(dialect: str, bucket_seconds: int) -> Any:
-    """One batch of one coin: delete up to :batch rows in [:zone_from, :zone_before) that are not
-    the newest of their currency and epoch-aligned bucket among the rows before :rank_before.
+# Each prune batch ranks the rows of one week of one coin's history (a whole number of hours
+# and of days, so windows align on both kinds of bucket): the work per batch stays bounded
+# however long the history is. Ranking all of a coin's history per batch made a first prune
+# of a year of minutely history take hours.
+WINDOW_SECONDS = 7 * DAY
 
-    Ranking over every row of the bucket (not only those in the zone) means a bucket that
-    straddles a cutoff keeps just its newest row, wherever it lies."""
+
+def prune_statement(dialect: str, bucket_seconds: int) -> Any:
+    """One batch of one coin and one window: delete up to :batch rows in [:zone_from,
+    :zone_before) that are not the newest of their currency and epoch-aligned bucket among the
+    rows in [:window_from, :window_before).
+
+    The window is aligned on buckets and its end is at most the end of the zone's last bucket,
+    so every bucket is ranked whole: one that straddles a cutoff keeps just its newest row,
+    wherever it lies."""
     q = _QUOTES
     ranked = (
         select(q.c.id, q.c.fetched_at,
@@ -160,7 +169,8 @@ def prune_statement(dialect: str, bucket_seconds: int) -> Any:
                      order_by=_newest_first(q))
                .label("position"))
         .where(q.c.coin_id == _param("coin_id", BigInteger()),
-               q.c.fetched_at < _param("rank_before", UTCDateTime()))
+               q.c.fetched_at >= _param("window_from", UTCDateTime()),
+               q.c.fetched_at < _param("window_before", UTCDateTime()))
         .subquery("ranked")
     )
     victims = (
@@ -171,6 +181,21 @@ def prune_statement(dialect: str, bucket_seconds: int) -> Any:
         .limit(_param("batch", Integer()))
     )
     return delete(q).where(q.c.id.in_(victims.scalar_subquery()))
+
+
+def prune_windows(oldest: datetime, zone_from: datetime,
+                  rank_before: datetime) -> list[tuple[datetime, datetime]]:
+    """Windows of WINDOW_SECONDS, aligned on the epoch (and so on every bucket), covering
+    [max(oldest, zone_from), rank_before), newest first (a prune cut short has thinned the
+    most-read range)."""
+    start = epoch_seconds(max(oldest, zone_from)) // WINDOW_SECONDS * WINDOW_SECONDS
+    end = epoch_seconds(rank_before)
+    width = WINDOW_SECONDS
+    windows = []
+    while start < end:
+        windows.append((from_epoch(start), from_epoch(min(start + width, end))))
+        start += width
+    return windows[::-1]
 
 
 def _param(name: str, type_: Any = None) -> Any:
@@ -220,19 +245,28 @@ class SqlHistoryRepository(HistoryRepository):
             # The coins table is small; a DISTINCT over the history would read all of it.
             coin_ids = self.session.scalars(select(_COINS.c.id).order_by(_COINS.c.id)).all()
             self.session.commit()
+            oldest = dict(self.session.execute(
+                select(_QUOTES.c.coin_id, func.min(_QUOTES.c.fetched_at))
+                .group_by(_QUOTES.c.coin_id)).all())
+            self.session.commit()
             for zone, (seconds, rank_before, zone_from, zone_before) in zones.items():
                 statement = prune_statement(dialect, seconds)
                 for coin_id in coin_ids:
-                    while True:
-                        result = self.session.execute(statement, {
-                            "coin_id": coin_id, "rank_before": rank_before, "zone_from": zone_from,
-                            "zone_before": zone_before, "batch": batch_size,
-                        })
-                        self.session.commit()  # one short transaction per batch
-                        batches += 1
-                        deleted[zone] += result.rowcount
-                        if result.rowcount < batch_size:
-                            break
+                    if coin_id not in oldest:
+                        continue
+                    for window_from, window_before in prune_windows(oldest[coin_id], zone_from,
+                                                                    rank_before):
+                        while True:
+                            result = self.session.execute(statement, {
+                                "coin_id": coin_id, "window_from": window_from,
+                                "window_before": window_before, "zone_from": zone_from,
+                                "zone_before": zone_before, "batch": batch_size,
+                            })
+                            self.session.commit()  # one short transaction per batch
+                            batches += 1
+                            deleted[zone] += result.rowcount
+                            if result.rowcount < batch_size:
+                                break
         except SQLAlchemyError as exc:
             DATABASE_ERRORS.labels("write").inc()
             self._rollback()

@@ -12,9 +12,9 @@ from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.orm import Session
 
 from src.adapters.orm import QuoteRow
-from src.adapters.sql_history import SqlHistoryRepository
+from src.adapters.sql_history import SqlHistoryRepository, prune_statement, prune_windows
 from src.adapters.sql_repository import SqlQuoteRepository
-from src.domain.history import HistoryQuery, RetentionPolicy
+from src.domain.history import DAY, HistoryQuery, RetentionPolicy, epoch_seconds, from_epoch
 from src.entrypoints.app import create_app
 from src.entrypoints.settings import Settings
 from tests.fakes import FixedClock, coin_quote
@@ -189,3 +189,34 @@ def test_requests_and_new_fetches_keep_being_served_while_prune_runs(request, tm
     assert reports and reports[0].deleted > 40_000
     assert served >= 5, served  # ~500 short transactions: the loop ran all along
     assert strong_locks == []  # and no statement waited 300 ms for a lock (lock_timeout above)
+
+
+def test_each_prune_batch_ranks_one_week_of_history_not_all_of_it(request, tmp_path):
+    # A first prune of a long minutely history took hours when every batch ranked the coin's
+    # whole history before the cutoff; a batch's work must not grow with the history's length.
+    backend = open_backend("postgresql", request, tmp_path)
+    generate_history(backend.engine, coins=1, days=200, step_minutes=15, now=NOW)
+    _, daily_before = POLICY.cutoffs(NOW)
+    rank_before = from_epoch((epoch_seconds(daily_before) // DAY + 1) * DAY)
+    window_from, window_before = prune_windows(NOW - timedelta(days=200), from_epoch(0),
+                                               rank_before)[0]
+    statement = prune_statement("postgresql", DAY).compile(
+        dialect=backend.engine.dialect, compile_kwargs={"render_postcompile": True})
+
+    with backend.engine.connect() as conn:
+        cursor = conn.connection.cursor()
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + str(statement), {
+            **statement.params, "coin_id": 1001, "window_from": window_from, "window_before": window_before,
+            "zone_from": from_epoch(0), "zone_before": daily_before, "batch": 100})
+        plan = cursor.fetchone()[0][0]["Plan"]
+        conn.rollback()  # EXPLAIN ANALYZE ran the DELETE
+    backend.engine.dispose()
+
+    ranked = [node["Actual Rows"] for node in _nodes(plan) if node["Node Type"] == "WindowAgg"]
+    assert ranked and 0 < max(ranked) <= 7 * 96  # at most a week at four an hour, of ~19,000
+
+
+def _nodes(node):
+    yield node
+    for child in node.get("Plans", []):
+        yield from _nodes(child)
