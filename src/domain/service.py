@@ -217,6 +217,7 @@ class QuoteService:
                              ttl_seconds=self.claim_ttl_seconds,
                              failure_ttl_seconds=self.failure_note_seconds)
         found = Lookup(missing=tuple(missing))
+        stale = dict(stale)
         while found.missing:
             if deadline.remaining() < MIN_CALL_SECONDS:
                 # No time left for a call: claiming now would only leave a timeout note that
@@ -226,8 +227,10 @@ class QuoteService:
             mine = claims.claim(found.missing)
             others = tuple(s for s in found.missing if s not in mine)
             fetched = self._fetch_claimed(mine, claims, stale, deadline) if mine else Lookup()
-            waited = (self._after_others(claims.wait(others, deadline), stale) if others
-                      else Lookup())
+            waited = Lookup()
+            if others:
+                waited, aged = self._after_others(claims.wait(others, deadline), stale)
+                stale.update(aged)
             # What is still missing: the symbols whose claim vanished, to be claimed again.
             found = found.then(fetched).then(waited)
         return found
@@ -255,17 +258,22 @@ class QuoteService:
         claims.release(mine)
         return found
 
-    def _after_others(self, waited: WaitOutcome, stale: Mapping[str, CoinQuote]) -> Lookup:
+    def _after_others(self, waited: WaitOutcome,
+                      stale: Mapping[str, CoinQuote]) -> tuple[Lookup, dict[str, CoinQuote]]:
         """What the fetches of others left: their results, their failures (or stale stand-ins),
-        a timeout for what is still pending, and the vanished claims to try again."""
-        found = sort_cached(tuple(waited.cached), waited.cached)
+        a timeout for what is still pending, and the symbols to claim again: those whose claim
+        vanished, and those whose result is already past the max age (returned apart too, to
+        stand in stale if nothing fresher can be had)."""
+        found, aged = self._too_old_as_missing(tuple(waited.cached),
+                                               sort_cached(tuple(waited.cached), waited.cached))
+        too_old = found.missing
         for note in set(waited.failed.values()):
             symbols = tuple(s for s, n in waited.failed.items() if n == note)
             found = found.then(self._stand_in(symbols, stale, error_from(note)))
         if waited.pending:
             timeout = ProviderTimeout("CoinMarketCap did not answer in time")
             found = found.then(self._stand_in(waited.pending, stale, timeout))
-        return found.then(Lookup(missing=waited.vanished))
+        return found.then(Lookup(missing=waited.vanished + too_old)), aged
 
     def _stand_in(self, symbols: tuple[str, ...], stale: Mapping[str, CoinQuote],
                   error: QuoteError) -> Lookup:

@@ -475,6 +475,20 @@ class TestStampede:
         assert provider.calls == []
         assert cache.claims == {}
 
+    def test_another_processs_result_past_the_max_age_is_not_served_as_fresh(
+            self, provider, repo, cache, clock):
+        service = make_service(provider, repo, cache, clock, max_age=timedelta(seconds=300))
+        old = coin_quote("BTC", 1, "1.0", fetched_at=clock.now() - timedelta(seconds=336))
+        other_process_claims(cache, "BTC")
+        clock.schedule(0.5, lambda: (cache.set_many({"BTC": old}, "USD", 60),
+                                     cache.release_fetches(["BTC"], "USD", "other")))
+
+        answer = service.get_quotes(("BTC",))
+
+        assert answer.quotes["BTC"].coin_quote.quote.price == BTC.quote.price
+        assert answer.quotes["BTC"].source is Source.PROVIDER
+        assert not answer.quotes["BTC"].stale
+
     def test_a_claim_that_vanishes_as_the_deadline_ends_leaves_no_note_for_the_next_request(
             self, service, provider, cache, clock):
         other_process_claims(cache, "BTC", ttl=30)  # the holder dies mid-fetch
