@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from src.domain.deadline import Deadline
-from src.domain.errors import BudgetSpent, ProviderError, ProviderUnavailable, StorageError
+from src.domain.errors import (
+    BudgetSpent,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    StorageError,
+)
 from src.domain.model import Purpose, RefreshRound
 from src.domain.ports import (
     Clock,
@@ -172,12 +178,14 @@ class Refresher:
                     batch, self.policy.base_currency,
                     deadline=Deadline(self.policy.call_seconds, clock=self._seconds))
             except ProviderUnavailable as exc:
+                self._refund_if_uncharged(exc)
                 if exc.upstream_code in LIMIT_CODES:
                     self.governor.honour(exc.upstream_code, exc.retry_after)
                 logger.warning("refresh: CoinMarketCap unavailable (%s); ending the round", exc)
                 stopped = "provider"
                 break
             except ProviderError as exc:
+                self._refund_if_uncharged(exc)
                 # One unusable answer says nothing about the other batches.
                 logger.warning("refresh: CoinMarketCap answered a batch with an error (%s)", exc)
                 continue
@@ -186,6 +194,13 @@ class Refresher:
             refreshed += len(fetched)
         return RefreshRound(started_at=started, finished_at=self.clock.now(), symbols=len(symbols),
                             refreshed=refreshed, calls=calls, stopped=stopped)
+
+    def _refund_if_uncharged(self, exc: ProviderUnavailable | ProviderError) -> None:
+        # Errors cost nothing; but a timeout may have been answered (and charged) after we gave
+        # up, and an unusable answer without an error code was a charged success.
+        if not isinstance(exc, ProviderTimeout) and (
+                isinstance(exc, ProviderUnavailable) or exc.upstream_code is not None):
+            self.governor.refund(Purpose.REFRESH, 1)
 
     def _keep(self, fetched: dict) -> None:
         try:

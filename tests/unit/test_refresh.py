@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from src.domain.errors import ProviderError, ProviderUnavailable, StorageError
+from src.domain.errors import ProviderError, ProviderTimeout, ProviderUnavailable, StorageError
 from src.domain.model import Purpose
 from src.domain.refresh import Refresher, RefreshPolicy, refresh_status
 from tests.fakes import FakeQuoteProvider, FixedClock, InMemoryQuoteCache, InMemoryQuoteRepository, coin_quote
@@ -271,3 +271,33 @@ def test_a_refresher_asks_for_the_daily_job_at_most_every_few_minutes(make_refre
     later = refresher.run_daily_job()
 
     assert (soon, later) == (False, True)
+
+
+@pytest.mark.parametrize("failure", [
+    ProviderUnavailable("CoinMarketCap answered 500"),
+    ProviderUnavailable("daily credits spent", retry_after=3600, upstream_code=1009),
+    ProviderError("bad symbols", upstream_code=400),
+], ids=["outage", "limit-verdict", "error-code"])
+def test_a_batch_coinmarketcap_did_not_charge_gives_its_refresh_credit_back(
+        make_refresher, log, clock, provider, governor, failure):
+    requested(log, clock, SYMBOLS[:50])
+    provider.fail_with = failure
+
+    make_refresher().run_round()
+
+    assert governor.refunded == [(Purpose.REFRESH, 1)]
+
+
+@pytest.mark.parametrize("failure", [
+    ProviderTimeout("CoinMarketCap did not answer in time"),
+    ProviderError("unusable answer"),
+], ids=["timeout", "unusable-answer"])
+def test_a_batch_coinmarketcap_may_have_charged_keeps_its_refresh_credit(
+        make_refresher, log, clock, provider, governor, failure):
+    requested(log, clock, SYMBOLS[:50])
+    provider.fail_with = failure
+
+    make_refresher().run_round()
+
+    assert governor.reserved == [(Purpose.REFRESH, 1)]
+    assert governor.refunded == []
