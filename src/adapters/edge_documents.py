@@ -42,8 +42,12 @@ class EdgeDocuments:
 
     def __init__(self, servers: Iterable[str], render: EdgeRenderer, *,
                  timeout: float = 0.25, dead_seconds: float = 10.0,
+                 max_age_seconds: float | None = None,
+                 now: Callable[[], float] = time.time,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._render = render
+        self._max_age_seconds = max_age_seconds  # QUOTE_MAX_AGE_SECONDS: no document outlives it
+        self._now = now  # Unix seconds, to compare with each quote's fetched_at
         self.clients = {  # server -> its own client (tests count the writes)
             server: PooledClient(host_port(server), serde=TextSerde(), connect_timeout=timeout,
                                  timeout=timeout, max_pool_size=8)
@@ -54,21 +58,42 @@ class EdgeDocuments:
         self._dead_until: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def publish(self, quotes: Mapping[str, CoinQuote], ttl_seconds: float) -> None:
-        """Write the document of each symbol in `quotes` to every live server; never raises."""
+    def publish(self, quotes: Mapping[str, CoinQuote | None], ttl_seconds: float) -> None:
+        """Write the document of each quote in `quotes` to every live server; never raises.
+
+        A document lives `ttl_seconds` (the quote entry's lifetime), cut to what is left of its
+        quote's freshness (`max_age_seconds`), whoever wrote the entry. A symbol now cached as
+        unknown (None), or whose quote has less than a second of freshness left, loses its
+        document instead: nginx must never answer what the app no longer would.
+        """
         if not quotes:
             return
-        documents = {edge_key(symbol): self._render(symbol, quote)
-                     for symbol, quote in quotes.items()}
-        expire = max(1, math.ceil(ttl_seconds))  # as the quote entry's: the same lifetime
-        now = self._clock()
+        now = self._now()
+        documents: dict[int, dict[str, str]] = {}  # by lifetime in seconds
+        gone: list[str] = []
+        for symbol, quote in quotes.items():
+            expire = 0 if quote is None else self._lifetime(quote, ttl_seconds, now)
+            if expire < 1:  # memcached would keep a 0 forever
+                gone.append(edge_key(symbol))
+            else:
+                documents.setdefault(expire, {})[edge_key(symbol)] = self._render(symbol, quote)
+        clock = self._clock()
         for server, client in self.clients.items():
-            if self._dead_until.get(server, 0.0) > now:
+            if self._dead_until.get(server, 0.0) > clock:
                 continue
             try:
-                client.set_many(documents, expire=expire, noreply=True)
+                for expire, batch in documents.items():
+                    client.set_many(batch, expire=expire, noreply=True)
+                if gone:
+                    client.delete_many(gone, noreply=True)
             except (MemcacheError, OSError) as exc:
-                self._failed(server, now, exc)
+                self._failed(server, clock, exc)
+
+    def _lifetime(self, quote: CoinQuote, ttl_seconds: float, now: float) -> int:
+        seconds = ttl_seconds
+        if self._max_age_seconds is not None:
+            seconds = min(seconds, quote.fetched_at.timestamp() + self._max_age_seconds - now)
+        return math.floor(seconds)  # never a second longer than the entry or the freshness
 
     def _failed(self, server: str, now: float, exc: Exception) -> None:
         CACHE_ERRORS.labels("edge").inc()

@@ -35,7 +35,7 @@ class ClaimingBackend(Protocol):
 class EdgePublisher(Protocol):
     """Writes ready-to-serve documents of quotes being cached (EdgeDocuments)."""
 
-    def publish(self, quotes: Mapping[str, CoinQuote], ttl_seconds: float) -> None: ...
+    def publish(self, quotes: Mapping[str, CoinQuote | None], ttl_seconds: float) -> None: ...
 
 
 class FlaskCachingQuoteCache(QuoteCache):
@@ -119,7 +119,7 @@ class FlaskCachingQuoteCache(QuoteCache):
         mapping = {cache_key(currency, symbol): self._encode(entry, expires_at)
                    for symbol, entry in entries.items()}
         if self.edge is not None:
-            self.edge.publish({s: q for s, q in entries.items() if q is not None}, ttl_seconds)
+            self.edge.publish(entries, ttl_seconds)  # a negative entry takes its document away
         try:
             stored = self.cache.set_many(mapping, timeout=ttl_seconds)
         except _CACHE_ERRORS as exc:

@@ -220,7 +220,9 @@ def build_cache(app: Flask, settings: Settings, renderer: QuoteRenderer,
                 clock: Clock) -> QuoteCache:
     """The shared cache; with memcached, each quote cached also leaves its ready answer there for
     nginx's fast path (deploy/nginx.conf), rendered by the same renderer as the app's."""
-    edge = (EdgeDocuments(settings.memcached_servers, renderer.render_cached)
+    edge = (EdgeDocuments(settings.memcached_servers, renderer.render_cached,
+                          max_age_seconds=settings.quote_max_age_seconds or None,
+                          now=lambda: clock.now().timestamp())
             if settings.memcached_servers else None)
     return FlaskCachingQuoteCache(Cache(app), edge=edge, now=lambda: clock.now().timestamp())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 
 from src.adapters.edge_documents import EdgeDocuments, edge_key
 from tests.fakes import coin_quote
@@ -68,3 +69,54 @@ def test_a_failing_server_is_skipped_for_a_while_and_the_others_still_written(
     assert attempts == [100.0, 112.0]  # tried, skipped for 10 s, tried again
     assert len([r for r in caplog.records if closed in r.getMessage()]) == 2
     assert None not in written(memcached_probe, edge_key("BTC"))
+
+
+def gone(probe, key: str, timeout: float = 2.0) -> list[bytes | None]:
+    """`key` on every server once none holds it (deletes are noreply too), or as they hold it."""
+    deadline = time.monotonic() + timeout
+    while (found := probe.get_everywhere(key)) != [None] * len(found) \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return found
+
+
+def remaining_seconds(probe, key: str) -> list[int]:
+    """The remaining lifetime of `key` on each server (memcached's meta-get `t` flag)."""
+    answers = [client.raw_command(f"mg {key} t".encode(), b"\r\n") for client in probe.clients]
+    return [int(answer.split(b" t")[1]) for answer in answers]
+
+
+def fetched_ago(seconds: float):
+    return coin_quote("BTC", 1, "67250.12",
+                      fetched_at=datetime.now(UTC) - timedelta(seconds=seconds))
+
+
+def test_a_symbol_cached_as_unknown_loses_its_document(wired_app, memcached_probe):
+    cache = wired_app.extensions["coinquote"].cache
+    cache.set_many({"BTC": fetched_ago(0)}, "USD", 60)
+    assert None not in written(memcached_probe, edge_key("BTC"))
+
+    cache.set_many({"BTC": None}, "USD", 60)  # e.g. the refresher learnt BTC no longer exists
+
+    assert gone(memcached_probe, edge_key("BTC")) == [None] * len(memcached_probe.clients)
+
+
+def test_a_document_never_outlives_its_quotes_freshness_whoever_caches_it(wired_app,
+                                                                          memcached_probe):
+    # The refresher caches for CACHE_TTL_SECONDS whatever QUOTE_MAX_AGE_SECONDS (300 s) says;
+    # the app would refetch such a quote after its max age, so nginx must stop serving it too.
+    cache = wired_app.extensions["coinquote"].cache
+    cache.set_many({"BTC": fetched_ago(295)}, "USD", 60)
+
+    assert None not in written(memcached_probe, edge_key("BTC"))
+    assert all(1 <= left <= 5 for left in remaining_seconds(memcached_probe, edge_key("BTC")))
+
+
+def test_a_quote_with_under_a_second_of_freshness_leaves_no_document(wired_app, memcached_probe):
+    cache = wired_app.extensions["coinquote"].cache
+    cache.set_many({"BTC": fetched_ago(0)}, "USD", 60)
+    assert None not in written(memcached_probe, edge_key("BTC"))
+
+    cache.set_many({"BTC": fetched_ago(299.5)}, "USD", 60)  # as the refresher writes
+
+    assert gone(memcached_probe, edge_key("BTC")) == [None] * len(memcached_probe.clients)
