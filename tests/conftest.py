@@ -14,6 +14,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
+from src.adapters.buffered_request_log import close_all as close_request_logs
 from src.entrypoints.app import MIGRATIONS_DIR, create_app
 from src.entrypoints.settings import Settings
 from tests.servers import Memcached, Postgres, ServerUnavailable
@@ -35,6 +36,14 @@ def make_client(settings: Settings, **ports) -> FlaskClient:
     app = create_app(settings, **ports)
     app.test_client_class = NoServerErrorClient
     return app.test_client()
+
+
+@pytest.fixture(autouse=True)
+def _request_log_flushers_end_with_the_test():
+    """No app's request-log thread outlives its test (it would write to stopped servers and
+    log to closed streams after the session)."""
+    yield
+    close_request_logs()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import atexit
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
@@ -13,6 +14,10 @@ from src.domain.errors import StorageError
 from src.domain.ports import Clock, RequestLog
 
 logger = logging.getLogger(__name__)
+
+# Every buffer alive in this process, so that exit can close them all (weak: a discarded app's
+# buffer is not kept alive for it).
+_LIVE: weakref.WeakSet[BufferedRequestLog] = weakref.WeakSet()
 
 
 class BufferedRequestLog(RequestLog):
@@ -24,7 +29,8 @@ class BufferedRequestLog(RequestLog):
     preloading master starts its own), for two reasons: a request never waits for a write (a
     slow or locked database would otherwise stall one request per flush), and symbols noted by
     a worker that then goes idle still reach the database within `flush_seconds`. A failed
-    write keeps the symbols for the next flush; at exit the rest is flushed.
+    write keeps the symbols for the next flush. `close` (called for every live buffer at exit)
+    stops the thread and writes the rest; the thread also ends when the buffer is discarded.
     """
 
     def __init__(self, target: RequestLog, clock: Clock, *, flush_seconds: float = 2.0,
@@ -40,7 +46,10 @@ class BufferedRequestLog(RequestLog):
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._flusher_pid: int | None = None
+        self._flusher: threading.Thread | None = None
+        self._stop = threading.Event()
         self._failing = False
+        _LIVE.add(self)
 
     # -- the hot path -------------------------------------------------------------------------
 
@@ -84,6 +93,21 @@ class BufferedRequestLog(RequestLog):
         self._failing = False
         return len(batch)
 
+    def close(self, timeout_seconds: float = 5.0) -> None:
+        """Stop the flusher thread and write what is pending, once: what that write cannot
+        store is dropped (nobody is left to retry it). Noting again starts a new thread."""
+        with self._lock:
+            thread, self._flusher, self._flusher_pid = self._flusher, None, None
+            stop, self._stop = self._stop, threading.Event()
+        stop.set()
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_seconds)
+        self._wake.clear()
+        self._flush_quietly()
+        with self._lock:
+            self._pending = {}
+
     def _merge(self, requested: Mapping[str, datetime]) -> None:
         """Add `requested` to the buffer (newest time wins); the caller holds the lock."""
         pending = self._pending
@@ -102,19 +126,39 @@ class BufferedRequestLog(RequestLog):
             if self._flusher_pid == pid:
                 return
             self._flusher_pid = pid
-        thread = threading.Thread(target=self._flush_forever, name="request-log-flusher",
-                                  daemon=True)
-        thread.start()
-        atexit.register(self._flush_quietly)
-
-    def _flush_forever(self) -> None:
-        while True:
-            self._wake.wait(self.flush_seconds)
-            self._wake.clear()
-            self._flush_quietly()
+            # A weak reference: the thread must not keep a discarded buffer (and its app) alive.
+            self._flusher = threading.Thread(
+                target=_flush_forever, args=(weakref.ref(self), self._wake, self._stop),
+                name="request-log-flusher", daemon=True)
+            self._flusher.start()
 
     def _flush_quietly(self) -> None:
         try:
             self.flush()
         except Exception:  # the flusher thread must outlive any one failure
             logger.exception("flushing requested symbols failed")
+
+
+def _flush_forever(buffer_ref: weakref.ref, wake: threading.Event, stop: threading.Event) -> None:
+    while not stop.is_set():
+        buffer = buffer_ref()
+        if buffer is None:
+            return
+        seconds = buffer.flush_seconds
+        del buffer  # not held while waiting
+        wake.wait(seconds)
+        wake.clear()
+        buffer = buffer_ref()
+        if buffer is None or stop.is_set():
+            return
+        buffer._flush_quietly()
+        del buffer
+
+
+def close_all() -> None:
+    """Close every buffer alive in this process (at exit, and after each test)."""
+    for buffer in list(_LIVE):
+        buffer.close()
+
+
+atexit.register(close_all)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+import threading
 import time
 
-from src.adapters.buffered_request_log import BufferedRequestLog
+from src.adapters.buffered_request_log import BufferedRequestLog, close_all
 from src.domain.errors import StorageError
 from tests.fakes import FixedClock
 from tests.fakes_refresh import InMemoryRequestLog
@@ -87,3 +89,66 @@ def test_the_refresher_reading_through_the_buffer_sees_what_was_just_noted():
     buffer.note(["BTC"])
 
     assert buffer.requested_since(clock.now()) == ["BTC"]
+
+
+def flusher_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "request-log-flusher"]
+
+
+def test_closing_writes_what_is_pending_and_stops_the_flusher_thread():
+    target = InMemoryRequestLog()
+    buffer = BufferedRequestLog(target, FixedClock(), flush_seconds=3600)
+    before = set(flusher_threads())
+    buffer.note(["BTC"])
+
+    buffer.close()
+
+    assert "BTC" in target.last_requested
+    assert set(flusher_threads()) == before
+
+
+def test_a_closed_buffer_whose_last_write_fails_keeps_nothing_to_write_at_exit():
+    target = InMemoryRequestLog()
+    buffer = BufferedRequestLog(target, FixedClock(), flush_seconds=3600)
+    buffer.note(["BTC"])
+    target.fail_with = StorageError("database gone")
+
+    buffer.close()
+    target.fail_with = None
+
+    assert buffer.flush() == 0
+
+
+def test_a_buffer_noted_again_after_closing_flushes_again():
+    target = InMemoryRequestLog()
+    buffer = BufferedRequestLog(target, FixedClock(), flush_seconds=0.05)
+    buffer.note(["BTC"])
+    buffer.close()
+
+    buffer.note(["ETH"])
+
+    assert wait_until(lambda: "ETH" in target.last_requested)
+    buffer.close()
+
+
+def test_a_discarded_buffer_lets_its_flusher_thread_end():
+    buffer = BufferedRequestLog(InMemoryRequestLog(), FixedClock(), flush_seconds=0.05)
+    before = set(flusher_threads())
+    buffer.note(["BTC"])
+    started = set(flusher_threads()) - before
+
+    del buffer
+    gc.collect()
+
+    assert started and wait_until(lambda: not any(t.is_alive() for t in started))
+
+
+def test_close_all_closes_every_live_buffer():
+    targets = [InMemoryRequestLog(), InMemoryRequestLog()]
+    buffers = [BufferedRequestLog(t, FixedClock(), flush_seconds=3600) for t in targets]
+    for buffer in buffers:
+        buffer.note(["BTC"])
+
+    close_all()
+
+    assert all("BTC" in t.last_requested for t in targets)
