@@ -70,8 +70,13 @@ def fake_cmc_process(e2e_dir) -> Iterator[Process]:
 @pytest.fixture(scope="session")
 def e2e_database_url(database_url) -> str:
     """A database of its own, created empty so that `flask db upgrade` builds it from nothing."""
+    return new_database(database_url, "coinquote_e2e")
+
+
+def new_database(database_url: str, prefix: str) -> str:
+    """The URL of a new empty database named `<prefix>_<random>` on `database_url`'s server."""
     url = make_url(database_url)
-    name = f"coinquote_e2e_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     conn = psycopg2.connect(host=url.host, port=url.port, user=url.username, password=url.password,
                             dbname=url.database)
     conn.autocommit = True

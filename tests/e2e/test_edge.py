@@ -7,18 +7,16 @@ import json
 import signal
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg2
 import pytest
 import requests
 from pymemcache.client.base import Client
-from sqlalchemy.engine import make_url
 
-from tests.e2e.conftest import Process, migrate, service_env, spawn, start_nginx
+from tests.e2e.conftest import (Process, migrate, new_database, service_env, spawn,
+                                start_nginx)
 from tests.servers import Memcached, free_port, stop
 
 TTL = 6  # CACHE_TTL_SECONDS of this stack: long enough for the checks, short enough to wait out
@@ -70,15 +68,7 @@ class EdgeStack:
 @pytest.fixture(scope="module")
 def edge_database_url(database_url) -> str:
     """A database of its own: what this stack fetches must not be found by the session's."""
-    url = make_url(database_url)
-    name = f"coinquote_edge_{uuid.uuid4().hex[:8]}"
-    conn = psycopg2.connect(host=url.host, port=url.port, user=url.username,
-                            password=url.password, dbname=url.database)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return url.set(database=name).render_as_string(hide_password=False)
+    return new_database(database_url, "coinquote_edge")
 
 
 @pytest.fixture(scope="module")
@@ -136,11 +126,15 @@ def test_a_cached_coin_is_served_by_nginx_alone_while_every_gunicorn_is_stopped(
 
     # Anything else needs the app, which is gone: nginx's own JSON 502, as before.
     for query in ("symbol=ETH", "symbol=btc&convert=EUR", "symbol=BTC,ETH", "symbol=BTC%2CETH",
-                  "symbol=btc&symbol=eth", "symbol=" + "B" * 21):
+                  "symbol=btc&symbol=eth", "symbol=" + "B" * 21, "symbol=", "symbol=%20btc",
+                  "Symbol=btc", "symbol=btc&", "symbol=btc%00", "&symbol=btc"):
         failed = requests.get(edge.nginx.url + "/api/v1/quotes?" + query, timeout=5)
         assert failed.status_code == 502, query
         assert failed.json()["code"] == 502
         assert failed.headers["Cache-Control"] == "no-store"
+    for method in ("POST", "OPTIONS"):  # GET and HEAD only
+        failed = requests.request(method, edge.nginx.url + "/api/v1/quotes?symbol=btc", timeout=5)
+        assert failed.status_code == 502, method
 
     # One memcached server gone: the other still answers every fast-path request.
     edge.memcached[0].stop()
