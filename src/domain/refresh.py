@@ -87,6 +87,7 @@ class Refresher:
         self.holder = holder
         self.daily_job = daily_job
         self._daily_asked_at: datetime | None = None
+        self._daily_thread: threading.Thread | None = None
 
     def interval(self, symbols: int) -> float:
         """Seconds between two rounds' starts: configured, or the governor's derivation."""
@@ -115,25 +116,41 @@ class Refresher:
                     f", stopped: {finished.stopped}" if finished.stopped else "")
         return finished
 
-    def run_daily_job(self) -> bool:
-        """Run the daily job (history pruning) if no process has run it within a day."""
+    def run_daily_job(self, *, background: bool = False) -> bool:
+        """Run the daily job (history pruning) if no process has run it within a day; in a
+        thread of its own when `background`, so that a long first prune never holds up rounds.
+        """
         now = self.clock.now()
         # Asking the database is a write: once every few minutes per process is plenty.
         if self.daily_job is None or (self._daily_asked_at is not None
                                       and now - self._daily_asked_at < DAILY_ASK_EVERY):
             return False
+        if self._daily_thread is not None and self._daily_thread.is_alive():
+            return False  # still pruning since an earlier day's claim
         self._daily_asked_at = now
         if not self.lease.claim_daily(DAILY_JOB):
             return False
-        self.daily_job()
+        if not background:
+            self.daily_job()
+            return True
+        # A daemon: stopping the refresher does not wait for it (the prune is idempotent).
+        self._daily_thread = threading.Thread(target=self._daily_job_logged,
+                                              name="refresh-daily-job", daemon=True)
+        self._daily_thread.start()
         return True
+
+    def _daily_job_logged(self) -> None:
+        try:
+            self.daily_job()
+        except Exception:  # the next day's claim tries again
+            logger.exception("refresh: the daily job failed")
 
     def run(self, stop: threading.Event, *, max_wait_seconds: float = 5.0) -> None:
         """Run rounds until `stop` is set; a failing database is logged and retried."""
         while not stop.is_set():
             try:
                 self.run_round()
-                self.run_daily_job()
+                self.run_daily_job(background=True)
                 wait = self.seconds_until_due()
             except StorageError:
                 logger.exception("refresh: the database failed; trying again shortly")

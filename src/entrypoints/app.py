@@ -206,11 +206,17 @@ def build_refresh(app: Flask, settings: Settings, service: QuoteService, clock: 
         base_currency=settings.base_currency,
     )
     history = app.extensions.get("history")
+
+    def prune_history() -> object:
+        # The refresher prunes in a thread of its own: the session needs an app context there.
+        with app.app_context():
+            return history.prune()
+
     refresher = Refresher(
         provider=service.provider, repository=service.repository, cache=service.cache,
         governor=governor, request_log=request_log, lease=lease, clock=clock, policy=policy,
         holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-        daily_job=history.prune if history is not None else None,
+        daily_job=prune_history if history is not None else None,
     )
     demand = BufferedRequestLog(request_log, clock) if settings.refresh_window_seconds > 0 else None
     return RefreshAhead(demand=demand, refresher=refresher)

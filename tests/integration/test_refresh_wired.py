@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 from sqlalchemy import event, text
 
 from src.adapters.orm import db
+from src.domain.history import PruneReport
 
 HOT = ["BTC", "ETH", "SOL", "XRP", "DOGE"]
 
@@ -30,3 +33,14 @@ def test_many_requests_cost_a_handful_of_request_log_writes(wired_app, client):
     # One write per flush (every 2 s, or at exit), whatever the number of requests.
     assert 1 <= len(writes) <= 5
     assert stored == set(HOT)
+
+
+def test_the_daily_prune_runs_in_a_thread_of_its_own_outside_any_app_context(wired_app):
+    refresher = wired_app.extensions["refresh"].refresher
+    outcome: list[object] = []
+    worker = threading.Thread(target=lambda: outcome.append(refresher.daily_job()))
+
+    worker.start()
+    worker.join(30)
+
+    assert len(outcome) == 1 and isinstance(outcome[0], PruneReport)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from src.domain.errors import ProviderError, ProviderTimeout, ProviderUnavailabl
 from src.domain.model import Purpose
 from src.domain.refresh import Refresher, RefreshPolicy, refresh_status
 from tests.fakes import FakeQuoteProvider, FixedClock, InMemoryQuoteCache, InMemoryQuoteRepository, coin_quote
-from tests.fakes_refresh import FakeCreditGovernor, InMemoryRefreshLease, InMemoryRequestLog
+from tests.fakes_refresh import FakeCreditGovernor, InMemoryRefreshLease, InMemoryRequestLog, wait_until
 
 WINDOW = 900
 SYMBOLS = [f"C{i}" for i in range(250)]
@@ -301,3 +302,37 @@ def test_a_batch_coinmarketcap_may_have_charged_keeps_its_refresh_credit(
 
     assert governor.reserved == [(Purpose.REFRESH, 1)]
     assert governor.refunded == []
+
+
+def test_a_long_daily_job_does_not_hold_up_the_rounds(make_refresher, log, clock, lease):
+    requested(log, clock, ["C1"])
+    release = threading.Event()
+    refresher = make_refresher()
+    refresher.daily_job = lambda: release.wait(10)  # a first prune of a large history
+    stop = threading.Event()
+    loop = threading.Thread(target=refresher.run, args=(stop,), kwargs={"max_wait_seconds": 0.01})
+    loop.start()
+    try:
+        assert wait_until(lambda: lease.last_round() is not None)
+        first = lease.last_round()
+        clock.advance(61)
+
+        assert wait_until(lambda: lease.last_round() != first)
+    finally:
+        release.set()
+        stop.set()
+        loop.join(5)
+
+
+def test_a_stopped_loop_does_not_wait_for_a_daily_job_under_way(make_refresher):
+    release = threading.Event()
+    refresher = make_refresher()
+    refresher.daily_job = lambda: release.wait(10)
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    began = time.monotonic()
+
+    refresher.run(stop, max_wait_seconds=0.01)
+
+    release.set()
+    assert time.monotonic() - began < 2

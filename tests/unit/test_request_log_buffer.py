@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import gc
 import threading
-import time
 
 from src.adapters.buffered_request_log import BufferedRequestLog, close_all
 from src.domain.errors import StorageError
 from tests.fakes import FixedClock
-from tests.fakes_refresh import InMemoryRequestLog
+from tests.fakes_refresh import InMemoryRequestLog, wait_until
 
 HOT = [f"H{i}" for i in range(50)]
-
-
-def wait_until(condition, seconds=2.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def test_a_thousand_requests_cost_one_write_per_flush_not_one_per_request():
