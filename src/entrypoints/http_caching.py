@@ -38,22 +38,25 @@ def max_age(answer: QuoteAnswer, now: datetime, cache_ttl_seconds: int,
     """Seconds a client may reuse `answer`: the shortest remaining cache lifetime of its quotes.
 
     A quote read from the cache lives until its entry's recorded expiry (0 when the entry has
-    none). One just read from the database or fetched was cached moments ago for
-    `cache_ttl_seconds`, or less when its `quote_max_age` ends sooner (the service shortens the
-    entry's TTL so); a second is taken off for the moments already gone. A stale quote is 0.
+    none) or the end of its `quote_max_age`, whichever comes first (the refresher's entries may
+    outlive it; the app then refetches). One just read from the database or fetched was cached
+    moments ago for `cache_ttl_seconds`, or less when its `quote_max_age` ends sooner (the service
+    shortens the entry's TTL so); a second is taken off for the moments already gone. A stale
+    quote is 0.
     """
     seconds = float(cache_ttl_seconds)
     for served in answer.quotes.values():
         if served.stale:
             return 0
         quote = served.coin_quote
+        fresh_for = cache_ttl_seconds if quote_max_age is None else math.floor(
+            (quote.fetched_at + quote_max_age - now).total_seconds())
         if served.source is Source.CACHE:
             if quote.cached_until is None:
                 return 0
-            seconds = min(seconds, math.floor((quote.cached_until - now).total_seconds()))
+            seconds = min(seconds, fresh_for,
+                          math.floor((quote.cached_until - now).total_seconds()))
         else:
-            fresh_for = cache_ttl_seconds if quote_max_age is None else math.floor(
-                (quote.fetched_at + quote_max_age - now).total_seconds())
             seconds = min(seconds, min(cache_ttl_seconds, fresh_for) - 1)
     return max(0, int(seconds))
 

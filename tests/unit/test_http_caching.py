@@ -221,3 +221,23 @@ def test_a_stored_quote_near_its_max_age_promises_only_what_freshness_remains(pr
     assert cache.sets[-1][1] == 50  # the entry lives 50 s, not 60
     assert max_age_of(stored) == 49
     assert (hit.get_json()["data"]["BTC"]["source"], max_age_of(hit)) == ("cache", 30)
+
+
+def test_a_cache_hit_whose_entry_outlives_its_freshness_promises_only_the_freshness(provider,
+                                                                                    cache):
+    """The refresher caches for CACHE_TTL_SECONDS whatever QUOTE_MAX_AGE_SECONDS says; past its
+    max age the app refetches such a quote, so a client may not reuse it longer either."""
+    clock = FixedClock(T0)
+    cache.clock = clock
+    app = create_app(Settings(cmc_api_key="k", cmc_base_url="http://127.0.0.1:9",
+                              cache_ttl_seconds=600, quote_max_age_seconds=300),
+                     provider=provider, repository=InMemoryQuoteRepository(), cache=cache,
+                     clock=clock)
+    app.test_client_class = NoServerErrorClient
+    cache.set_many({"BTC": coin_quote("BTC", 1, "60000")}, "USD", 600)  # as the refresher does
+    clock.advance(290)
+
+    hit = app.test_client().get("/api/v1/quotes?symbol=BTC")
+
+    assert hit.get_json()["data"]["BTC"]["source"] == "cache"
+    assert max_age_of(hit) == 10  # not the entry's 310
