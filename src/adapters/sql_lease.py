@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,16 +26,23 @@ class SqlRefreshLease(RefreshLease):
     happen, so the database decides the race (on PostgreSQL the loser's UPDATE waits for the
     winner's row lock, re-reads the row and matches nothing; SQLite serialises writers).
 
-    Times come from `clock`: the processes of every replica must keep their clocks in step to
-    well within the lease's TTL (NTP does).
+    With `database_time` (what the app uses), PostgreSQL's `now()` times the lease, so that a
+    replica whose clock runs ahead can neither take a live lease nor start a round early, nor
+    one whose clock runs behind hold one past its TTL. Otherwise (and on SQLite, one host
+    anyway) the times come from `clock`.
     """
 
-    def __init__(self, engine: Engine, clock: Clock) -> None:
+    def __init__(self, engine: Engine, clock: Clock, *, database_time: bool = False) -> None:
         self.engine = engine
         self.clock = clock
+        self.database_time = database_time and engine.dialect.name == "postgresql"
+
+    def _now(self):
+        """Now, for the lease's own times: the database's clock, or ours."""
+        return func.now() if self.database_time else self.clock.now()
 
     def acquire(self, holder: str, ttl_seconds: float, interval_seconds: float) -> bool:
-        now = self.clock.now()
+        now = self._now()
         free = and_(
             _C.name == ROUND,
             or_(_C.expires_at.is_(None), _C.expires_at <= now),
@@ -48,7 +55,7 @@ class SqlRefreshLease(RefreshLease):
         return self._run(lambda conn: self._update_creating(conn, ROUND, take), "write")
 
     def renew(self, holder: str, ttl_seconds: float) -> bool:
-        now = self.clock.now()
+        now = self._now()
         extend = (update(_TABLE)
                   .where(_C.name == ROUND, _C.holder == holder, _C.expires_at > now)
                   .values(expires_at=now + timedelta(seconds=ttl_seconds)))
@@ -75,7 +82,7 @@ class SqlRefreshLease(RefreshLease):
                             calls=row.last_calls, stopped=row.last_stopped)
 
     def claim_daily(self, job: str) -> bool:
-        now = self.clock.now()
+        now = self._now()
         name = f"daily:{job}"
         due = and_(_C.name == name,
                    or_(_C.round_started_at.is_(None),

@@ -197,7 +197,7 @@ def build_refresh(app: Flask, settings: Settings, service: QuoteService, clock: 
         with app.app_context():
             engine = db.engine
         request_log = request_log or SqlRequestLog(engine)
-        lease = lease or SqlRefreshLease(engine, clock)
+        lease = lease or SqlRefreshLease(engine, clock, database_time=True)
     governor = app.extensions["governor"]
     policy = RefreshPolicy(
         window_seconds=settings.refresh_window_seconds,

@@ -171,3 +171,35 @@ def test_an_unreachable_database_raises_storage_error():
         SqlRequestLog(engine).record({"BTC": T})
     with pytest.raises(StorageError):
         SqlRefreshLease(engine, FixedClock(T)).acquire("a", 15, 2)
+
+
+@pytest.fixture
+def pg_engine(database_url):
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM refresh_lease"))
+    yield engine
+    engine.dispose()
+
+
+def test_a_refresher_whose_clock_runs_ahead_never_takes_a_live_lease(pg_engine):
+    now = datetime.now(UTC)
+    holder = SqlRefreshLease(pg_engine, FixedClock(now), database_time=True)
+    ahead = SqlRefreshLease(pg_engine, FixedClock(now + timedelta(minutes=5)), database_time=True)
+    assert holder.acquire("a", ttl_seconds=15, interval_seconds=60)
+
+    stolen = ahead.acquire("b", ttl_seconds=15, interval_seconds=60)
+    renewed = holder.renew("a", ttl_seconds=15)
+
+    assert (stolen, renewed) == (False, True)
+
+
+def test_a_refresher_whose_clock_runs_behind_still_takes_an_expired_lease(pg_engine):
+    behind = SqlRefreshLease(pg_engine, FixedClock(datetime.now(UTC) - timedelta(minutes=5)),
+                             database_time=True)
+    with pg_engine.begin() as conn:
+        conn.execute(text("INSERT INTO refresh_lease (name, holder, expires_at, round_started_at)"
+                          " VALUES ('refresh', 'killed', now() - interval '1 second',"
+                          " now() - interval '61 seconds')"))
+
+    assert behind.acquire("next", ttl_seconds=15, interval_seconds=60)

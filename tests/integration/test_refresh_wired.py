@@ -44,3 +44,7 @@ def test_the_daily_prune_runs_in_a_thread_of_its_own_outside_any_app_context(wir
     worker.join(30)
 
     assert len(outcome) == 1 and isinstance(outcome[0], PruneReport)
+
+
+def test_the_wired_lease_is_timed_by_the_database_not_the_process_clock(wired_app):
+    assert wired_app.extensions["refresh"].refresher.lease.database_time
