@@ -175,3 +175,11 @@ def test_nginx_limits_each_client_in_the_apis_json_and_exposes_its_counters(e2e_
         assert response.headers["Retry-After"]
         assert response.headers["X-Request-ID"]
     assert status.status_code == 200 and status.text.startswith("Active connections:")
+
+
+def test_requests_outside_the_fast_path_are_logged_without_a_warning_each(edge):
+    """`served_by` is set for every request: an unset one cost an error-log warning per request."""
+    requests.get(edge.nginx.url + "/openapi.json", timeout=10)
+
+    assert edge.logged(uri="/openapi.json", served_by="")
+    assert "uninitialized" not in edge.nginx.extra["error_log"].read_text()
