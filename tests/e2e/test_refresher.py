@@ -8,17 +8,22 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg2
 import pytest
 import requests
-from sqlalchemy.engine import make_url
 
-from tests.e2e.conftest import ROOT, Process, migrate, service_env, start_fake_cmc, start_gunicorn
+from tests.e2e.conftest import (
+    ROOT,
+    Process,
+    migrate,
+    new_database,
+    service_env,
+    start_fake_cmc,
+    start_gunicorn,
+)
 from tests.servers import stop
 
 INTERVAL = 2
@@ -56,23 +61,11 @@ class Stack:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
 
 
-def own_database(database_url: str) -> str:
-    url = make_url(database_url)
-    name = f"coinquote_refresh_{uuid.uuid4().hex[:8]}"
-    conn = psycopg2.connect(host=url.host, port=url.port, user=url.username, password=url.password,
-                            dbname=url.database)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return url.set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, database_url, memcached_servers) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("refresher")
     fake = start_fake_cmc(workdir / "fake.log")
-    env = {**service_env(fake.url, own_database(database_url), memcached_servers),
+    env = {**service_env(fake.url, new_database(database_url, "coinquote_refresh"), memcached_servers),
            "REFRESH_INTERVAL_SECONDS": str(INTERVAL)}
     migrated = migrate(env)
     assert migrated.returncode == 0, migrated.stderr

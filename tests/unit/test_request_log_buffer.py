@@ -142,3 +142,17 @@ def test_close_all_closes_every_live_buffer():
     close_all()
 
     assert all("BTC" in t.last_requested for t in targets)
+
+
+def test_a_long_database_outage_never_grows_the_buffer_past_its_bound():
+    target = InMemoryRequestLog(fail_with=StorageError("database down"))
+    buffer = BufferedRequestLog(target, FixedClock(), flush_seconds=3600, max_symbols=10_000,
+                                max_pending=100)
+
+    for i in range(1000):
+        buffer.note([f"T{i}"])
+        if i % 50 == 0:
+            buffer.flush()
+    target.fail_with = None
+
+    assert buffer.flush() == 100
