@@ -4,6 +4,7 @@ and the fake CoinMarketCap (issue 11, acceptance 2)."""
 from __future__ import annotations
 
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from tests.e2e.conftest import (
     start_fake_cmc,
     start_gunicorn,
 )
-from tests.servers import stop
+from tests.servers import free_port, stop, wait_for_port
 
 INTERVAL = 2
 LEASE_SECONDS = 15  # RefreshPolicy: a call may take 10 s, the lease outlives it by 5
@@ -193,3 +194,41 @@ def test_history_is_pruned_once_a_day_whichever_refresher_runs(stack):
     logs = [path.read_text(errors="replace") for path in stack.workdir.glob("*.log")
             if path.name not in ("gunicorn.log", "fake.log")]
     assert sum(log.count("history pruned") for log in logs) == 1
+
+
+def process_group(pgid: int) -> dict[int, str]:
+    """pid -> command line of every live process in the group `pgid`."""
+    members = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members[int(stat.parent.name)] = cmdline
+    return members
+
+
+def test_ctrl_c_on_make_run_stops_gunicorn_and_its_refresher(stack, tmp_path):
+    port = free_port()
+    env = {**stack.env, "DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
+           "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "1"}
+    log = open(tmp_path / "make-run.log", "wb")
+    # As from a terminal: make, its shell, gunicorn and the refresher share one process group.
+    make = subprocess.Popen(["make", "-o", ".venv/.run-deps", "run"], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_port(port, 60, make)
+        assert wait_for(lambda: "window 900 s" in (tmp_path / "make-run.log").read_text(errors="replace"),
+                        30), "make run started no refresher"
+
+        os.killpg(make.pid, signal.SIGINT)  # Ctrl-C
+        make.wait(30)
+        left = wait_for(lambda: not process_group(make.pid), 15) or process_group(make.pid)
+    finally:
+        if process_group(make.pid):
+            os.killpg(make.pid, signal.SIGKILL)
+
+    assert left is True, f"still running after Ctrl-C: {left}"
+    assert "refresher: stopping" in (tmp_path / "make-run.log").read_text(errors="replace")
