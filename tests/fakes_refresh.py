@@ -73,7 +73,8 @@ class InMemoryRequestLog(RequestLog):
 
 @dataclass
 class InMemoryRefreshLease(RefreshLease):
-    """One lease on `clock`: holder, expiry, last round start, last finished round."""
+    """One lease on `clock`: holder, expiry, last round start, last finished round; `asked`
+    counts the calls of every method (each would be a database statement)."""
 
     clock: Clock = field(default_factory=FixedClock)
     holder: str | None = None
@@ -82,8 +83,10 @@ class InMemoryRefreshLease(RefreshLease):
     finished: RefreshRound | None = None
     daily: dict[str, datetime] = field(default_factory=dict)
     fail_with: Exception | None = None
+    asked: int = 0
 
     def _check(self) -> None:
+        self.asked += 1
         if self.fail_with is not None:
             raise self.fail_with
 

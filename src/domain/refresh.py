@@ -149,9 +149,16 @@ class Refresher:
         """Run rounds until `stop` is set; a failing database is logged and retried."""
         while not stop.is_set():
             try:
-                self.run_round()
+                done = self.run_round()
                 self.run_daily_job(background=True)
-                wait = self.seconds_until_due()
+                if self.policy.window_seconds <= 0:
+                    wait = max_wait_seconds  # only the daily job is left to ask for
+                else:
+                    wait = self.seconds_until_due()
+                    if done is None and wait <= 0:
+                        # Due but not ours: another process is in a round (or died in one and
+                        # its lease must expire first). Asking again at once would only poll.
+                        wait = max_wait_seconds
             except StorageError:
                 logger.exception("refresh: the database failed; trying again shortly")
                 wait = max_wait_seconds

@@ -336,3 +336,30 @@ def test_a_stopped_loop_does_not_wait_for_a_daily_job_under_way(make_refresher):
 
     release.set()
     assert time.monotonic() - began < 2
+
+
+def loop_for(refresher, seconds: float) -> None:
+    stop = threading.Event()
+    threading.Timer(seconds, stop.set).start()
+    refresher.run(stop, max_wait_seconds=5)
+
+
+def test_with_refresh_ahead_off_the_loop_does_not_poll_the_database(make_refresher, lease):
+    refresher = make_refresher(window_seconds=0)
+
+    loop_for(refresher, 1.2)
+
+    assert lease.asked <= 2  # the first look (and the daily claim), then a wait of 5 s
+
+
+def test_a_refresher_waiting_for_another_ones_round_does_not_poll_the_database(make_refresher, lease,
+                                                                               log, clock):
+    requested(log, clock, ["C1"])
+    make_refresher("first").run_round()
+    clock.advance(61)  # the next round is due...
+    lease.acquire("other", ttl_seconds=600, interval_seconds=0)  # ...and another is in it
+    asked = lease.asked
+
+    loop_for(make_refresher("waiting"), 1.2)
+
+    assert lease.asked - asked <= 3  # one try (two looks), then a wait of 5 s
