@@ -174,12 +174,10 @@ def test_an_unreachable_database_raises_storage_error():
 
 
 @pytest.fixture
-def pg_engine(database_url):
-    engine = create_engine(database_url)
+def pg_engine(engine):
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM refresh_lease"))
-    yield engine
-    engine.dispose()
+    return engine
 
 
 def test_a_refresher_whose_clock_runs_ahead_never_takes_a_live_lease(pg_engine):
