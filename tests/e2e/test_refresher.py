@@ -66,7 +66,8 @@ class Stack:
 def stack(tmp_path_factory, database_url, memcached_servers) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("refresher")
     fake = start_fake_cmc(workdir / "fake.log")
-    env = {**service_env(fake.url, new_database(database_url, "coinquote_refresh"), memcached_servers),
+    database = new_database(database_url, "coinquote_refresh")
+    env = {**service_env(fake.url, database, memcached_servers),
            "REFRESH_INTERVAL_SECONDS": str(INTERVAL)}
     migrated = migrate(env)
     assert migrated.returncode == 0, migrated.stderr
@@ -220,8 +221,9 @@ def test_ctrl_c_on_make_run_stops_gunicorn_and_its_refresher(stack, tmp_path):
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for_port(port, 60, make)
-        assert wait_for(lambda: "window 900 s" in (tmp_path / "make-run.log").read_text(errors="replace"),
-                        30), "make run started no refresher"
+        output = tmp_path / "make-run.log"
+        assert wait_for(lambda: "window 900 s" in output.read_text(errors="replace"), 30), \
+            "make run started no refresher"
 
         os.killpg(make.pid, signal.SIGINT)  # Ctrl-C
         make.wait(30)
@@ -231,4 +233,4 @@ def test_ctrl_c_on_make_run_stops_gunicorn_and_its_refresher(stack, tmp_path):
             os.killpg(make.pid, signal.SIGKILL)
 
     assert left is True, f"still running after Ctrl-C: {left}"
-    assert "refresher: stopping" in (tmp_path / "make-run.log").read_text(errors="replace")
+    assert "refresher: stopping" in output.read_text(errors="replace")

@@ -12,7 +12,12 @@ from src.domain.errors import ProviderError, ProviderTimeout, ProviderUnavailabl
 from src.domain.model import Purpose
 from src.domain.refresh import Refresher, RefreshPolicy, refresh_status
 from tests.fakes import FakeQuoteProvider, FixedClock, InMemoryQuoteCache, InMemoryQuoteRepository, coin_quote
-from tests.fakes_refresh import FakeCreditGovernor, InMemoryRefreshLease, InMemoryRequestLog, wait_until
+from tests.fakes_refresh import (
+    FakeCreditGovernor,
+    InMemoryRefreshLease,
+    InMemoryRequestLog,
+    wait_until,
+)
 
 WINDOW = 900
 SYMBOLS = [f"C{i}" for i in range(250)]
@@ -352,8 +357,8 @@ def test_with_refresh_ahead_off_the_loop_does_not_poll_the_database(make_refresh
     assert lease.asked <= 2  # the first look (and the daily claim), then a wait of 5 s
 
 
-def test_a_refresher_waiting_for_another_ones_round_does_not_poll_the_database(make_refresher, lease,
-                                                                               log, clock):
+def test_a_refresher_waiting_for_another_ones_round_does_not_poll_the_database(
+        make_refresher, lease, log, clock):
     requested(log, clock, ["C1"])
     make_refresher("first").run_round()
     clock.advance(61)  # the next round is due...
