@@ -63,3 +63,17 @@ class ProviderTimeout(ProviderUnavailable):
 
 class StorageError(Exception):
     """A repository or cache could not do its work. The service degrades instead of failing."""
+
+
+def charged_nothing(error: QuoteError) -> bool:
+    """Whether the provider call that raised `error` cost no credit, so it can be given back.
+
+    CoinMarketCap charges nothing for an error (a 400, a rejected key, a limit verdict, an
+    outage). A timeout may have been answered, and charged, after we gave up; an unusable
+    answer without an error code was a charged success: both keep their credit.
+    """
+    if isinstance(error, InvalidRequest):
+        return True
+    if isinstance(error, ProviderTimeout):
+        return False
+    return isinstance(error, ProviderUnavailable) or getattr(error, "upstream_code", None) is not None

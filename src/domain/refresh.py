@@ -12,9 +12,9 @@ from src.domain.deadline import Deadline
 from src.domain.errors import (
     BudgetSpent,
     ProviderError,
-    ProviderTimeout,
     ProviderUnavailable,
     StorageError,
+    charged_nothing,
 )
 from src.domain.model import Purpose, RefreshRound
 from src.domain.ports import (
@@ -220,10 +220,7 @@ class Refresher:
                             refreshed=refreshed, calls=calls, stopped=stopped)
 
     def _refund_if_uncharged(self, exc: ProviderUnavailable | ProviderError) -> None:
-        # Errors cost nothing; but a timeout may have been answered (and charged) after we gave
-        # up, and an unusable answer without an error code was a charged success.
-        if not isinstance(exc, ProviderTimeout) and (
-                isinstance(exc, ProviderUnavailable) or exc.upstream_code is not None):
+        if charged_nothing(exc):
             self.governor.refund(Purpose.REFRESH, 1)
 
     def _keep(self, fetched: dict) -> None:

@@ -19,6 +19,7 @@ from src.domain.errors import (
     QuoteError,
     StorageError,
     UnknownSymbols,
+    charged_nothing,
 )
 from src.domain.fetch_claims import FetchClaims, WaitOutcome, error_from, failure_note
 from src.domain.model import CoinQuote, Purpose, Quote, QuoteAnswer, ServedQuote, Source
@@ -393,18 +394,11 @@ class QuoteService:
         limit verdicts on to the governor, for every process."""
         try:
             yield
-        except InvalidRequest:
-            # CoinMarketCap's 400 (an unknown convert currency) is an error: it charges nothing.
+        except (InvalidRequest, ProviderUnavailable, ProviderError) as exc:
             if self.governor is not None:
-                self.governor.refund(purpose, credits)
-            raise
-        except (ProviderUnavailable, ProviderError) as exc:
-            if self.governor is not None:
-                # A timeout may have been answered (and charged) after we gave up, and an
-                # unusable answer without an error code was a charged success: both are kept.
-                if not isinstance(exc, ProviderTimeout) and (
-                        isinstance(exc, ProviderUnavailable) or exc.upstream_code is not None):
+                if charged_nothing(exc):
                     self.governor.refund(purpose, credits)
-                if exc.upstream_code in _LIMIT_CODES:
-                    self.governor.honour(exc.upstream_code, getattr(exc, "retry_after", None))
+                upstream_code = getattr(exc, "upstream_code", None)
+                if upstream_code in _LIMIT_CODES:
+                    self.governor.honour(upstream_code, getattr(exc, "retry_after", None))
             raise
