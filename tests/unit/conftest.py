@@ -9,6 +9,7 @@ import pytest
 from src.entrypoints.app import create_app
 from tests.conftest import NoServerErrorClient
 from tests.fakes import FakeQuoteProvider, FixedClock, InMemoryQuoteCache, InMemoryQuoteRepository, coin_quote
+from tests.fakes_refresh import InMemoryRefreshLease, InMemoryRequestLog
 
 BTC = coin_quote("BTC", 1, "67250.123456789012345678")
 ETH = coin_quote("ETH", 1027, "3512.44")
@@ -35,8 +36,23 @@ def repo():
 
 
 @pytest.fixture
-def cache():
-    return InMemoryQuoteCache(clock=FixedClock())
+def clock():
+    return FixedClock()
+
+
+@pytest.fixture
+def cache(clock):
+    return InMemoryQuoteCache(clock=clock)
+
+
+@pytest.fixture
+def log():
+    return InMemoryRequestLog()
+
+
+@pytest.fixture
+def lease(clock):
+    return InMemoryRefreshLease(clock=clock)
 
 
 @pytest.fixture

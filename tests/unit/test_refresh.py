@@ -11,21 +11,11 @@ import pytest
 from src.domain.errors import ProviderError, ProviderTimeout, ProviderUnavailable, StorageError
 from src.domain.model import Purpose
 from src.domain.refresh import Refresher, RefreshPolicy, refresh_status
-from tests.fakes import FakeQuoteProvider, FixedClock, InMemoryQuoteCache, InMemoryQuoteRepository, coin_quote
-from tests.fakes_refresh import (
-    FakeCreditGovernor,
-    InMemoryRefreshLease,
-    InMemoryRequestLog,
-    wait_until,
-)
+from tests.fakes import FakeQuoteProvider, coin_quote
+from tests.fakes_refresh import FakeCreditGovernor, wait_until
 
 WINDOW = 900
 SYMBOLS = [f"C{i}" for i in range(250)]
-
-
-@pytest.fixture
-def clock():
-    return FixedClock()
 
 
 @pytest.fixture
@@ -35,28 +25,8 @@ def provider(clock):
 
 
 @pytest.fixture
-def repo():
-    return InMemoryQuoteRepository()
-
-
-@pytest.fixture
-def cache(clock):
-    return InMemoryQuoteCache(clock=clock)
-
-
-@pytest.fixture
 def governor():
     return FakeCreditGovernor()
-
-
-@pytest.fixture
-def log():
-    return InMemoryRequestLog()
-
-
-@pytest.fixture
-def lease(clock):
-    return InMemoryRefreshLease(clock=clock)
 
 
 @pytest.fixture

@@ -2,28 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 from src.entrypoints.app import create_app
 from src.entrypoints.settings import Settings
 from tests.conftest import NoServerErrorClient
-from tests.fakes import FixedClock
-from tests.fakes_refresh import FakeCreditGovernor, InMemoryRefreshLease, InMemoryRequestLog
-
-
-@pytest.fixture
-def clock():
-    return FixedClock()
-
-
-@pytest.fixture
-def log():
-    return InMemoryRequestLog()
-
-
-@pytest.fixture
-def lease(clock):
-    return InMemoryRefreshLease(clock=clock)
+from tests.fakes_refresh import FakeCreditGovernor
 
 
 def build(settings, provider, repo, cache, clock, log, lease, **overrides):

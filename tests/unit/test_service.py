@@ -21,7 +21,6 @@ from src.domain.service import QuoteService
 from tests.fakes import (
     T0,
     FakeQuoteProvider,
-    FixedClock,
     InMemoryQuoteCache,
     InMemoryQuoteRepository,
     coin_quote,
@@ -33,23 +32,8 @@ SOL = coin_quote("SOL", 5426, "171.05")
 
 
 @pytest.fixture
-def clock():
-    return FixedClock()
-
-
-@pytest.fixture
 def provider():
     return FakeQuoteProvider({"BTC": BTC, "ETH": ETH, "SOL": SOL})
-
-
-@pytest.fixture
-def repo():
-    return InMemoryQuoteRepository()
-
-
-@pytest.fixture
-def cache(clock):
-    return InMemoryQuoteCache(clock=clock)
 
 
 def make_service(provider, repo, cache, clock, **kwargs):

@@ -15,25 +15,15 @@ from src.adapters.credit_governor import LimitsCreditGovernor
 from src.domain.errors import BudgetSpent, InvalidCurrency, ProviderTimeout, ProviderUnavailable
 from src.domain.model import Purpose, Source
 from src.domain.service import QuoteService
-from tests.fakes import T0, FakeQuoteProvider, FixedClock, InMemoryQuoteCache, coin_quote
+from tests.fakes import T0, FakeQuoteProvider, coin_quote
 
 BTC = coin_quote("BTC", 1, "67250.12")
 ETH = coin_quote("ETH", 1027, "3512.44")
 
 
 @pytest.fixture
-def clock():
-    return FixedClock()
-
-
-@pytest.fixture
 def provider():
     return FakeQuoteProvider({"BTC": BTC, "ETH": ETH})
-
-
-@pytest.fixture
-def cache(clock):
-    return InMemoryQuoteCache(clock=clock)
 
 
 def make_governor(clock, **options) -> LimitsCreditGovernor:
