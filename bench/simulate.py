@@ -39,6 +39,7 @@ from pathlib import Path
 
 import requests
 
+from src.domain.spending import BudgetDay, Spent, SpendingPolicy
 from tests.fake_cmc.app import FakeCmcServer
 from tests.fake_cmc.market import Market, Plan, synthetic_coin
 from tests.servers import Memcached, Postgres, free_port, stop, wait_for_port
@@ -55,9 +56,15 @@ HOT_SET = ",".join(f"SYN{n}" for n in range(1, HOT + 1))
 class DriftingMarket(Market):
     """The fake CoinMarketCap whose synthetic coins' prices say when they were answered."""
 
-    def __init__(self, started: float, **kwargs) -> None:
+    def __init__(self, started: float, day_seconds: float | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.started = started
+        self.day_seconds = day_seconds
+
+    def _daily_reset(self, now: float) -> float:
+        # The compressed day ends with the run: key info says so, and the governor spreads what
+        # refresh-ahead needs over what is left of it.
+        return self.started + self.day_seconds if self.day_seconds else super()._daily_reset(now)
 
     def by_symbol(self, symbol: str):
         found = super().by_symbol(symbol)
@@ -90,12 +97,12 @@ def zipf_choice(rng: random.Random, n: int, s: float = 1.1) -> int:
     return rng.choices(range(1, n + 1), weights=weights)[0]
 
 
-def derived_interval(daily_credits: int, convert_share: float, symbols: int) -> float:
-    """The governor's refresh interval for a whole day of this plan (credit_governor.py)."""
-    reserve = min(daily_credits, max(1, math.ceil(daily_credits * 0.10)))
-    left = daily_credits - reserve - math.floor(daily_credits * convert_share)
-    rounds = left // max(1, math.ceil(symbols / 100))
-    return DAY if rounds < 1 else max(60.0, DAY / rounds)
+def derived_interval(daily_credits: int, convert_share: float, symbols: int,
+                     max_age_seconds: float = 300) -> float:
+    """The governor's refresh interval at the start of a day of this plan, nothing spent yet
+    (src/domain/spending.py)."""
+    policy = SpendingPolicy(daily_credits, 30, convert_share, max_age_seconds)
+    return policy.refresh_interval(Spent(), BudgetDay(seconds_gone=0, seconds_left=DAY), symbols)
 
 
 def plan_requests(rng: random.Random, seconds: float, rate: float, speed: float,
@@ -186,9 +193,11 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "simulate.json"))
     parser.add_argument("--serve-fake", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--started", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--day-seconds", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_fake:
-        serve_fake(args.serve_fake, args.started, args.daily_credits, args.calls_per_minute)
+        serve_fake(args.serve_fake, args.started, args.daily_credits, args.calls_per_minute,
+                   args.day_seconds)
         return
 
     speed = args.speed
@@ -220,7 +229,8 @@ def main() -> None:
         processes.append(spawn([sys.executable, "-m", "bench.simulate", "--serve-fake",
                                 str(fake_port), "--started", repr(started),
                                 "--daily-credits", str(budget),
-                                "--calls-per-minute", str(settings["CMC_CALLS_PER_MINUTE"])],
+                                "--calls-per-minute", str(settings["CMC_CALLS_PER_MINUTE"]),
+                                "--day-seconds", repr(seconds)],
                                dict(os.environ), workdir / "fake.log", fake_port))
         fake_url = f"http://127.0.0.1:{fake_port}"
         env = {k: v for k, v in os.environ.items()
@@ -286,9 +296,10 @@ def main() -> None:
     print_table(report)
 
 
-def serve_fake(port: int, started: float, daily_credits: int, calls_per_minute: int) -> None:
+def serve_fake(port: int, started: float, daily_credits: int, calls_per_minute: int,
+               day_seconds: float | None = None) -> None:
     """The drifting fake CoinMarketCap, enforcing the run's plan, until terminated."""
-    market = DriftingMarket(started, api_key=KEY,
+    market = DriftingMarket(started, day_seconds, api_key=KEY,
                             plan=Plan(daily_credits=daily_credits,
                                       calls_per_minute=calls_per_minute))
     # Blocked before the server's thread starts, so that only sigwait receives them.

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from src.domain.deadline import Deadline
-from src.domain.errors import InvalidCurrency, ProviderTimeout, StorageError
+from src.domain.errors import InvalidCurrency, LimitVerdict, ProviderTimeout, StorageError
 from src.domain.history import (
     CoinHistory,
     HistoryQuery,
@@ -17,8 +17,9 @@ from src.domain.history import (
     RetentionPolicy,
     newest_per_interval,
 )
-from src.domain.model import Coin, CoinQuote, FetchFailure, Quote
+from src.domain.model import Coin, CoinQuote, Fetched, FetchFailure, Quote
 from src.domain.ports import Clock, QuoteCache, QuoteProvider, QuoteRepository
+from src.domain.spending import call_cost
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 
@@ -91,22 +92,30 @@ class FakeQuoteProvider(QuoteProvider):
         self.calls: list[tuple[str, tuple, str]] = []
         self.deadlines: list[Deadline | None] = []
         self.budgets: list[float | None] = []  # each call's deadline.remaining() when it began
+        self.namesakes: dict[str, int] = {}  # coins a symbol returns, when more than one
+        self.unreadable: set[str] = set()  # symbols answered with nothing readable
 
-    def latest_by_symbols(self, symbols: Sequence[str], currency: str, *,
-                          deadline: Deadline | None = None) -> dict[str, CoinQuote]:
+    def fetch_by_symbols(self, symbols: Sequence[str], currency: str, *,
+                         deadline: Deadline | None = None) -> Fetched[str, CoinQuote]:
         self._answer(("symbols", tuple(symbols), currency), deadline)
-        return {s: self.market[s] for s in symbols if s in self.market}
+        found = {s: self.market[s] for s in symbols if s in self.market and s not in self.unreadable}
+        coins = {s: self.namesakes.get(s, 1) for s in symbols if s in self.market}
+        # As CoinMarketCap: one credit per 100 coins returned; nothing for "no valid symbol".
+        credits = call_cost(sum(coins.values())) if coins else 0
+        return Fetched(found, credits, coins, tuple(s for s in symbols if s in self.unreadable
+                                                   and s in self.market))
 
-    def latest_by_ids(self, coin_ids: Sequence[int], currency: str, *,
-                      deadline: Deadline | None = None) -> dict[int, Quote]:
+    def fetch_by_ids(self, coin_ids: Sequence[int], currency: str, *,
+                     deadline: Deadline | None = None) -> Fetched[int, Quote]:
         self._answer(("ids", tuple(coin_ids), currency), deadline)
         if currency not in self.rates:
             raise InvalidCurrency(f"unknown convert currency {currency}")
         by_id = {q.coin.id: q.quote for q in self.market.values()}
-        return {
+        converted = {
             i: replace(by_id[i], currency=currency, price=by_id[i].price / self.rates[currency])
             for i in coin_ids if i in by_id
         }
+        return Fetched(converted, call_cost(len(converted)), dict.fromkeys(converted, 1))
 
     def _answer(self, call: tuple[str, tuple, str], deadline: Deadline | None) -> None:
         """Record the call, spend its time, and fail as scripted."""
@@ -291,3 +300,10 @@ class InMemoryHistoryRepository(HistoryRepository):
         if self.fail_with is not None:
             raise self.fail_with
         return PruneReport()
+
+
+def verdict(code: int, retry_after: float | None = None) -> LimitVerdict:
+    """CoinMarketCap's limit verdict `code` (1008-1011) as the adapter raises it."""
+    from src.adapters.coinmarketcap.answers import LIMIT_SCOPES
+
+    return LimitVerdict("CoinMarketCap limit", LIMIT_SCOPES[code], retry_after, code)

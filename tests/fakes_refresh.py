@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from src.domain.errors import BudgetSpent
+from src.domain.errors import BudgetSpent, LimitVerdict
 from src.domain.model import Plan, Purpose, RefreshRound
 from src.domain.ports import Clock, CreditGovernor, RefreshLease, RequestLog
 from tests.fakes import FixedClock
@@ -17,26 +17,30 @@ from tests.fakes import FixedClock
 class FakeCreditGovernor(CreditGovernor):
     """Allows `allowed` reservations (None: any number), then raises BudgetSpent.
 
-    `reserved` lists (purpose, credits) of every allowed reservation, `refunded` those given
-    back, `honoured` the verdicts.
+    `reserved` lists (purpose, credits) of every allowed reservation, `settled` every
+    settlement (purpose, reserved, charged), `refunded` what was given back, `honoured` the
+    verdicts as (code, retry_after).
     """
 
     allowed: int | None = None
     interval_seconds: float = 60.0
     reserved: list[tuple[Purpose, int]] = field(default_factory=list)
+    settled: list[tuple[Purpose, int, int | None]] = field(default_factory=list)
     refunded: list[tuple[Purpose, int]] = field(default_factory=list)
-    honoured: list[tuple[int, float | None]] = field(default_factory=list)
+    honoured: list[tuple[int | None, float | None]] = field(default_factory=list)
 
     def reserve(self, purpose: Purpose, credits: int) -> None:
         if self.allowed is not None and len(self.reserved) >= self.allowed:
             raise BudgetSpent("the credit budget is spent", retry_after=30.0)
         self.reserved.append((purpose, credits))
 
-    def refund(self, purpose: Purpose, credits: int) -> None:
-        self.refunded.append((purpose, credits))
+    def settle(self, purpose: Purpose, reserved: int, charged: int | None) -> None:
+        self.settled.append((purpose, reserved, charged))
+        if charged is not None and charged < reserved:
+            self.refunded.append((purpose, reserved - charged))
 
-    def honour(self, upstream_code: int, retry_after: float | None = None) -> None:
-        self.honoured.append((upstream_code, retry_after))
+    def honour(self, verdict: LimitVerdict) -> None:
+        self.honoured.append((verdict.upstream_code, verdict.retry_after))
 
     def plan(self) -> Plan:
         return Plan(daily_credits=333, calls_per_minute=30, source="default")

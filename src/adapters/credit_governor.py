@@ -1,4 +1,5 @@
-"""The CoinMarketCap credit governor over `limits` storages (memcached or in-process)."""
+"""SharedCreditGovernor: the CreditGovernor port over a Board (memcached, the database, or this
+process), deciding by the spending rules of src/domain/spending.py."""
 
 from __future__ import annotations
 
@@ -8,48 +9,32 @@ import logging
 import math
 import threading
 import time
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from limits.storage import MemcachedStorage, MemoryStorage, Storage
-from pymemcache.exceptions import MemcacheClientError
+from limits.storage import MemoryStorage
 
+from src.adapters.budget_board import MAX_TTL_SECONDS, Board, LimitsBoard
 from src.adapters.coinmarketcap.key_info import KeyInfo
-from src.domain.errors import BudgetSpent
+from src.domain.errors import BudgetSpent, LimitVerdict
 from src.domain.model import Plan, Purpose
 from src.domain.ports import Clock, CreditGovernor
+from src.domain.spending import DAY_SECONDS, BudgetDay, Spent, SpendingPolicy
 
 logger = logging.getLogger(__name__)
 
-BASIC_DAILY_CREDITS = 333  # cmc-api.md §8: ~10,000 a month
+BASIC_DAILY_CREDITS = 333  # ~10,000 a month, CoinMarketCap's free plan
 BASIC_CALLS_PER_MINUTE = 30
-REQUEST_RESERVE_SHARE = 0.10  # of the day's credits, kept for symbols with nothing stored
-MIN_REFRESH_INTERVAL_SECONDS = 60.0  # CoinMarketCap updates a quote about once a minute
 KEY_INFO_EVERY_SECONDS = 300.0
-LIMIT_CODES = frozenset({1008, 1009, 1010, 1011})
 ELSEWHERE = "elsewhere"  # credits CoinMarketCap counted today that no reservation here did
 
 _PREFIX = "coinquote:credits:v1"
 _LOCAL_MEMO_SECONDS = 30.0  # how long a process trusts the shared key-info note it last read
 _SHARED_RETRY_SECONDS = 10.0  # after a storage failure, count in-process this long
-# memcached reads an expiry above 30 days as an absolute Unix time: stay below it.
-_MAX_TTL_SECONDS = 29 * 86_400
+_DAY_TTL = 2 * 86_400
+_HOT_NOTE_SECONDS = 3_600.0  # a refresher gone this long no longer needs credits
 _T = TypeVar("_T")
-_IN_PROCESS_NOTES: weakref.WeakKeyDictionary[Storage, dict[str, tuple[str, float]]] = \
-    weakref.WeakKeyDictionary()
-_IN_PROCESS_LOCK = threading.Lock()
-
-
-def build_storage(memcached_servers: Sequence[str]) -> Storage:
-    """The `limits` storage: memcached (every process and replica) when servers are given."""
-    if memcached_servers:
-        # Short timeouts: a slow memcached must not hold a request; the governor then counts
-        # in-process for a while (see LimitsCreditGovernor).
-        return MemcachedStorage("memcached://" + ",".join(memcached_servers),
-                                connect_timeout=0.5, timeout=0.5)
-    return MemoryStorage()
 
 
 def budget_namespace(base_url: str, api_key: str) -> str:
@@ -57,115 +42,37 @@ def budget_namespace(base_url: str, api_key: str) -> str:
     return hashlib.sha256(f"{base_url}\n{api_key}".encode()).hexdigest()[:12]
 
 
-class _Board:
-    """Counters (the storage's atomic incr with expiry) and small notes, in one `limits` storage."""
-
-    def __init__(self, storage: Storage) -> None:
-        self.storage = storage
-        with _IN_PROCESS_LOCK:
-            # Notes live beside their storage, so governors sharing one storage share them.
-            self._notes = _IN_PROCESS_NOTES.setdefault(storage, {})
-        self._lock = _IN_PROCESS_LOCK
-
-    @property
-    def _client(self) -> Any | None:
-        # MemcachedStorage's public `storage` property is its (thread-local) pymemcache client:
-        # limits has no decrement or plain set, which giving back and notes need.
-        return self.storage.storage if isinstance(self.storage, MemcachedStorage) else None
-
-    def add(self, key: str, amount: int, ttl: float) -> int:
-        if isinstance(self.storage, MemcachedStorage):
-            for _ in range(3):
-                try:
-                    # No expiry side key: nothing here reads it; it would cost a write per key.
-                    return self.storage.incr(key, int(ttl), amount=amount,
-                                             set_expiration_key=False)
-                except MemcacheClientError:
-                    # A value that is not a counter (memcached has no authentication): it
-                    # counts as absent and is replaced, else every process counts for itself.
-                    if self._replace_junk(key, amount, ttl):
-                        return amount
-            raise MemcacheClientError(f"{key} stays unusable as a counter")
-        return self.storage.incr(key, int(ttl), amount=amount)
-
-    def _replace_junk(self, key: str, amount: int, ttl: float) -> bool:
-        """Put `amount` in place of a junk value, unless another process changed it first."""
-        client = self._client
-        value, token = client.gets(key)
-        if value is None or _count(value) is not None:
-            return False  # gone or a counter again meanwhile: increment it
-        return bool(client.cas(key, str(amount), token, expire=int(ttl), noreply=False))
-
-    def give_back(self, key: str, amount: int) -> None:
-        if (client := self._client) is not None:
-            try:
-                client.decr(key, amount, noreply=False)
-            except MemcacheClientError:
-                pass  # junk in place of the counter: nothing to give back, the next add resets it
-        else:
-            self.storage.decr(key, amount)
-
-    def counts(self, keys: Sequence[str]) -> list[int]:
-        if (client := self._client) is not None:
-            found = client.get_many(list(keys))
-            return [_count(found.get(key)) or 0 for key in keys]
-        return [self.storage.get(key) for key in keys]
-
-    def notes(self, keys: Sequence[str]) -> list[str | None]:
-        if (client := self._client) is not None:
-            found = client.get_many(list(keys))
-            return [_text(found.get(key)) for key in keys]
-        now = time.time()
-        with self._lock:
-            return [value if (entry := self._notes.get(key)) and (value := entry[0]) and
-                    entry[1] > now else None for key in keys]
-
-    def write_note(self, key: str, value: str, ttl: float) -> None:
-        ttl = int(min(max(ttl, 1), _MAX_TTL_SECONDS))
-        if (client := self._client) is not None:
-            client.set(key, value, expire=ttl, noreply=False)
-        else:
-            with self._lock:
-                self._notes[key] = (value, time.time() + ttl)
-
-
-class LimitsCreditGovernor(CreditGovernor):
-    """Spends CoinMarketCap's plan in the order the contract fixes (§4), for every process at once.
+class SharedCreditGovernor(CreditGovernor):
+    """Spends CoinMarketCap's plan in the order of src/domain/spending.py, for every process.
 
     The plan: CMC_DAILY_CREDITS / CMC_CALLS_PER_MINUTE when configured, else `/v1/key/info`
     (read by one process every few minutes and shared; the read is reserved against the minute
-    like any call), else the Basic plan (333 credits a day, 30 calls a minute).
+    like any call), else the Basic plan (333 credits a day, 30 calls a minute). The budget's day
+    ends at the daily reset key info reports, else at UTC midnight.
 
-    Counters live in a `limits` storage: memcached when configured, so every worker and replica
-    shares them, in-process otherwise. Calls are counted per calendar minute, credits per UTC day
-    and purpose; a reservation is counted first and given back when it breaks a rule, so that
-    racing processes can never overspend together. When the storage fails the governor counts
-    in-process for a few seconds and tries again; it never raises anything but BudgetSpent.
+    Counts live on a `board` shared by every process (memcached, or the database without it).
+    Calls are counted per calendar minute, credits per day and purpose; a reservation is counted
+    first and given back when it breaks a rule, so that racing processes can never overspend
+    together, and settled to what CoinMarketCap charged once the call is answered. When the
+    board fails the governor counts in-process for a few seconds, on from the counts it last
+    read there, and tries again; it never raises anything but BudgetSpent.
 
-    The rules, with D the day's credits and M the minute's calls:
-    - requests (symbols with nothing fresh stored) may spend every credit and every call left;
-    - a reserve of 10 % of D (at least 1) and of M (rounded down) is theirs alone;
-    - refresh-ahead may spend up to D minus that reserve; its interval is derived so that the
-      rounds spread over the rest of the UTC day what is left after the reserve and after the
-      conversions' unspent share, never below 60 s;
-    - conversions may spend at most CONVERT_CREDIT_SHARE of D, less whatever requests spent
-      beyond their reserve (requests that need more take it from conversions first, then from
-      refresh-ahead, whose interval then grows), and never the reserve.
-    CoinMarketCap's verdicts (`honour`) stop every call until they lapse: 1008/1011 until the
-    next minute, 1009 until the daily reset (read from key info when possible, else the next
-    UTC midnight), 1010 until the monthly reset.
+    CoinMarketCap's verdicts (`honour`) stop every call until they lapse: a minute's until the
+    next minute (or its Retry-After), a day's until the daily reset (read from key info when
+    possible, else the next UTC midnight), a month's until the monthly reset.
     """
 
     def __init__(
         self,
         *,
-        storage: Storage,
         clock: Clock,
+        board: Board | None = None,
         read_key_info: Callable[[], KeyInfo] | None = None,
         daily_credits: int | None = None,
         calls_per_minute: int | None = None,
         convert_credit_share: float = 0.5,
         refresh_interval_seconds: float | None = None,
+        max_age_seconds: float | None = None,
         key_info_every_seconds: float = KEY_INFO_EVERY_SECONDS,
         namespace: str = "",
     ) -> None:
@@ -178,15 +85,17 @@ class LimitsCreditGovernor(CreditGovernor):
         self.calls_per_minute = calls_per_minute
         self.convert_credit_share = convert_credit_share
         self.refresh_interval_seconds = refresh_interval_seconds
+        self.max_age_seconds = max_age_seconds
         self.key_info_every_seconds = key_info_every_seconds
-        self._shared = _Board(storage)
-        in_process = isinstance(storage, MemoryStorage)
-        self._local = self._shared if in_process else _Board(MemoryStorage())
+        self._shared = board or LimitsBoard(MemoryStorage())
+        self._local = self._shared if not self._shared.shared else LimitsBoard(MemoryStorage())
         self._shared_down_until = 0.0
         self._seen: dict[str, int] = {}  # the shared day counters last read, by key
         self._memo: tuple[float, KeyInfo | None] | None = None
-        # The day of this thread's last reservation per purpose: a refund after UTC midnight
-        # gives back to that day, not to today's count (which would then miss a credit).
+        self._hot_written: tuple[float, int] | None = None
+        self._warned_plans: set[tuple[int, int]] = set()
+        # The day of this thread's last reservation per purpose: a settlement after the reset
+        # goes to that day, not to today's count (which would then miss a credit).
         self._reserved_on = threading.local()
 
     # -- the port ----------------------------------------------------------------------------
@@ -194,102 +103,117 @@ class LimitsCreditGovernor(CreditGovernor):
     def reserve(self, purpose: Purpose, credits: int) -> None:
         self._on_board(lambda board: self._reserve(board, Purpose(purpose), credits))
 
-    def refund(self, purpose: Purpose, credits: int) -> None:
+    def settle(self, purpose: Purpose, reserved: int, charged: int | None) -> None:
         purpose = Purpose(purpose)
         days = getattr(self._reserved_on, "days", {})
         key = days.pop(purpose, None) or self._day_key(self.clock.now(), purpose)
-        self._on_board(lambda board: board.give_back(key, credits))
-
-    def honour(self, upstream_code: int, retry_after: float | None = None) -> None:
-        if upstream_code not in LIMIT_CODES:
+        if charged is None or charged == reserved:
             return
+        if charged < reserved:
+            self._on_board(lambda board: board.give_back(key, reserved - charged))
+        else:
+            # Charged already: counted whatever the rules say, so that /usage tells the truth.
+            logger.info("CoinMarketCap charged %d credit(s) for a call reserved at %d",
+                        charged, reserved)
+            self._on_board(lambda board: board.add(key, charged - reserved, ttl=_DAY_TTL))
+
+    def honour(self, verdict: LimitVerdict) -> None:
         now = self.clock.now()
-        hinted = now + timedelta(seconds=retry_after) if retry_after else None
-        if upstream_code in (1008, 1011):
-            scope, until, known = "minute", max(_next_minute(now), hinted or now), True
-        elif upstream_code == 1009:
+        hinted = now + timedelta(seconds=verdict.retry_after) if verdict.retry_after else None
+        if verdict.scope == "minute":
+            until, known = max(_next_minute(now), hinted or now), True
+        elif verdict.scope == "day":
             reset = self._daily_reset(now, fresh=True)
-            scope, until, known = "day", hinted or reset[0], hinted is not None or reset[1]
+            until, known = hinted or reset[0], hinted is not None or reset[1]
         else:
             reset = self._monthly_reset(now, fresh=True)
-            scope, until, known = "month", hinted or reset[0], hinted is not None or reset[1]
-        logger.warning("CoinMarketCap answered %d: no calls until %s", upstream_code, _iso(until))
-        self._on_board(
-            lambda board: self._record_verdict(board, scope, upstream_code, until, now, known))
+            until, known = hinted or reset[0], hinted is not None or reset[1]
+        code = verdict.upstream_code or 0
+        logger.warning("CoinMarketCap answered %d: no calls until %s", code, _iso(until))
+        self._on_board(lambda board: self._record_verdict(
+            board, verdict.scope, code, until, now, known))
 
     def plan(self) -> Plan:
         if self.daily_credits is not None and self.calls_per_minute is not None:
-            return Plan(self.daily_credits, self.calls_per_minute, "configured")
-        info = self._key_info()
-        daily = self.daily_credits or (info and info.daily_credits)
-        per_minute = self.calls_per_minute or (info and info.calls_per_minute)
-        source = "key_info" if info is not None and (daily or per_minute) else "default"
-        return Plan(daily or BASIC_DAILY_CREDITS, per_minute or BASIC_CALLS_PER_MINUTE, source)
+            plan = Plan(self.daily_credits, self.calls_per_minute, "configured")
+        else:
+            info = self._key_info()
+            daily = self.daily_credits or (info and info.daily_credits)
+            per_minute = self.calls_per_minute or (info and info.calls_per_minute)
+            source = "key_info" if info is not None and (daily or per_minute) else "default"
+            plan = Plan(daily or BASIC_DAILY_CREDITS, per_minute or BASIC_CALLS_PER_MINUTE,
+                        source)
+        self._warn_if_too_small(plan)
+        return plan
 
     def refresh_interval(self, symbols: int) -> float:
+        self._note_hot(symbols)
         if self.refresh_interval_seconds is not None:
             return self.refresh_interval_seconds
         now = self.clock.now()
-        plan = self.plan()
-        used = self._on_board(lambda board: self._used(board, now))
-        per_round = max(1, math.ceil(symbols / 100))
-        left = plan.daily_credits - _request_reserve(plan) - sum(used.values()) \
-            - max(0, self._convert_cap(plan, used) - used[Purpose.CONVERT])
-        seconds_left = (_next_midnight(now) - now).total_seconds()
-        rounds = left // per_round
-        if rounds < 1:
-            return max(MIN_REFRESH_INTERVAL_SECONDS, seconds_left)
-        return max(MIN_REFRESH_INTERVAL_SECONDS, seconds_left / rounds)
+        spent = self._on_board(lambda board: self._spent(board, now))
+        return self.policy().refresh_interval(spent, self._day(now), symbols)
 
     def usage(self) -> dict:
         now = self.clock.now()
-        plan = self.plan()
-        used, calls, verdicts = self._on_board(lambda board: (
-            self._used(board, now), board.counts([self._minute_key(now)])[0],
-            self._verdicts(board)))
-        total = sum(used.values())
+        policy = self.policy()
+        spent, calls, verdicts, hot = self._on_board(lambda board: (
+            self._spent(board, now), board.counts([self._minute_key(now)])[0],
+            self._verdicts(board), self._hot_symbols(board)))
+        day = self._day(now)
         blocked = [(until, code) for until, code in verdicts if until > now]
+        bound = policy.bound_held(max(1, hot))
         return {
-            "plan": {"daily_credits": plan.daily_credits, "calls_per_minute": plan.calls_per_minute,
-                     "source": plan.source},
+            "plan": {"daily_credits": policy.daily_credits,
+                     "calls_per_minute": policy.calls_per_minute, "source": self.plan().source},
             "today": {
                 "date": now.date().isoformat(),
-                "credits_used": total,
-                "credits_left": max(0, plan.daily_credits - total),
-                "by_purpose": {p.value: used[p] for p in Purpose},
-                "spent_elsewhere": used[ELSEWHERE],
-                "request_reserve": _request_reserve(plan),
-                "convert_cap": max(0, self._convert_cap(plan, used)),
-                "resets_at": self._daily_reset(now, fresh=False)[0],
+                "credits_used": spent.total,
+                "credits_left": max(0, policy.daily_credits - spent.total),
+                "by_purpose": {p.value: spent.of(p) for p in Purpose},
+                "spent_elsewhere": spent.elsewhere,
+                "request_reserve": policy.request_reserve,
+                "refresh_need": policy.refresh_need(day, hot),
+                "convert_cap": policy.convert_cap(spent, day, hot),
+                "resets_at": now + timedelta(seconds=day.seconds_left),
             },
-            "minute": {"calls": calls, "calls_left": max(0, plan.calls_per_minute - calls)},
+            "minute": {"calls": calls, "calls_left": max(0, policy.calls_per_minute - calls)},
             "blocked": (
                 {"upstream_code": max(blocked)[1], "until": max(blocked)[0]} if blocked else None
             ),
+            "freshness": {"bound_held_seconds": math.ceil(bound),
+                          "holds_max_age": policy.holds_max_age(max(1, hot))},
         }
+
+    def policy(self) -> SpendingPolicy:
+        """The spending rules for the plan in force."""
+        plan = self.plan()
+        return SpendingPolicy(plan.daily_credits, plan.calls_per_minute,
+                              self.convert_credit_share, self.max_age_seconds,
+                              self.refresh_interval_seconds)
 
     # -- reservations -------------------------------------------------------------------------
 
-    def _reserve(self, board: _Board, purpose: Purpose, credits: int) -> None:
+    def _reserve(self, board: Board, purpose: Purpose, credits: int) -> None:
         now = self.clock.now()
         for until, code in self._verdicts(board):
             if until > now:
                 raise _spent(until - now, f"CoinMarketCap refused calls ({code}) until "
                              f"{_iso(until)}", code)
-        plan = self.plan()
+        policy = self.policy()
         minute_key = self._minute_key(now)
-        minute_reserve = 0 if purpose is Purpose.REQUEST else plan.calls_per_minute // 10
-        allowed_calls = plan.calls_per_minute - minute_reserve
-        if board.add(minute_key, 1, ttl=120) > allowed_calls:
+        if board.add(minute_key, 1, ttl=120) > policy.calls_allowed(purpose):
             board.give_back(minute_key, 1)
             raise _spent(_next_minute(now) - now, "no more calls to CoinMarketCap this minute")
+        day = self._day(now)
+        hot = self._hot_symbols(board) if purpose is Purpose.CONVERT else 0
         day_key = self._day_key(now, purpose)
-        refusal = self._day_refusal(purpose, credits, plan, self._used(board, now))
+        refusal = policy.refusal(purpose, credits, self._spent(board, now), day, hot)
         if refusal is None:
-            board.add(day_key, credits, ttl=2 * 86_400)
+            board.add(day_key, credits, ttl=_DAY_TTL)
             # Counted first, checked after: of two processes racing for the last credits,
             # at most one keeps them.
-            refusal = self._day_refusal(purpose, 0, plan, self._used(board, now))
+            refusal = policy.refusal(purpose, 0, self._spent(board, now), day, hot)
             if refusal is not None:
                 board.give_back(day_key, credits)
             elif credits:
@@ -297,25 +221,9 @@ class LimitsCreditGovernor(CreditGovernor):
                                           purpose: day_key}
         if refusal is not None:
             board.give_back(minute_key, 1)
-            raise _spent(self._daily_reset(now, fresh=False)[0] - now, refusal)
+            raise _spent(timedelta(seconds=day.seconds_left), refusal)
 
-    def _day_refusal(self, purpose: Purpose, credits: int, plan: Plan,
-                     used: dict[Purpose | str, int]) -> str | None:
-        total = sum(used.values()) + credits
-        if purpose is Purpose.REQUEST:
-            return None if total <= plan.daily_credits else "today's credits are used"
-        if total > plan.daily_credits - _request_reserve(plan):
-            return "what is left of today's credits is kept for symbols with nothing stored"
-        converted = used[Purpose.CONVERT] + credits
-        if purpose is Purpose.CONVERT and converted > self._convert_cap(plan, used):
-            return f"conversions may use {self.convert_credit_share:.0%} of the day's credits"
-        return None
-
-    def _convert_cap(self, plan: Plan, used: dict[Purpose | str, int]) -> int:
-        overflow = max(0, used[Purpose.REQUEST] - _request_reserve(plan))
-        return math.floor(plan.daily_credits * self.convert_credit_share) - overflow
-
-    def _used(self, board: _Board, now: datetime) -> dict[Purpose | str, int]:
+    def _spent(self, board: Board, now: datetime) -> Spent:
         """Today's credits by purpose, and under ELSEWHERE those CoinMarketCap counted that we
         did not (its key info said so: another client of the key, counters lost to a restart)."""
         kinds: list[Purpose | str] = [*Purpose, ELSEWHERE]
@@ -323,18 +231,24 @@ class LimitsCreditGovernor(CreditGovernor):
         counts = board.counts(keys)
         if board is self._shared:
             self._seen = dict(zip(keys, counts, strict=True))
-        return dict(zip(kinds, counts, strict=True))
+        return Spent(*counts)
+
+    def _day(self, now: datetime) -> BudgetDay:
+        left = (self._daily_reset(now, fresh=False)[0] - now).total_seconds()
+        left = min(max(left, 0.0), DAY_SECONDS)
+        return BudgetDay(seconds_gone=DAY_SECONDS - left, seconds_left=left)
 
     def _count_on_locally(self) -> None:
         """Bring this process's counters up to the shared ones it last saw: counting from zero
-        when memcached fails, every process would get the whole day again."""
-        counts = self._local.counts(list(self._seen))
-        for (key, seen), local in zip(self._seen.items(), counts, strict=True):
-            if seen > local:
-                self._local.add(key, seen - local, ttl=2 * 86_400)
+        when the board fails, every process would get the whole day again."""
+        for key, seen in self._seen.items():
+            self._local.raise_to(key, seen, ttl=_DAY_TTL)
 
-    def _catch_up(self, board: _Board, info: KeyInfo, asked: datetime) -> None:
-        """Count what CoinMarketCap says was spent today beyond our own count, as ELSEWHERE."""
+    def _catch_up(self, board: Board, info: KeyInfo, asked: datetime) -> None:
+        """Count what CoinMarketCap says was spent today beyond our own count, as ELSEWHERE.
+
+        Raised to a figure rather than added to: processes reading key info at once would each
+        add the same difference."""
         now = self.clock.now()
         same_day = info.daily_reset is None or abs(
             (info.daily_reset - _next_midnight(now)).total_seconds()) < 60
@@ -342,11 +256,12 @@ class LimitsCreditGovernor(CreditGovernor):
         # before UTC midnight (yesterday's, maybe).
         if info.credits_used_today is None or not same_day or asked.date() != now.date():
             return
-        missed = info.credits_used_today - sum(self._used(board, now).values())
-        if missed > 0:
+        spent = self._spent(board, now)
+        elsewhere = info.credits_used_today - (spent.total - spent.elsewhere)
+        if elsewhere > spent.elsewhere:
             logger.warning("CoinMarketCap counted %d credit(s) today that coinquote did not",
-                           missed)
-            board.add(self._day_key(now, ELSEWHERE), missed, ttl=2 * 86_400)
+                           elsewhere - spent.elsewhere)
+            board.raise_to(self._day_key(now, ELSEWHERE), elsewhere, ttl=_DAY_TTL)
 
     def _minute_key(self, now: datetime) -> str:
         return f"{self._prefix}:minute:{now:%Y%m%dT%H%M}"
@@ -354,21 +269,37 @@ class LimitsCreditGovernor(CreditGovernor):
     def _day_key(self, now: datetime, kind: Purpose | str) -> str:
         return f"{self._prefix}:day:{now:%Y%m%d}:{kind}"
 
+    # -- how many symbols refresh-ahead keeps fresh --------------------------------------------
+
+    def _note_hot(self, symbols: int) -> None:
+        """Tell every process how many symbols are hot (what refresh-ahead needs depends on it);
+        written when it changes, or before the note expires."""
+        now = time.monotonic()
+        if self._hot_written is not None and self._hot_written[1] == symbols \
+                and now - self._hot_written[0] < _HOT_NOTE_SECONDS / 2:
+            return
+        self._on_board(lambda board: board.write_note(
+            f"{self._prefix}:hot", str(int(symbols)), _HOT_NOTE_SECONDS))
+        self._hot_written = (now, symbols)
+
+    def _hot_symbols(self, board: Board) -> int:
+        (note,) = board.notes([f"{self._prefix}:hot"])
+        return int(note) if note is not None and note.isascii() and note.isdigit() \
+            and len(note) < 7 else 0
+
     # -- CoinMarketCap's verdicts ---------------------------------------------------------------
 
-    _SCOPES = ("minute", "day", "month")
-
-    def _verdicts(self, board: _Board) -> list[tuple[datetime, int]]:
-        keys = [f"{self._prefix}:verdict:{scope}" for scope in self._SCOPES]
+    def _verdicts(self, board: Board) -> list[tuple[datetime, int]]:
+        keys = [f"{self._prefix}:verdict:{scope}" for scope in LimitVerdict.SCOPES]
         return [verdict for note in board.notes(keys) if (verdict := _verdict_from_note(note))]
 
-    def _record_verdict(self, board: _Board, scope: str, code: int, until: datetime,
+    def _record_verdict(self, board: Board, scope: str, code: int, until: datetime,
                         now: datetime, known: bool) -> None:
-        """Share a verdict. A reset CoinMarketCap told (key info, Retry-After) replaces the one
-        in force; a guessed one (the next UTC midnight or month) only extends it."""
+        """Share a verdict. A shorter one never shortens a longer one in force, except that a
+        reset CoinMarketCap told (key info, Retry-After) replaces a guessed day's or month's."""
         key = f"{self._prefix}:verdict:{scope}"
         (current,) = (_verdict_from_note(note) for note in board.notes([key]))
-        if not known and current is not None and current[0] >= until:
+        if current is not None and current[0] >= until and (scope == "minute" or not known):
             return
         board.write_note(key, json.dumps([until.timestamp(), code]),
                          (until - now).total_seconds() + 60)
@@ -392,7 +323,7 @@ class LimitsCreditGovernor(CreditGovernor):
 
     def _key_info(self, *, force: bool = False) -> KeyInfo | None:
         """The key info every process shares: re-read by one process once it is older than
-        `key_info_every_seconds` (or at once when `force`, after a 1009)."""
+        `key_info_every_seconds` (or at once when `force`, after a day's verdict)."""
         if self.read_key_info is None:
             return None
         now = self.clock.now().timestamp()
@@ -404,15 +335,15 @@ class LimitsCreditGovernor(CreditGovernor):
         self._memo = (now, info)
         return info
 
-    def _shared_key_info(self, board: _Board, now: float, force: bool) -> KeyInfo | None:
+    def _shared_key_info(self, board: Board, now: float, force: bool) -> KeyInfo | None:
         key = f"{self._prefix}:key-info"
         (note,) = board.notes([key])
         known = _key_info_from_note(note) if note else None
         if known is not None and not force and now - known[0] < self.key_info_every_seconds:
             return known[1]
-        # One reader per 30 s across processes, except after a 1009 (every reader pays a call
-        # of the minute all the same), and for a process that knows no plan at all: the Basic
-        # plan's guess may be ten times what the key allows.
+        # One reader per 30 s across processes, except after a day's verdict (every reader pays
+        # a call of the minute all the same), and for a process that knows no plan at all: the
+        # Basic plan's guess may be ten times what the key allows.
         slot = f"{self._prefix}:key-info-read:{int(now // 30)}"
         minute_key = self._minute_key(self.clock.now())
         last_known = self._memo[1] if self._memo is not None else None
@@ -431,14 +362,30 @@ class LimitsCreditGovernor(CreditGovernor):
             logger.warning("CoinMarketCap key info not read (%s); keeping the plan known so far",
                            type(exc).__name__)
             return known[1] if known else None
-        board.write_note(key, _key_info_note(now, info), _MAX_TTL_SECONDS)
+        board.write_note(key, _key_info_note(now, info), MAX_TTL_SECONDS)
         self._catch_up(board, info, asked)
         return info
 
+    def _warn_if_too_small(self, plan: Plan) -> None:
+        """One warning per process and plan when the plan cannot hold the freshness bound."""
+        figures = (plan.daily_credits, plan.calls_per_minute)
+        if figures in self._warned_plans:
+            return
+        self._warned_plans.add(figures)
+        policy = SpendingPolicy(plan.daily_credits, plan.calls_per_minute,
+                                self.convert_credit_share, self.max_age_seconds,
+                                self.refresh_interval_seconds)
+        if not policy.holds_max_age():
+            logger.warning(
+                "the CoinMarketCap plan (%d credits a day) cannot keep hot quotes within"
+                " QUOTE_MAX_AGE_SECONDS=%g: refresh-ahead can hold %d s at best (100 hot"
+                " symbols, nothing else spending); older quotes are served marked stale",
+                plan.daily_credits, self.max_age_seconds, math.ceil(policy.bound_held()))
+
     # -- storage failures ----------------------------------------------------------------------
 
-    def _on_board(self, operation: Callable[[_Board], _T]) -> _T:
-        """Run `operation` on the shared storage; on its failure, in-process for a while."""
+    def _on_board(self, operation: Callable[[Board], _T]) -> _T:
+        """Run `operation` on the shared board; on its failure, in-process for a while."""
         if self._local is not self._shared and time.monotonic() >= self._shared_down_until:
             try:
                 return operation(self._shared)
@@ -450,27 +397,6 @@ class LimitsCreditGovernor(CreditGovernor):
                 self._shared_down_until = time.monotonic() + _SHARED_RETRY_SECONDS
             self._count_on_locally()
         return operation(self._local)
-
-
-def _count(value: bytes | None) -> int | None:
-    """A memcached counter's value (decimal digits, maybe space-padded), or None for junk."""
-    try:
-        count = int(value) if value is not None else None
-    except ValueError:
-        return None
-    # memcached counters are unsigned 64-bit: anything else it refuses to increment.
-    return count if count is not None and 0 <= count < 2**64 else None
-
-
-def _text(value: bytes | None) -> str | None:
-    try:
-        return value.decode() if value is not None else None
-    except UnicodeDecodeError:
-        return None  # not a note of ours
-
-
-def _request_reserve(plan: Plan) -> int:
-    return min(plan.daily_credits, max(1, math.ceil(plan.daily_credits * REQUEST_RESERVE_SHARE)))
 
 
 def _spent(wait: timedelta, why: str, code: int | None = None) -> BudgetSpent:

@@ -66,6 +66,9 @@ REFRESH_FIGURES = Gauge("coinquote_refresh", "Refresh-ahead: window and interval
                         " last round (Unix time).", ["figure"], multiprocess_mode="mostrecent")
 QUOTE_MAX_AGE = Gauge("coinquote_quote_max_age_seconds", "No quote older than this is served as fresh.",
                       multiprocess_mode="mostrecent")
+FRESHNESS_BOUND_HELD = Gauge("coinquote_freshness_bound_held_seconds",
+                             "The age the plan keeps hot quotes within at best, all day.",
+                             multiprocess_mode="mostrecent")
 
 
 def record_usage(usage: dict) -> None:
@@ -84,3 +87,5 @@ def record_usage(usage: dict) -> None:
         if value is not None:
             REFRESH_FIGURES.labels(figure).set(value)
     QUOTE_MAX_AGE.set(usage["freshness"]["max_age_seconds"])
+    if (bound := usage["freshness"].get("bound_held_seconds")) is not None:
+        FRESHNESS_BOUND_HELD.set(bound)

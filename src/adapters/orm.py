@@ -10,12 +10,14 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
     MetaData,
     Numeric,
     String,
+    Text,
     types,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -160,3 +162,15 @@ class RefreshLeaseRow(db.Model):
     last_refreshed: Mapped[int | None] = mapped_column(Integer)
     last_calls: Mapped[int | None] = mapped_column(Integer)
     last_stopped: Mapped[str | None] = mapped_column(String(32))
+
+
+class BudgetCounterRow(db.Model):
+    """A credit-governor counter or note shared by every process of a deployment without
+    memcached (src/adapters/sql_budget.py): live until `expires_at` (Unix seconds)."""
+
+    __tablename__ = "budget_counters"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    note: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[float] = mapped_column(Float(precision=53))

@@ -61,11 +61,27 @@ class ProviderTimeout(ProviderUnavailable):
     """The quote provider did not answer in time."""
 
 
+class LimitVerdict(ProviderUnavailable):
+    """The provider refused the call under one of its plan's limits, for every process of ours
+    until the limit lapses: `scope` is "minute" (too many calls this minute, or from this
+    address), "day" (the day's credits are spent) or "month" (the month's). `retry_after` is
+    when it lapses, in seconds, when the provider said; `upstream_code` its own code."""
+
+    SCOPES = ("minute", "day", "month")
+
+    def __init__(self, message: str, scope: str, retry_after: float | None = None,
+                 upstream_code: int | None = None) -> None:
+        if scope not in self.SCOPES:
+            raise ValueError(f"unknown limit scope {scope!r}")
+        super().__init__(message, retry_after, upstream_code)
+        self.scope = scope
+
+
 class StorageError(Exception):
     """A repository or cache could not do its work. The service degrades instead of failing."""
 
 
-def charged_nothing(error: QuoteError) -> bool:
+def charged_nothing(error: BaseException) -> bool:
     """Whether the provider call that raised `error` cost no credit, so it can be given back.
 
     CoinMarketCap charges nothing for an error (a 400, a rejected key, a limit verdict, an

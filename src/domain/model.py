@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
+from typing import Generic, TypeVar
 
 from src.domain.errors import InvalidCurrency, InvalidSymbol
 
@@ -77,6 +79,27 @@ class CoinQuote:
     # When the shared cache entry this came from expires (None: not read from the cache, or an
     # entry that did not record it); HTTP caching promises no longer than that.
     cached_until: datetime | None = field(default=None, compare=False)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class Fetched(Generic[K, V]):
+    """What one provider call brought back, and what it cost.
+
+    `quotes` by what was asked for (a symbol, or a coin id); `credits` is what the provider says
+    it charged for the call (None: it did not say); `coins` how many coins it returned per key
+    (a symbol returns every coin that bears it: namesakes); `unreadable` the keys it answered
+    with nothing usable (malformed, or no price in the currency): a failed fetch of those, not
+    an unknown symbol.
+    """
+
+    quotes: dict[K, V] = field(default_factory=dict)
+    credits: int | None = None
+    coins: Mapping[K, int] = field(default_factory=dict)
+    unreadable: tuple[K, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

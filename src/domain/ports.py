@@ -12,34 +12,46 @@ from datetime import datetime
 from typing import Protocol
 
 from src.domain.deadline import Deadline
-from src.domain.model import CoinQuote, FetchFailure, Plan, Purpose, Quote, RefreshRound
+from src.domain.errors import LimitVerdict
+from src.domain.model import CoinQuote, Fetched, FetchFailure, Plan, Purpose, Quote, RefreshRound
 
 
 class QuoteProvider(Protocol):
     """The upstream market-data source (CoinMarketCap)."""
 
     @abc.abstractmethod
-    def latest_by_symbols(self, symbols: Sequence[str], currency: str, *,
-                          deadline: Deadline | None = None) -> dict[str, CoinQuote]:
+    def fetch_by_symbols(self, symbols: Sequence[str], currency: str, *,
+                         deadline: Deadline | None = None) -> Fetched[str, CoinQuote]:
         """Fetch the latest quotes of `symbols` (normalised) in `currency`, in one call.
 
-        Returns a map from requested symbol to quote; symbols that do not exist are absent.
-        When several coins share a symbol, the active one with the best rank is returned.
+        The answer maps requested symbol to quote; symbols that do not exist are absent, and
+        those answered with nothing usable are `unreadable`. When several coins share a symbol,
+        the active one with the best rank is returned. It says what the call was charged.
         All of the call's work (connecting, every retry and wait, reading the body) ends before
         `deadline` (the provider's own budget from now when None); past it, ProviderTimeout.
-        Raises ProviderUnavailable (down, rate-limited), ProviderTimeout, or ProviderError
-        (unusable answer, rejected credentials).
+        Raises ProviderUnavailable (down; LimitVerdict: a plan limit), ProviderTimeout, or
+        ProviderError (unusable answer, rejected credentials).
         """
 
     @abc.abstractmethod
-    def latest_by_ids(self, coin_ids: Sequence[int], currency: str, *,
-                      deadline: Deadline | None = None) -> dict[int, Quote]:
+    def fetch_by_ids(self, coin_ids: Sequence[int], currency: str, *,
+                     deadline: Deadline | None = None) -> Fetched[int, Quote]:
         """Fetch the latest quotes of the coins `coin_ids` in `currency`, in one call.
 
-        Returns a map from coin id to its quote in `currency`; ids the provider does not know
-        are absent. Raises InvalidCurrency when `currency` does not exist, otherwise as
-        `latest_by_symbols`.
+        The answer maps coin id to its quote in `currency`; ids the provider does not know are
+        absent. Raises InvalidCurrency when `currency` does not exist, otherwise as
+        `fetch_by_symbols`.
         """
+
+    def latest_by_symbols(self, symbols: Sequence[str], currency: str, *,
+                          deadline: Deadline | None = None) -> dict[str, CoinQuote]:
+        """The quotes of `fetch_by_symbols` alone."""
+        return self.fetch_by_symbols(symbols, currency, deadline=deadline).quotes
+
+    def latest_by_ids(self, coin_ids: Sequence[int], currency: str, *,
+                      deadline: Deadline | None = None) -> dict[int, Quote]:
+        """The quotes of `fetch_by_ids` alone."""
+        return self.fetch_by_ids(coin_ids, currency, deadline=deadline).quotes
 
 
 class QuoteRepository(Protocol):
@@ -123,12 +135,13 @@ class QuoteCache(Protocol):
 
 
 class CreditGovernor(Protocol):
-    """The CoinMarketCap budget, shared by every process and replica (contract section 4).
+    """The CoinMarketCap budget, shared by every process and replica (README "Freshness and
+    credits"); its rules are src/domain/spending.py's.
 
-    Every provider call is reserved here first; the governor knows the plan, what was spent
-    today by purpose, and CoinMarketCap's own verdicts (1008/1011: wait for the next minute,
-    1009: the daily reset, 1010: the monthly reset). A governor whose storage fails keeps
-    counting in-process: it never raises anything but BudgetSpent.
+    Every provider call is reserved here first at its expected cost, then settled to what
+    CoinMarketCap says it charged; the governor knows the plan, what was spent today by purpose,
+    and CoinMarketCap's own verdicts. A governor whose storage fails keeps counting in-process:
+    it never raises anything but BudgetSpent.
     """
 
     @abc.abstractmethod
@@ -136,20 +149,20 @@ class CreditGovernor(Protocol):
         """Count one call against the minute and `credits` against the day for `purpose`.
 
         Raises BudgetSpent (with `retry_after`) when the call is not allowed now: the minute's
-        calls are used, the day's credits for this purpose are spent (purposes are served in
-        the order request, refresh, convert; conversions at most their share of the day), or a
-        CoinMarketCap verdict is in force.
+        calls are used, the day's credits for this purpose are spent (the order of
+        src/domain/spending.py), or a CoinMarketCap verdict is in force.
         """
 
     @abc.abstractmethod
-    def refund(self, purpose: Purpose, credits: int) -> None:
-        """Give back the day's `credits` reserved for a call CoinMarketCap did not charge: it
-        never reached CoinMarketCap, or was answered with an error (errors cost nothing). The
-        call still counts against its minute."""
+    def settle(self, purpose: Purpose, reserved: int, charged: int | None) -> None:
+        """Settle a call reserved at `reserved` credits to the `charged` credits CoinMarketCap
+        says it cost: give back what it did not charge, count what it charged beyond the
+        reservation. None: it did not say (the reservation stands). The call still counts
+        against its minute."""
 
     @abc.abstractmethod
-    def honour(self, upstream_code: int, retry_after: float | None = None) -> None:
-        """Record a CoinMarketCap limit verdict (1008, 1009, 1010, 1011) for every process."""
+    def honour(self, verdict: LimitVerdict) -> None:
+        """Record a CoinMarketCap limit verdict for every process: no call until it lapses."""
 
     @abc.abstractmethod
     def plan(self) -> Plan:
@@ -157,12 +170,14 @@ class CreditGovernor(Protocol):
 
     @abc.abstractmethod
     def refresh_interval(self, symbols: int) -> float:
-        """Seconds between refresh rounds for `symbols` symbols: the shortest the day's credits
-        sustain after requests' reserve, never below 60 (unless configured)."""
+        """Seconds between refresh rounds for `symbols` hot symbols: the shortest the day's
+        credits sustain (never below 60 s, unless configured). Also tells every process how
+        many symbols are hot, for what refresh-ahead needs."""
 
     @abc.abstractmethod
     def usage(self) -> dict:
-        """Plain data for /usage and /metrics: plan, today's credits used/left by purpose."""
+        """Plain data for /usage and /metrics: plan, today's credits used/left by purpose, and
+        the freshness bound the plan holds."""
 
 
 class Clock(Protocol):

@@ -9,14 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from src.domain.deadline import Deadline
-from src.domain.errors import (
-    BudgetSpent,
-    ProviderError,
-    ProviderUnavailable,
-    StorageError,
-    charged_nothing,
-)
-from src.domain.model import Purpose, RefreshRound
+from src.domain.errors import BudgetSpent, ProviderError, ProviderUnavailable, StorageError
+from src.domain.model import CoinQuote, Purpose, RefreshRound
 from src.domain.ports import (
     Clock,
     CreditGovernor,
@@ -27,11 +21,10 @@ from src.domain.ports import (
     RequestLog,
 )
 
+from src.domain.spending import COINS_PER_CREDIT, due_after_seconds, paid_call
+
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 100  # CoinMarketCap charges one credit per 100 coins of one call
-# CoinMarketCap's limit verdicts: every process must stop calling (the governor spreads them).
-LIMIT_CODES = frozenset({1008, 1009, 1010, 1011})
 DAILY_JOB = "history-prune"
 DAILY_ASK_EVERY = timedelta(minutes=5)
 
@@ -44,9 +37,15 @@ class RefreshPolicy:
     interval_seconds: float | None = None
     cache_ttl_seconds: int = 60
     base_currency: str = "USD"
-    # One batch's upstream call may take this long; the lease outlives it by `lease_margin`.
+    # One batch's upstream call may take this long; the lease outlives it by `lease_margin`,
+    # and is renewed every third of its life while a round runs.
     call_seconds: float = 10.0
     lease_margin_seconds: float = 5.0
+    # Symbols requested within this longer window ride along for free in a round's last batch,
+    # up to its 100 coins: a coin asked for every 20 minutes then never waits either.
+    ride_along_seconds: int = 86_400
+    # The freshness bound: a round refreshes only the quotes due (src/domain/spending.py).
+    max_age_seconds: float | None = None
 
     @property
     def lease_seconds(self) -> float:
@@ -57,9 +56,13 @@ class Refresher:
     """Keeps every symbol requested within the window fresh, in rounds of batched calls.
 
     A round: take the lease (or leave the round to whoever holds it), list the symbols
-    requested within the window, then per batch of up to 100 symbols reserve one refresh
-    credit, call the provider once, store the answer as history and cache it. A spent budget,
-    a provider outage or a lost lease ends the round early; the next round starts over.
+    requested within the window whose stored quotes are due for a refresh (past half the max
+    age: other calls may have carried some meanwhile), the last batch filled up to 100 coins
+    with due symbols requested within the day, then per batch pay for one call by the spending
+    rules,
+    store the answer as history and cache it. A spent budget, a provider outage, a lost lease or
+    a stop ends the round early, between batches; the next round starts over. The lease is
+    renewed while a batch runs, so that no other refresher pays for the same batch again.
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class Refresher:
         self.daily_job = daily_job
         self._daily_asked_at: datetime | None = None
         self._daily_thread: threading.Thread | None = None
+        self._coins: dict[str, int] = {}  # coins each symbol returned (namesakes), as learned
 
     def interval(self, symbols: int) -> float:
         """Seconds between two rounds' starts: configured, or the governor's derivation."""
@@ -95,10 +99,12 @@ class Refresher:
             return self.policy.interval_seconds
         return self.governor.refresh_interval(symbols)
 
-    def run_round(self, *, due_now: bool = False) -> RefreshRound | None:
+    def run_round(self, *, due_now: bool = False,
+                  stop: threading.Event | None = None) -> RefreshRound | None:
         """Run one round if it is due (or `due_now`) and this process wins the lease; None
         otherwise: refresh-ahead is off, or another process holds the lease or ran a round
-        within the interval. Raises StorageError when the lease cannot be read or taken.
+        within the interval. `stop` set ends the round between batches. Raises StorageError
+        when the lease cannot be read or taken.
         """
         if self.policy.window_seconds <= 0:
             return None
@@ -108,7 +114,8 @@ class Refresher:
             return None
         finished: RefreshRound | None = None
         try:
-            finished = self._round()
+            with _LeaseKeeper(self.lease, self.holder, self.policy.lease_seconds) as kept:
+                finished = self._round(kept, stop or threading.Event())
         finally:
             self.lease.release(self.holder, finished)
         logger.info("refresh round: %d of %d symbol(s) refreshed in %d call(s)%s",
@@ -149,7 +156,7 @@ class Refresher:
         """Run rounds until `stop` is set; a failing database is logged and retried."""
         while not stop.is_set():
             try:
-                done = self.run_round()
+                done = self.run_round(stop=stop)
                 self.run_daily_job(background=True)
                 if self.policy.window_seconds <= 0:
                     wait = max_wait_seconds  # only the daily job is left to ask for
@@ -179,51 +186,99 @@ class Refresher:
         # The injected clock, so that a test's simulated slow calls move the deadline.
         return self.clock.now().timestamp()
 
-    def _round(self) -> RefreshRound:
+    def _round(self, kept: _LeaseKeeper, stop: threading.Event) -> RefreshRound:
         started = self.clock.now()
-        since = started - timedelta(seconds=self.policy.window_seconds)
-        symbols = self.request_log.requested_since(since)
+        symbols = self.request_log.requested_since(
+            started - timedelta(seconds=self.policy.window_seconds))
+        riders = self._riding_along(started, symbols)
+        due = self._due([*symbols, *riders], started)
+        batches = self._batches([s for s in symbols if s in due], [s for s in riders if s in due])
         refreshed = calls = 0
         stopped = None
-        for batch in _batches(symbols, BATCH_SIZE):
-            if calls and not self.lease.renew(self.holder, self.policy.lease_seconds):
+        for batch in batches:
+            if stop.is_set():
+                stopped = "stopping"
+                break
+            if kept.lost or (calls and not self.lease.renew(self.holder,
+                                                            self.policy.lease_seconds)):
                 stopped = "lease"
                 break
+            called: list[bool] = []
             try:
-                self.governor.reserve(Purpose.REFRESH, 1)
+                fetched = paid_call(self.governor, Purpose.REFRESH, self._coins_of(batch),
+                                    lambda b=batch: self._call(b, called))
             except BudgetSpent as exc:
+                calls += bool(called)
                 logger.info("refresh: the credit budget allows no call now (retry in %s s)",
                             exc.retry_after)
                 stopped = "budget"
                 break
-            calls += 1
-            try:
-                fetched = self.provider.latest_by_symbols(
-                    batch, self.policy.base_currency,
-                    deadline=Deadline(self.policy.call_seconds, clock=self._seconds))
             except ProviderUnavailable as exc:
-                self._refund_if_uncharged(exc)
-                if exc.upstream_code in LIMIT_CODES:
-                    self.governor.honour(exc.upstream_code, exc.retry_after)
+                calls += 1
                 logger.warning("refresh: CoinMarketCap unavailable (%s); ending the round", exc)
                 stopped = "provider"
                 break
             except ProviderError as exc:
-                self._refund_if_uncharged(exc)
+                calls += 1
                 # One unusable answer says nothing about the other batches.
                 logger.warning("refresh: CoinMarketCap answered a batch with an error (%s)", exc)
                 continue
-            if fetched:
-                self._keep(fetched)
-            refreshed += len(fetched)
+            calls += 1
+            self._coins.update({s: n for s, n in fetched.coins.items() if n > 0})
+            if fetched.quotes:
+                self._keep(fetched.quotes)
+            refreshed += len(fetched.quotes.keys() - set(riders))
         return RefreshRound(started_at=started, finished_at=self.clock.now(), symbols=len(symbols),
                             refreshed=refreshed, calls=calls, stopped=stopped)
 
-    def _refund_if_uncharged(self, exc: ProviderUnavailable | ProviderError) -> None:
-        if charged_nothing(exc):
-            self.governor.refund(Purpose.REFRESH, 1)
+    def _call(self, batch: list[str], called: list[bool]):
+        called.append(True)
+        return self.provider.fetch_by_symbols(
+            batch, self.policy.base_currency,
+            deadline=Deadline(self.policy.call_seconds, clock=self._seconds))
 
-    def _keep(self, fetched: dict) -> None:
+    def _riding_along(self, now: datetime, hot: Sequence[str]) -> list[str]:
+        """Symbols requested within the day but not the window, most recent first."""
+        if self.policy.ride_along_seconds <= self.policy.window_seconds or not hot:
+            return []
+        chosen = set(hot)
+        since = now - timedelta(seconds=self.policy.ride_along_seconds)
+        return [s for s in self.request_log.requested_since(since) if s not in chosen]
+
+    def _due(self, symbols: Sequence[str], now: datetime) -> set[str]:
+        """The symbols whose stored quote is due for a refresh, or has none (all of them when
+        the database cannot tell)."""
+        try:
+            stored = self.repository.newest(symbols, self.policy.base_currency) if symbols else {}
+        except StorageError:
+            logger.warning("refresh: stored quotes unreadable; refreshing every symbol")
+            return set(symbols)
+        due_before = now - timedelta(seconds=due_after_seconds(self.policy.max_age_seconds))
+        return {s for s in symbols if s not in stored or stored[s].fetched_at <= due_before}
+
+    def _coins_of(self, symbols: Sequence[str]) -> int:
+        return sum(self._coins.get(s, 1) for s in symbols)
+
+    def _batches(self, symbols: Sequence[str], riders: Sequence[str]) -> list[list[str]]:
+        """The hot symbols in calls of up to 100 coins (a symbol's namesakes count), the last
+        one filled up with `riders` in the room its credit pays for anyway."""
+        batches: list[list[str]] = []
+        room = 0
+        for symbol in symbols:
+            coins = self._coins.get(symbol, 1)
+            if not batches or coins > room:
+                batches.append([])
+                room = COINS_PER_CREDIT
+            batches[-1].append(symbol)
+            room -= coins
+        for symbol in riders if batches else ():
+            coins = self._coins.get(symbol, 1)
+            if coins <= room:
+                batches[-1].append(symbol)
+                room -= coins
+        return batches
+
+    def _keep(self, fetched: dict[str, CoinQuote]) -> None:
         try:
             self.repository.add(fetched)
         except StorageError:
@@ -232,8 +287,39 @@ class Refresher:
         self.cache.set_many(fetched, self.policy.base_currency, self.policy.cache_ttl_seconds)
 
 
-def _batches(symbols: Sequence[str], size: int) -> list[list[str]]:
-    return [list(symbols[i:i + size]) for i in range(0, len(symbols), size)]
+class _LeaseKeeper:
+    """Renews the lease every third of its life while a round runs, so that a batch that takes
+    longer than the lease (a key-info read, a slow call, a database write with retries) never
+    lets another refresher take it and pay for the same symbols; `lost` once a renewal fails."""
+
+    def __init__(self, lease: RefreshLease, holder: str, ttl_seconds: float) -> None:
+        self.lease = lease
+        self.holder = holder
+        self.ttl_seconds = ttl_seconds
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._keep, name="refresh-lease", daemon=True)
+
+    def __enter__(self) -> _LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _keep(self) -> None:
+        while not self._stop.wait(self.ttl_seconds / 3):
+            try:
+                renewed = self.lease.renew(self.holder, self.ttl_seconds)
+            except StorageError:
+                continue  # the database may be back before the lease lapses
+            except Exception:  # a bug must not end the round silently
+                logger.exception("refresh: renewing the lease failed")
+                renewed = False
+            if not renewed:
+                self.lost = True
+                return
 
 
 def refresh_status(refresher: Refresher | None) -> dict:

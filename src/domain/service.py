@@ -4,37 +4,32 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from src.domain.deadline import Deadline
 from src.domain.errors import (
     InvalidCurrency,
-    InvalidRequest,
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
     QuoteError,
     StorageError,
     UnknownSymbols,
-    charged_nothing,
 )
 from src.domain.fetch_claims import FetchClaims, WaitOutcome, error_from, failure_note
-from src.domain.model import CoinQuote, Purpose, Quote, QuoteAnswer, ServedQuote, Source
+from src.domain.hot_set import HotSet
+from src.domain.model import CoinQuote, Fetched, Purpose, Quote, QuoteAnswer, ServedQuote, Source
 from src.domain.ports import Clock, CreditGovernor, QuoteCache, QuoteProvider, QuoteRepository
 from src.domain.single_flight import SingleFlight
+from src.domain.spending import due_after_seconds, paid_call, room_in_call
 
 logger = logging.getLogger(__name__)
 
 # The coin asked for in a conversion whose only purpose is to learn whether the currency
 # exists (CoinMarketCap id 1, Bitcoin: listed for good).
 _PROBE_COIN_ID = 1
-# CoinMarketCap's limit verdicts (per minute, per day, per month, per IP): the governor makes
-# every process honour them.
-_LIMIT_CODES = frozenset({1008, 1009, 1010, 1011})
-_COINS_PER_CREDIT = 100
 
 
 # Below this much time left a provider call cannot connect and read an answer (the adapter
@@ -81,11 +76,13 @@ class QuoteService:
     deadline of `upstream_budget_seconds`. A conversion costs one more provider call and is
     never cached or stored; whether a conversion currency exists is remembered.
 
-    On a credit budget (`governor`): each provider call is reserved first with its purpose
-    (request or convert); CoinMarketCap's limit verdicts are passed on to the governor so every
-    process honours them. A quote older than `max_age` counts as missing (no cache entry outlives
-    it); when no call is allowed, or the call fails, it is served marked stale. Identical
-    conversions in flight at once in this process share one call.
+    On a credit budget (`governor`): each provider call is paid for by the spending rules
+    (src/domain/spending.py: reserved with its purpose, settled to what CoinMarketCap charged,
+    its limit verdicts honoured by every process). A quote older than `max_age` counts as
+    missing (no cache entry outlives it); when no call is allowed, or the call fails, or the
+    answer for it cannot be read, it is served marked stale. Identical conversions in flight at
+    once in this process share one call. With a `hot_set`, a quotes call also carries the
+    stalest hot symbols nobody else is fetching, up to the coins its credits pay for anyway.
 
     The provider is called in exactly two places, `_call_symbols` and `_call_ids`.
     """
@@ -105,6 +102,7 @@ class QuoteService:
         known_currency_ttl_seconds: int = 86_400,
         unknown_currency_ttl_seconds: int = 3_600,
         governor: CreditGovernor | None = None,
+        hot_set: HotSet | None = None,
     ) -> None:
         self.provider = provider
         self.repository = repository
@@ -128,6 +126,7 @@ class QuoteService:
         self.unknown_currency_ttl_seconds = unknown_currency_ttl_seconds
         # Every provider call is reserved here first (None: no budget, e.g. in tests).
         self.governor = governor
+        self.hot_set = hot_set
         self._conversions: SingleFlight[dict[int, Quote]] = SingleFlight()
 
     def get_quotes(self, symbols: Sequence[str], convert: str | None = None) -> QuoteAnswer:
@@ -240,24 +239,49 @@ class QuoteService:
                        stale: Mapping[str, CoinQuote], deadline: Deadline) -> Lookup:
         """Fetch the symbols we hold claims on; release them, with a failure note if it failed."""
         found = Lookup(missing=mine)
+        carried: tuple[str, ...] = ()
         try:
             # Another process may have fetched, cached and released between our miss and our
             # claim: look again before paying for a call.
             cached = sort_cached(mine, self.cache.get_many(mine, self.base_currency))
             found, _ = self._too_old_as_missing(mine, cached)
             if found.missing:
-                found = found.then(self._fetch_from_provider(found.missing, deadline))
+                carried = self._carry(found.missing, stale, claims)
+                found = found.then(self._fetch_from_provider(found.missing, carried, stale,
+                                                             deadline))
         except (ProviderUnavailable, ProviderError) as exc:
             # Waiters read the cache before the note, so the symbols found above still reach them.
             # A deadline of ours that ran out says nothing about CoinMarketCap: no note then.
             ours = isinstance(exc, ProviderTimeout) and deadline.remaining() < MIN_CALL_SECONDS
             claims.release(mine, None if ours else failure_note(exc))
+            if carried:
+                claims.release(carried)
             return found.then(self._stand_in(found.missing, stale, exc))
         except BaseException:
-            claims.release(mine)
+            claims.release(mine + carried)
             raise
-        claims.release(mine)
+        claims.release(mine + carried)
         return found
+
+    def _carry(self, needed: tuple[str, ...], stale: Mapping[str, CoinQuote],
+                claims: FetchClaims) -> tuple[str, ...]:
+        """The hot symbols a call for `needed` carries in the room its credits pay for anyway,
+        stalest first; a symbol another process is fetching is left to it.
+
+        A call for a symbol with a stored quote carries those due for a refresh (past half their
+        max age). A call for symbols never seen may be answered with CoinMarketCap's uncharged
+        "invalid symbol": it carries only quotes already past the max age, which the next
+        request for them would pay for anyway, so that junk requests never buy refreshes."""
+        if self.hot_set is None:
+            return ()
+        max_age = self.max_age.total_seconds() if self.max_age is not None else None
+        known = any(s in stale for s in needed)
+        if not known and max_age is None:
+            return ()
+        older_than = due_after_seconds(max_age) if known else max_age
+        room = room_in_call(self.hot_set.coins(needed))
+        candidates = self.hot_set.stalest(room, older_than, leave_out=needed)
+        return claims.claim(candidates) if candidates else ()
 
     def _after_others(self, waited: WaitOutcome,
                       stale: Mapping[str, CoinQuote]) -> tuple[Lookup, dict[str, CoinQuote]]:
@@ -285,15 +309,28 @@ class QuoteService:
                        len(symbols))
         return Lookup({s: ServedQuote(stale[s], Source.DATABASE, stale=True) for s in symbols})
 
-    def _fetch_from_provider(self, symbols: tuple[str, ...], deadline: Deadline) -> Lookup:
-        """One provider call for `symbols`; store and cache the answer, unknown symbols too."""
-        fetched = self._call_symbols(symbols, deadline)
-        not_found = tuple(s for s in symbols if s not in fetched)
-        if fetched:
-            self._store(fetched)
-        entries: dict[str, CoinQuote | None] = {**fetched, **dict.fromkeys(not_found)}
-        self.cache.set_many(entries, self.base_currency, self._ttl_within_max_age(fetched))
-        return Lookup({s: ServedQuote(q, Source.PROVIDER) for s, q in fetched.items()}, not_found)
+    def _fetch_from_provider(self, symbols: tuple[str, ...], carried: tuple[str, ...],
+                             stale: Mapping[str, CoinQuote], deadline: Deadline) -> Lookup:
+        """One provider call for `symbols` (and the `carried` hot symbols); store and cache the
+        answer, unknown symbols too. A symbol answered with nothing readable is a failed fetch
+        of it: served stale, never cached as unknown."""
+        fetched = self._call_symbols(symbols + carried, deadline)
+        quotes = fetched.quotes
+        unreadable = tuple(s for s in symbols if s in fetched.unreadable)
+        not_found = tuple(s for s in symbols + carried
+                          if s not in quotes and s not in fetched.unreadable)
+        if quotes:
+            self._store(quotes)
+        entries: dict[str, CoinQuote | None] = {**quotes, **dict.fromkeys(not_found)}
+        if entries:
+            self.cache.set_many(entries, self.base_currency, self._ttl_within_max_age(quotes))
+        found = Lookup({s: ServedQuote(quotes[s], Source.PROVIDER) for s in symbols
+                        if s in quotes}, tuple(s for s in symbols if s in not_found))
+        if unreadable:
+            error = ProviderError("CoinMarketCap's answer for " + ",".join(unreadable)
+                                  + " could not be read")
+            found = found.then(self._stand_in(unreadable, stale, error))
+        return found
 
     def _read_stored(self, symbols: Sequence[str]) -> dict[str, CoinQuote]:
         try:
@@ -360,12 +397,16 @@ class QuoteService:
 
     # --- the only two places that call the provider ----------------------------------------
 
-    def _call_symbols(self, symbols: tuple[str, ...], deadline: Deadline) -> dict[str, CoinQuote]:
+    def _call_symbols(self, symbols: tuple[str, ...],
+                      deadline: Deadline) -> Fetched[str, CoinQuote]:
         if deadline.expired:
             raise ProviderTimeout("CoinMarketCap did not answer in time")
-        credits = self._reserve(Purpose.REQUEST, len(symbols))
-        with self._budget_settled(Purpose.REQUEST, credits):
-            return self.provider.latest_by_symbols(symbols, self.base_currency, deadline=deadline)
+        coins = self.hot_set.coins(symbols) if self.hot_set is not None else len(symbols)
+        fetched = paid_call(self.governor, Purpose.REQUEST, coins, lambda: (
+            self.provider.fetch_by_symbols(symbols, self.base_currency, deadline=deadline)))
+        if self.hot_set is not None:
+            self.hot_set.fetched(fetched.quotes, fetched.coins)
+        return fetched
 
     def _call_ids(self, coin_ids: tuple[int, ...], currency: str,
                   deadline: Deadline) -> dict[int, Quote]:
@@ -374,31 +415,7 @@ class QuoteService:
             raise ProviderTimeout("CoinMarketCap did not answer in time")
 
         def call() -> dict[int, Quote]:
-            credits = self._reserve(Purpose.CONVERT, len(coin_ids))
-            with self._budget_settled(Purpose.CONVERT, credits):
-                return self.provider.latest_by_ids(coin_ids, currency, deadline=deadline)
+            return paid_call(self.governor, Purpose.CONVERT, len(coin_ids), lambda: (
+                self.provider.fetch_by_ids(coin_ids, currency, deadline=deadline))).quotes
 
         return self._conversions.run((coin_ids, currency), call, deadline.remaining())
-
-    def _reserve(self, purpose: Purpose, coins: int) -> int:
-        """Reserve the call's credits (1 per 100 coins) and return them; raise BudgetSpent when
-        the budget allows no call now."""
-        credits = max(1, math.ceil(coins / _COINS_PER_CREDIT))
-        if self.governor is not None:
-            self.governor.reserve(purpose, credits)
-        return credits
-
-    @contextmanager
-    def _budget_settled(self, purpose: Purpose, credits: int) -> Iterator[None]:
-        """After a failed call: give back credits CoinMarketCap did not charge, and pass its
-        limit verdicts on to the governor, for every process."""
-        try:
-            yield
-        except (InvalidRequest, ProviderUnavailable, ProviderError) as exc:
-            if self.governor is not None:
-                if charged_nothing(exc):
-                    self.governor.refund(purpose, credits)
-                upstream_code = getattr(exc, "upstream_code", None)
-                if upstream_code in _LIMIT_CODES:
-                    self.governor.honour(upstream_code, getattr(exc, "retry_after", None))
-            raise

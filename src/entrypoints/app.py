@@ -12,6 +12,7 @@ from pathlib import Path
 
 from flask import Flask, request
 from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
 from flask_caching import Cache
 from flask_migrate import Migrate
 from werkzeug.exceptions import UnprocessableEntity
@@ -19,20 +20,23 @@ from werkzeug.exceptions import UnprocessableEntity
 from src.adapters.coinmarketcap import CoinMarketCapProvider
 from src.adapters.coinmarketcap.key_info import CoinMarketCapKeyInfo
 from src.adapters.buffered_request_log import BufferedRequestLog
-from src.adapters.credit_governor import LimitsCreditGovernor, budget_namespace, build_storage
+from src.adapters.budget_board import Board, build_board
+from src.adapters.credit_governor import SharedCreditGovernor, budget_namespace
 from src.adapters.orm import db
 from src.adapters.edge_documents import EdgeDocuments
 from src.adapters.quote_cache import FlaskCachingQuoteCache
 from src.adapters.sql_history import SqlHistoryRepository
 from src.adapters.sql_lease import SqlRefreshLease
+from src.adapters.sql_budget import SqlBoard
 from src.adapters.sql_repository import SqlQuoteRepository
 from src.adapters.sql_request_log import SqlRequestLog
 from src.domain.clock import SystemClock
 from src.domain.history import HistoryRepository, HistoryService, RetentionPolicy
-from src.domain.model import Purpose
+from src.domain.hot_set import HotSet
 from src.domain.ports import Clock, CreditGovernor, QuoteCache, QuoteProvider, QuoteRepository, RefreshLease, RequestLog
 from src.domain.refresh import Refresher, RefreshPolicy
 from src.domain.service import QuoteService
+from src.domain.spending import call_purpose
 from src.entrypoints import chart, health_api, history_api, history_cli, quotes_api
 from src.entrypoints.docs import DOCS_CONFIG, register_docs_assets
 from src.entrypoints.flask_app import CoinquoteFlask
@@ -108,17 +112,23 @@ def create_app(
     app.json = ExactJSONProvider(app)
     app.wsgi_app = TrustedProxyFix(app.wsgi_app, settings.trusted_proxies,
                                    x_for=1, x_proto=1, x_host=1, x_prefix=1)
+    clock = clock or SystemClock()
+    renderer = QuoteRenderer()
+    repository = repository or build_repository(app)
+    engine = database_engine(app)
     # A replaced provider is not CoinMarketCap: its key info is not read (the plan is configured
     # or Basic's).
-    app.extensions["governor"] = governor or build_governor(settings, clock or SystemClock(),
-                                                            read_key_info=provider is None)
-
-    renderer = QuoteRenderer()
+    app.extensions["governor"] = governor or build_governor(
+        settings, clock, read_key_info=provider is None, engine=engine)
+    request_log = request_log or (SqlRequestLog(engine) if engine is not None else None)
+    hot_set = (HotSet(request_log, repository, clock, settings.base_currency,
+                      window_seconds=settings.refresh_window_seconds)
+               if request_log is not None and settings.refresh_window_seconds > 0 else None)
     service = QuoteService(
         provider=provider or build_provider(settings, app.extensions["governor"]),
-        repository=(repository := repository or build_repository(app)),
-        cache=(cache := cache or build_cache(app, settings, renderer, clock or SystemClock())),
-        clock=clock or SystemClock(),
+        repository=repository,
+        cache=(cache := cache or build_cache(app, settings, renderer, clock)),
+        clock=clock,
         base_currency=settings.base_currency,
         cache_ttl_seconds=settings.cache_ttl_seconds,
         max_age=(
@@ -127,10 +137,11 @@ def create_app(
             else None
         ),
         governor=app.extensions["governor"],
+        hot_set=hot_set,
     )
     app.extensions["coinquote"] = Services(settings, service, repository, cache, renderer)
-    app.extensions["history"] = build_history(app, settings, history_repository, clock or SystemClock())
-    app.extensions["refresh"] = build_refresh(app, settings, service, clock or SystemClock(),
+    app.extensions["history"] = build_history(app, settings, history_repository, clock)
+    app.extensions["refresh"] = build_refresh(app, settings, service, clock, engine,
                                               request_log, refresh_lease)
     register_rate_limit(app, settings)
     register_http_caching(app)
@@ -146,22 +157,36 @@ def create_app(
 
 def build_provider(settings: Settings, governor: CreditGovernor) -> QuoteProvider:
     # A retry is one more call against the plan's minute (errors cost no credits): the governor
-    # counts it, and refuses it (BudgetSpent ends the retries) when the minute is used up.
+    # counts it for the purpose of the call it retries, and refuses it (BudgetSpent ends the
+    # retries) when the minute is used up.
     return CoinMarketCapProvider(base_url=settings.cmc_base_url, api_key=settings.cmc_api_key,
-                                 before_retry=lambda: governor.reserve(Purpose.REQUEST, 0))
+                                 before_retry=lambda: governor.reserve(call_purpose(), 0))
 
 
-def build_governor(settings: Settings, clock: Clock, *, read_key_info: bool = True) -> CreditGovernor:
-    """The credit budget, shared through memcached when configured (contract §4)."""
+def build_governor(settings: Settings, clock: Clock, *, read_key_info: bool = True,
+                   engine: Engine | None = None) -> CreditGovernor:
+    """The credit budget, shared by every process: through memcached when configured, else
+    through the deployment's database, else (no database either: tests) in this process."""
     key_info = CoinMarketCapKeyInfo(base_url=settings.cmc_base_url, api_key=settings.cmc_api_key)
-    return LimitsCreditGovernor(
-        storage=build_storage(settings.memcached_servers), clock=clock,
+    board: Board = (SqlBoard(engine) if engine is not None and not settings.memcached_servers
+                    else build_board(settings.memcached_servers))
+    return SharedCreditGovernor(
+        board=board, clock=clock,
         read_key_info=key_info.read if read_key_info else None,
         daily_credits=settings.cmc_daily_credits, calls_per_minute=settings.cmc_calls_per_minute,
         convert_credit_share=settings.convert_credit_share,
         refresh_interval_seconds=settings.refresh_interval_seconds,
+        max_age_seconds=settings.quote_max_age_seconds or None,
         namespace=budget_namespace(settings.cmc_base_url, settings.cmc_api_key),
     )
+
+
+def database_engine(app: Flask) -> Engine | None:
+    """The deployment's database engine; None when the quote repository was replaced (tests)."""
+    if "migrate" not in app.extensions:
+        return None
+    with app.app_context():
+        return db.engine
 
 
 def build_repository(app: Flask) -> QuoteRepository:
@@ -188,14 +213,13 @@ def build_history(app: Flask, settings: Settings, repository: HistoryRepository 
 
 
 def build_refresh(app: Flask, settings: Settings, service: QuoteService, clock: Clock,
-                  request_log: RequestLog | None, lease: RefreshLease | None) -> RefreshAhead:
+                  engine: Engine | None, request_log: RequestLog | None,
+                  lease: RefreshLease | None) -> RefreshAhead:
     """The per-process buffer of requested symbols and the refresher, both over the database
     (shared by workers, refreshers and replicas); nothing when neither a database nor fakes."""
     if request_log is None or lease is None:
-        if "migrate" not in app.extensions:  # the quote repository was replaced: no database
+        if engine is None:  # the quote repository was replaced: no database
             return RefreshAhead()
-        with app.app_context():
-            engine = db.engine
         request_log = request_log or SqlRequestLog(engine)
         lease = lease or SqlRefreshLease(engine, clock, database_time=True)
     governor = app.extensions["governor"]
@@ -204,6 +228,7 @@ def build_refresh(app: Flask, settings: Settings, service: QuoteService, clock: 
         interval_seconds=settings.refresh_interval_seconds,
         cache_ttl_seconds=settings.cache_ttl_seconds,
         base_currency=settings.base_currency,
+        max_age_seconds=settings.quote_max_age_seconds or None,
     )
     history = app.extensions.get("history")
 

@@ -1,4 +1,5 @@
-"""GET /usage: the CoinMarketCap credit budget, refresh-ahead and freshness (contract §4)."""
+"""GET /usage: the CoinMarketCap credit budget, refresh-ahead and freshness (README "Freshness
+and credits")."""
 
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ EXAMPLE = {
     "plan": {"daily_credits": 333, "calls_per_minute": 30, "source": "key_info"},
     "today": {"date": "2026-11-26", "credits_used": 120, "credits_left": 213,
               "by_purpose": {"request": 12, "refresh": 100, "convert": 8}, "spent_elsewhere": 0,
-              "request_reserve": 34, "convert_cap": 166, "resets_at": "2026-11-27T00:00:00.000Z"},
+              "request_reserve": 34, "refresh_need": 144, "convert_cap": 11,
+              "resets_at": "2026-11-27T00:00:00.000Z"},
     "minute": {"calls": 1, "calls_left": 29},
     "blocked": None,
-    "refresh": {"window_seconds": 900, "interval_seconds": 649.6, "symbols": 42,
+    "refresh": {"window_seconds": 900, "interval_seconds": 289.0, "symbols": 42,
                 "last_round_at": "2026-11-26T12:00:01.000Z"},
-    "freshness": {"max_age_seconds": 300},
+    "freshness": {"max_age_seconds": 300, "bound_held_seconds": 289, "holds_max_age": True},
 }
 
 
@@ -33,7 +35,8 @@ def usage_report() -> dict[str, Any]:
     report = dict(current_app.extensions["governor"].usage())
     report["refresh"] = refresh_usage()
     settings = current_app.extensions["coinquote"].settings
-    report["freshness"] = {"max_age_seconds": settings.quote_max_age_seconds}
+    report["freshness"] = {"max_age_seconds": settings.quote_max_age_seconds,
+                           **report.get("freshness", {})}
     return report
 
 

@@ -1,4 +1,4 @@
-"""marshmallow schemas of GET /usage (contract §4): credit budget and refresh-ahead. No rules."""
+"""marshmallow schemas of GET /usage: credit budget, refresh-ahead and freshness. No rules."""
 
 from __future__ import annotations
 
@@ -31,7 +31,11 @@ class TodaySchema(Schema):
         "description": "Credits CoinMarketCap counted today beyond coinquote's own (key info)."})
     request_reserve = fields.Integer(
         metadata={"description": "Credits only symbols with nothing stored may use."})
-    convert_cap = fields.Integer(metadata={"description": "Credits conversions may use today."})
+    refresh_need = fields.Integer(metadata={
+        "description": "Credits refresh-ahead needs for the rest of the day to keep the hot"
+                       " symbols within the max age; conversions come after it."})
+    convert_cap = fields.Integer(metadata={
+        "description": "Credits conversions may have used by the end of the day."})
     resets_at = Timestamp(metadata={"description": "When the day's credits come back."})
 
 
@@ -58,6 +62,12 @@ class RefreshSchema(Schema):
 class FreshnessSchema(Schema):
     max_age_seconds = fields.Integer(
         metadata={"description": "No quote older than this is served as fresh."})
+    bound_held_seconds = fields.Integer(metadata={
+        "description": "The age the plan keeps hot quotes within at best, all day: refresh"
+                       " rounds as often as the credits beyond the request reserve allow."})
+    holds_max_age = fields.Boolean(metadata={
+        "description": "False when the plan is too small for the max age: hot quotes are then"
+                       " refreshed less often and served marked stale in between."})
 
 
 class UsageSchema(Schema):

@@ -126,7 +126,7 @@ def test_with_the_defaults_usage_reports_a_max_age_of_300(start_stack):
 
     usage = stack.usage()
 
-    assert usage["freshness"] == {"max_age_seconds": 300}
+    assert usage["freshness"]["max_age_seconds"] == 300
     assert usage["plan"]["source"] == "key_info"
 
 
@@ -260,3 +260,78 @@ def test_20_identical_conversions_at_once_make_at_most_2_calls_and_nothing_is_ke
                           dbname=url.database) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM quotes WHERE currency <> 'USD'")
         assert cur.fetchone()[0] == 0
+
+
+# -- issue 16: every credit buys a hundred coins ------------------------------------------------------
+
+
+def test_usage_equals_what_coinmarketcap_charged_for_unknown_known_and_namesake_symbols(start_stack):
+    stack = start_stack(("--daily-credits", "10"), CMC_DAILY_CREDITS="10")
+    unknown = [stack.get(f"symbol=NOPE{n}X") for n in range(10)]  # CoinMarketCap's uncharged 400
+    known = stack.get("symbol=" + ",".join(fresh_symbols(2)))
+    # 99 symbols and HOT, whose 3 coins make 102: CoinMarketCap charges 2 credits.
+    namesakes = stack.get("symbol=" + ",".join([*fresh_symbols(99), "HOT"]))
+
+    charged = stack.fake_usage()["usage"]["current_day"]["credits_used"]
+    assert [r.status_code for r in unknown] == [404] * 10
+    assert known.status_code == 200 and namesakes.status_code == 200
+    assert charged == 3
+    assert stack.usage()["today"]["credits_used"] == charged
+    assert stack.usage()["today"]["by_purpose"]["request"] == 3
+
+
+def test_forty_symbols_past_the_max_age_are_refreshed_by_one_call_for_one_of_them(start_stack):
+    stack = start_stack(QUOTE_MAX_AGE_SECONDS="6", REFRESH_WINDOW_SECONDS="900")
+    symbols = fresh_symbols(40)
+    for pair in zip(symbols[::2], symbols[1::2]):
+        assert stack.get("symbol=" + ",".join(pair)).status_code == 200
+    time.sleep(7)  # past the max age, and past every worker's memo of the hot set (5 s)
+    stack.http.delete(stack.fake.url + "/__fake__/calls")
+
+    one = stack.get(f"symbol={symbols[0]}")
+    calls = stack.quote_calls()
+    rest = [stack.get("symbol=" + ",".join(symbols[i:i + 13])) for i in range(1, 40, 13)]
+
+    assert one.status_code == 200 and one.json()["data"][symbols[0]]["source"] == "provider"
+    assert len(calls) == 1
+    carried = calls[0]["params"]["symbol"].split(",")
+    assert carried[0] == symbols[0] and set(symbols) <= set(carried)
+    assert len(stack.quote_calls()) == 1  # the rest made no call
+    coins = [coin for r in rest for coin in r.json()["data"].values()]
+    assert len(coins) == 39 and {c["source"] for c in coins} == {"cache"}
+    assert not any(c.get("stale") for c in coins)
+
+
+def test_on_basic_from_key_info_rounds_hold_the_max_age_and_a_conversion_is_answered(start_stack):
+    stack = start_stack(("--daily-credits", "333", "--calls-per-minute", "30"),
+                        REFRESH_WINDOW_SECONDS="900")
+
+    converted = stack.get("symbol=BTC&convert=EUR")
+    usage = stack.usage()
+
+    assert usage["plan"] == {"daily_credits": 333, "calls_per_minute": 30, "source": "key_info"}
+    assert usage["refresh"]["interval_seconds"] <= usage["freshness"]["max_age_seconds"] == 300
+    assert usage["freshness"]["holds_max_age"] is True
+    assert converted.status_code == 200 and "EUR" in converted.json()["data"]["BTC"]["quote"]
+
+
+def test_four_workers_without_memcached_share_one_budget(start_stack, e2e_dir):
+    database = f"sqlite:///{e2e_dir / f'budget-{uuid.uuid4().hex[:6]}.db'}"
+    env = {"MEMCACHED_SERVERS": "", "DATABASE_URL": database}
+    migrated = migrate({**service_env("http://127.0.0.1:9", database, []), **env})
+    assert migrated.returncode == 0, migrated.stderr
+    stack = start_stack(("--daily-credits", "10"), workers=4, **env)
+    for symbol in fresh_symbols(4):
+        assert stack.get(f"symbol={symbol}").status_code == 200
+
+    used = {stack.usage()["today"]["credits_used"] for _ in range(16)}
+    with ThreadPoolExecutor(16) as pool:  # racing workers, for more than the plan has left
+        raced = list(pool.map(lambda s: stack.get(f"symbol={s}"), fresh_symbols(24)))
+    charged = stack.fake_usage()
+
+    assert used == {4}
+    assert charged["refused"] == {}
+    assert charged["usage"]["current_day"]["credits_used"] <= 10
+    assert {r.status_code for r in raced} == {200, 503}
+    assert {stack.usage()["today"]["credits_used"] for _ in range(16)} == \
+        {charged["usage"]["current_day"]["credits_used"]}

@@ -3,27 +3,29 @@ every process (each governor here stands for a gunicorn worker or a replica)."""
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
 from pymemcache.client.base import Client
 
-from src.adapters.coinmarketcap.key_info import CoinMarketCapKeyInfo
-from src.adapters.credit_governor import LimitsCreditGovernor, build_storage
+from src.adapters.coinmarketcap.key_info import CoinMarketCapKeyInfo, KeyInfo
+from src.adapters.budget_board import build_board
+from src.adapters.credit_governor import SharedCreditGovernor
 from src.domain.clock import SystemClock
 from src.domain.errors import BudgetSpent
 from src.domain.model import Plan, Purpose
 from tests.fake_cmc.market import TEST_KEY as FAKE_CMC_KEY
-from tests.fakes import FixedClock
+from tests.fakes import FixedClock, verdict
 from tests.servers import free_port
 
 
-def governor(servers, **options) -> LimitsCreditGovernor:
+def governor(servers, **options) -> SharedCreditGovernor:
     options.setdefault("daily_credits", 20)
     options.setdefault("calls_per_minute", 1000)
     options.setdefault("clock", SystemClock())
-    return LimitsCreditGovernor(storage=build_storage(servers), **options)
+    return SharedCreditGovernor(board=build_board(servers), **options)
 
 
 def spend(gov, purpose, times) -> int:
@@ -50,7 +52,7 @@ def test_processes_sharing_memcached_spend_one_daily_budget(memcached_servers, f
 def test_a_verdict_honoured_by_one_process_stops_the_others(memcached_servers, flush_memcached):
     first, second = governor(memcached_servers), governor(memcached_servers)
 
-    first.honour(1008)
+    first.honour(verdict(1008))
 
     with pytest.raises(BudgetSpent) as refused:
         second.reserve(Purpose.REQUEST, 1)
@@ -77,7 +79,7 @@ def test_an_injected_1009_is_honoured_until_the_reset_the_fake_reports(
     reader = CoinMarketCapKeyInfo(base_url=cmc.url, api_key=FAKE_CMC_KEY)
     first, second = (governor(memcached_servers, read_key_info=reader.read) for _ in range(2))
 
-    first.honour(1009)
+    first.honour(verdict(1009))
 
     with pytest.raises(BudgetSpent) as refused:
         second.reserve(Purpose.REQUEST, 1)
@@ -203,7 +205,7 @@ def test_an_injected_1010_is_honoured_until_the_monthly_reset_the_fake_reports(
     first.plan()  # key info read before the verdict: it said the next month's start
     cmc.market.inject_verdict(1010, 20)
 
-    first.honour(1010)
+    first.honour(verdict(1010))
 
     with pytest.raises(BudgetSpent) as refused:
         second.reserve(Purpose.REQUEST, 1)
@@ -222,3 +224,23 @@ def test_a_junk_key_info_note_is_no_plan_and_no_500(memcached_servers, flush_mem
 
     assert spend(gov, Purpose.REQUEST, 1) == 1
     assert gov.plan() == Plan(333, 30, "default")
+
+
+def test_governors_reading_key_info_at_once_count_what_was_spent_elsewhere_once(
+        memcached_servers, flush_memcached):
+    # Eight processes start together: each knows no plan, so each reads key info itself.
+    together = threading.Barrier(8)
+
+    def read() -> KeyInfo:
+        together.wait(5)  # every reader holds CoinMarketCap's answer before any counts it
+        return KeyInfo(daily_credits=333, calls_per_minute=30, credits_used_today=100)
+
+    governors = [governor(memcached_servers, daily_credits=None, calls_per_minute=None,
+                          read_key_info=read) for _ in range(8)]
+    threads = [threading.Thread(target=g.plan) for g in governors]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    assert {g.usage()["today"]["spent_elsewhere"] for g in governors} == {100}

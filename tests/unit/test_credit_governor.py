@@ -8,10 +8,11 @@ import pytest
 from limits.storage import MemoryStorage, Storage
 
 from src.adapters.coinmarketcap.key_info import KeyInfo
-from src.adapters.credit_governor import LimitsCreditGovernor, budget_namespace
+from src.adapters.budget_board import LimitsBoard
+from src.adapters.credit_governor import SharedCreditGovernor, budget_namespace
 from src.domain.errors import BudgetSpent, ProviderUnavailable
 from src.domain.model import Plan, Purpose
-from tests.fakes import FixedClock
+from tests.fakes import FixedClock, verdict
 
 MIDNIGHT = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
 NOON = datetime(2026, 11, 26, 12, 0, 30, tzinfo=UTC)
@@ -53,14 +54,14 @@ class BrokenStorage(Storage):
         return False
 
 
-def governor(clock=None, storage=None, **options) -> LimitsCreditGovernor:
+def governor(clock=None, storage=None, **options) -> SharedCreditGovernor:
     options.setdefault("daily_credits", 20)
     options.setdefault("calls_per_minute", 1000)
-    return LimitsCreditGovernor(storage=storage or MemoryStorage(), clock=clock or FixedClock(NOON),
+    return SharedCreditGovernor(board=LimitsBoard(storage or MemoryStorage()), clock=clock or FixedClock(NOON),
                                 **options)
 
 
-def spend(gov: LimitsCreditGovernor, purpose: Purpose, times: int) -> int:
+def spend(gov: SharedCreditGovernor, purpose: Purpose, times: int) -> int:
     """Reserve one credit `times` times; return how many were allowed."""
     allowed = 0
     for _ in range(times):
@@ -100,11 +101,11 @@ def test_conversions_stop_at_their_share_of_the_day():
     assert spend(gov, Purpose.REFRESH, 15) == 8
 
 
-def test_requests_beyond_their_reserve_take_from_conversions_first():
+def test_requests_beyond_their_reserve_leave_conversions_only_what_is_left_above_it():
     gov = governor(convert_credit_share=0.5)
-    spend(gov, Purpose.REQUEST, 7)  # 5 beyond the reserve of 2
+    spend(gov, Purpose.REQUEST, 12)  # of 20; 2 are the reserve: 6 are left for anyone else
 
-    assert spend(gov, Purpose.CONVERT, 10) == 5
+    assert spend(gov, Purpose.CONVERT, 10) == 6
 
 
 def test_a_refused_reservation_spends_nothing():
@@ -163,7 +164,7 @@ def test_after_1008_nobody_calls_before_the_next_minute():
     storage, clock = MemoryStorage(), FixedClock(NOON)
     gov, other = governor(clock, storage), governor(clock, storage)
 
-    gov.honour(1008)
+    gov.honour(verdict(1008))
     with pytest.raises(BudgetSpent) as refused:
         other.reserve(Purpose.REQUEST, 1)
     clock.advance(30)
@@ -180,7 +181,7 @@ def test_after_1009_nobody_calls_before_the_daily_reset_that_key_info_reports():
     gov = governor(clock, storage, daily_credits=None, calls_per_minute=None, read_key_info=reader)
     other = governor(clock, storage, daily_credits=None, calls_per_minute=None, read_key_info=reader)
 
-    gov.honour(1009)
+    gov.honour(verdict(1009))
     with pytest.raises(BudgetSpent) as refused:
         other.reserve(Purpose.REQUEST, 1)
     clock.advance(301)
@@ -192,7 +193,7 @@ def test_after_1009_nobody_calls_before_the_daily_reset_that_key_info_reports():
 def test_after_1009_without_key_info_the_wait_is_until_the_next_utc_midnight():
     gov = governor()
 
-    gov.honour(1009)
+    gov.honour(verdict(1009))
 
     with pytest.raises(BudgetSpent) as refused:
         gov.reserve(Purpose.REQUEST, 1)
@@ -202,7 +203,7 @@ def test_after_1009_without_key_info_the_wait_is_until_the_next_utc_midnight():
 def test_after_1010_the_wait_is_until_the_monthly_reset():
     gov = governor()
 
-    gov.honour(1010)
+    gov.honour(verdict(1010))
 
     with pytest.raises(BudgetSpent) as refused:
         gov.reserve(Purpose.REQUEST, 1)
@@ -212,20 +213,11 @@ def test_after_1010_the_wait_is_until_the_monthly_reset():
 def test_a_retry_after_longer_than_the_minute_is_honoured():
     gov = governor()
 
-    gov.honour(1011, retry_after=90)
+    gov.honour(verdict(1011, 90))
 
     with pytest.raises(BudgetSpent) as refused:
         gov.reserve(Purpose.REFRESH, 1)
     assert refused.value.retry_after == 90
-
-
-def test_other_upstream_codes_are_no_verdict():
-    gov = governor()
-
-    gov.honour(1001)
-
-    assert spend(gov, Purpose.REQUEST, 1) == 1
-    assert gov.usage()["blocked"] is None
 
 
 # -- the plan ----------------------------------------------------------------------------------
@@ -270,15 +262,16 @@ def test_when_key_info_cannot_be_read_the_basic_plan_is_assumed():
 # -- the refresh interval ---------------------------------------------------------------------
 
 
-def test_the_refresh_interval_spreads_what_refresh_may_spend_over_the_rest_of_the_day():
-    basic = governor(FixedClock(MIDNIGHT), daily_credits=333, calls_per_minute=30)
-    thrifty = governor(FixedClock(MIDNIGHT), daily_credits=333, calls_per_minute=30,
-                       convert_credit_share=0.1)
+def test_the_refresh_interval_spreads_what_nobody_else_spends_over_the_rest_of_the_day():
+    clock = FixedClock(MIDNIGHT)
+    basic = governor(clock, daily_credits=333, calls_per_minute=30, max_age_seconds=300)
 
-    # 333 less a reserve of 34 for requests, less 166 (or 33) for conversions.
-    assert basic.refresh_interval(100) == pytest.approx(86_400 / 133)
-    assert thrifty.refresh_interval(100) == pytest.approx(86_400 / 266)
-    assert thrifty.refresh_interval(101) == pytest.approx(86_400 / 133)
+    # 333 less a reserve of 34 for requests; conversions have not spent: nothing held for them.
+    assert basic.refresh_interval(100) == pytest.approx(86_400 / 299)
+    assert basic.refresh_interval(101) == pytest.approx(86_400 / 149)
+    clock.advance(43_200)  # noon: conversions spent 5 this morning, 5 more are held for them
+    spend(basic, Purpose.CONVERT, 5)
+    assert basic.refresh_interval(100) == pytest.approx(43_200 / (299 - 5 - 5))
 
 
 def test_the_refresh_interval_is_never_below_a_minute_unless_configured():
@@ -317,7 +310,7 @@ def test_a_failing_storage_counts_in_process_and_never_raises_but_budget_spent()
     gov = governor(storage=BrokenStorage())
 
     allowed = spend(gov, Purpose.REQUEST, 25)
-    gov.honour(1008)
+    gov.honour(verdict(1008))
 
     assert allowed == 20
     assert gov.usage()["blocked"]["upstream_code"] == 1008
@@ -349,7 +342,7 @@ def test_budgets_of_different_keys_sharing_a_storage_never_mix():
     ours = governor(storage=storage, namespace=budget_namespace("https://pro", "key-a"))
     theirs = governor(storage=storage, namespace=budget_namespace("https://pro", "key-b"))
     spend(theirs, Purpose.REQUEST, 20)
-    theirs.honour(1009)
+    theirs.honour(verdict(1009))
 
     assert spend(ours, Purpose.REQUEST, 20) == 20
     assert "key-a" not in budget_namespace("https://pro", "key-a")
@@ -359,7 +352,7 @@ def test_a_refund_gives_back_the_days_credits_but_not_the_minutes_call():
     gov = governor(calls_per_minute=1000)
     spend(gov, Purpose.CONVERT, 3)
 
-    gov.refund(Purpose.CONVERT, 2)
+    gov.settle(Purpose.CONVERT, 2, 0)
 
     assert gov.usage()["today"]["by_purpose"]["convert"] == 1
     assert gov.usage()["minute"]["calls"] == 3
@@ -373,7 +366,7 @@ def test_a_refund_after_utc_midnight_gives_back_to_the_day_it_was_reserved_on():
     clock.advance(1)
     other.reserve(Purpose.REQUEST, 1)
 
-    failing.refund(Purpose.REQUEST, 1)
+    failing.settle(Purpose.REQUEST, 1, 0)
 
     # Given back to today, the credit `other` spent today would be counted by nobody.
     assert other.usage()["today"]["credits_used"] == 1
@@ -438,3 +431,52 @@ def test_when_the_shared_counters_fail_a_process_counts_on_from_what_it_last_saw
 
     # From zero, each process would get the whole day again.
     assert spend(gov, Purpose.REQUEST, 20) == 5
+
+
+# -- counted as charged --------------------------------------------------------------------------
+
+def test_a_call_is_settled_to_what_coinmarketcap_charged():
+    gov = governor()
+    gov.reserve(Purpose.REQUEST, 1)
+    gov.settle(Purpose.REQUEST, 1, 3)  # namesakes pushed the call past 100 coins
+    gov.reserve(Purpose.CONVERT, 1)
+    gov.settle(Purpose.CONVERT, 1, 0)  # an uncharged error answer
+    gov.reserve(Purpose.REFRESH, 1)
+    gov.settle(Purpose.REFRESH, 1, None)  # a timeout: it may have been charged
+
+    assert gov.usage()["today"]["by_purpose"] == {"request": 3, "refresh": 1, "convert": 0}
+    assert gov.usage()["minute"]["calls"] == 3
+
+
+def test_a_shorter_verdict_never_shortens_a_longer_one_in_force():
+    clock = FixedClock(NOON)
+    gov = governor(clock)
+    gov.honour(verdict(1011, 90))
+    gov.honour(verdict(1008))  # until the next minute: 30 s
+
+    clock.advance(45)
+    with pytest.raises(BudgetSpent) as refused:
+        gov.reserve(Purpose.REQUEST, 1)
+    assert refused.value.upstream_code == 1011
+
+
+def test_the_conversions_share_leaves_what_refresh_ahead_needs_for_the_hot_symbols():
+    clock = FixedClock(MIDNIGHT)
+    gov = governor(clock, daily_credits=333, calls_per_minute=30, max_age_seconds=300)
+    gov.refresh_interval(50)  # the refresher says 50 symbols are hot
+
+    assert spend(gov, Purpose.CONVERT, 50) == 333 - 34 - 288
+    assert gov.usage()["today"]["refresh_need"] == 288
+
+
+def test_every_governor_on_a_board_knows_how_many_symbols_are_hot():
+    storage = MemoryStorage()
+    refresher = governor(FixedClock(MIDNIGHT), storage=storage, daily_credits=333,
+                         max_age_seconds=300)
+    worker = governor(FixedClock(MIDNIGHT), storage=storage, daily_credits=333,
+                      max_age_seconds=300)
+
+    before = worker.usage()["today"]["convert_cap"]
+    refresher.refresh_interval(50)
+
+    assert (before, worker.usage()["today"]["convert_cap"]) == (166, 333 - 34 - 288)

@@ -11,7 +11,7 @@ import pytest
 from src.domain.errors import ProviderError, ProviderTimeout, ProviderUnavailable, StorageError
 from src.domain.model import Purpose
 from src.domain.refresh import Refresher, RefreshPolicy, refresh_status
-from tests.fakes import FakeQuoteProvider, coin_quote
+from tests.fakes import FakeQuoteProvider, coin_quote, verdict
 from tests.fakes_refresh import FakeCreditGovernor, wait_until
 
 WINDOW = 900
@@ -48,7 +48,7 @@ def test_round_refreshes_the_symbols_requested_within_the_window_only(make_refre
     requested(log, clock, ["C1", "C2"], seconds_ago=10)
     requested(log, clock, ["C3"], seconds_ago=WINDOW + 1)
 
-    done = make_refresher().run_round()
+    done = make_refresher(ride_along_seconds=0).run_round()
 
     assert [set(call[1]) for call in provider.calls] == [{"C1", "C2"}]
     assert {symbol for symbol, _ in repo.rows} == {"C1", "C2"}
@@ -100,7 +100,7 @@ def test_every_call_ends_before_its_own_deadline(make_refresher, log, clock, pro
 def test_a_limit_verdict_is_honoured_for_everyone_and_ends_the_round(make_refresher, log, clock, provider,
                                                                      governor):
     requested(log, clock, SYMBOLS)
-    provider.fail_with = ProviderUnavailable("daily credits spent", retry_after=3600, upstream_code=1009)
+    provider.fail_with = verdict(1009, 3600)
 
     done = make_refresher().run_round()
 
@@ -338,3 +338,92 @@ def test_a_refresher_waiting_for_another_ones_round_does_not_poll_the_database(
     loop_for(make_refresher("waiting"), 1.2)
 
     assert lease.asked - asked <= 3  # one try (two looks), then a wait of 5 s
+
+
+# -- riders, due quotes, the lease kept, a stop between batches ------------------------------------
+
+def test_symbols_requested_within_the_day_ride_along_in_the_last_batch_for_free(
+        make_refresher, log, clock, provider, governor):
+    requested(log, clock, SYMBOLS[:50], seconds_ago=10)
+    requested(log, clock, SYMBOLS[50:120], seconds_ago=WINDOW + 60)  # asked 16 minutes ago
+
+    done = make_refresher().run_round()
+
+    assert len(provider.calls) == 1 and len(provider.calls[0][1]) == 100
+    assert set(provider.calls[0][1]) == set(SYMBOLS[:50]) | set(SYMBOLS[50:100])
+    assert governor.reserved == [(Purpose.REFRESH, 1)]
+    assert (done.symbols, done.refreshed) == (50, 50)
+
+
+def test_a_round_refreshes_only_quotes_due_and_makes_no_call_when_none_is(
+        make_refresher, log, clock, provider, repo):
+    requested(log, clock, ["C1", "C2"])
+    repo.add({"C1": provider.market["C1"]})  # fetched just now, by a request's packed call
+    refresher = make_refresher(max_age_seconds=300)
+
+    refresher.run_round(due_now=True)
+    clock.advance(100)
+    idle = refresher.run_round(due_now=True)
+
+    assert provider.calls[0][1] == ("C2",)
+    assert (idle.calls, idle.refreshed) == (0, 0) and len(provider.calls) == 1
+    clock.advance(51)  # past half the max age: due again
+    refresher.run_round(due_now=True)
+    assert set(provider.calls[1][1]) == {"C1", "C2"}
+
+
+class SlowProvider(FakeQuoteProvider):
+    """A call that takes `seconds` of real time (the lease expires on real time)."""
+
+    def __init__(self, market, seconds):
+        super().__init__(market)
+        self.seconds = seconds
+
+    def fetch_by_symbols(self, symbols, currency, *, deadline=None):
+        time.sleep(self.seconds)
+        return super().fetch_by_symbols(symbols, currency, deadline=deadline)
+
+
+def test_the_lease_is_kept_while_a_batch_takes_longer_than_the_lease(repo, cache, log, clock):
+    from src.domain.clock import SystemClock
+    from tests.fakes_refresh import InMemoryRefreshLease
+
+    real = SystemClock()
+    lease = InMemoryRefreshLease(clock=real)
+    market = {s: coin_quote(s, i + 1, "1.5") for i, s in enumerate(SYMBOLS[:2])}
+    log.record(dict.fromkeys(SYMBOLS[:2], real.now()))
+    policy = RefreshPolicy(window_seconds=WINDOW, interval_seconds=60, call_seconds=0.3,
+                           lease_margin_seconds=0.3)  # a 0.6 s lease; the call takes 1.5 s
+
+    def make(holder):
+        return Refresher(provider=SlowProvider(market, 1.5), repository=repo, cache=cache,
+                         governor=FakeCreditGovernor(), request_log=log, lease=lease, clock=real,
+                         policy=policy, holder=holder)
+
+    first, second = make("first"), make("second")
+    done = []
+    running = threading.Thread(target=lambda: done.append(first.run_round()))
+    running.start()
+    time.sleep(1.0)  # past the lease's 0.6 s: without renewals the second would take it
+    taken = second.run_round(due_now=True)
+    running.join(5)
+
+    assert taken is None
+    assert done[0].calls == 1
+
+
+def test_a_stop_ends_the_round_between_batches(make_refresher, log, clock, provider):
+    requested(log, clock, SYMBOLS)  # 250 symbols: three batches
+    stop = threading.Event()
+    refresher = make_refresher(ride_along_seconds=0)
+    original = provider.fetch_by_symbols
+
+    def fetch_then_stop(*args, **kwargs):
+        stop.set()  # SIGTERM arrives during the first batch
+        return original(*args, **kwargs)
+
+    provider.fetch_by_symbols = fetch_then_stop
+    done = refresher.run_round(stop=stop)
+
+    assert len(provider.calls) == 1
+    assert (done.calls, done.stopped) == (1, "stopping")

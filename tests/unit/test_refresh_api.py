@@ -41,6 +41,7 @@ def test_refresh_once_runs_a_round_over_the_noted_symbols(settings, provider, re
     app.test_client().get("/api/v1/quotes?symbol=BTC,ETH")
     app.extensions["refresh"].demand.flush()
     provider.calls.clear()
+    clock.advance(settings.quote_max_age_seconds / 2)  # the quotes are due for a refresh
 
     result = app.test_cli_runner().invoke(args=["refresh", "--once"])
 

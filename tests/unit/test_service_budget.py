@@ -11,11 +11,12 @@ from decimal import Decimal
 import pytest
 from limits.storage import MemoryStorage
 
-from src.adapters.credit_governor import LimitsCreditGovernor
+from src.adapters.budget_board import LimitsBoard
+from src.adapters.credit_governor import SharedCreditGovernor
 from src.domain.errors import BudgetSpent, InvalidCurrency, ProviderTimeout, ProviderUnavailable
 from src.domain.model import Purpose, Source
 from src.domain.service import QuoteService
-from tests.fakes import T0, FakeQuoteProvider, coin_quote
+from tests.fakes import T0, FakeQuoteProvider, coin_quote, verdict
 
 BTC = coin_quote("BTC", 1, "67250.12")
 ETH = coin_quote("ETH", 1027, "3512.44")
@@ -26,10 +27,10 @@ def provider():
     return FakeQuoteProvider({"BTC": BTC, "ETH": ETH})
 
 
-def make_governor(clock, **options) -> LimitsCreditGovernor:
+def make_governor(clock, **options) -> SharedCreditGovernor:
     options.setdefault("daily_credits", 100)
     options.setdefault("calls_per_minute", 1000)
-    return LimitsCreditGovernor(storage=MemoryStorage(), clock=clock, **options)
+    return SharedCreditGovernor(board=LimitsBoard(MemoryStorage()), clock=clock, **options)
 
 
 def make_service(provider, repo, cache, clock, governor, **kwargs) -> QuoteService:
@@ -109,7 +110,7 @@ def test_a_conversion_beyond_its_share_is_budget_spent(provider, repo, cache, cl
 def test_a_limit_verdict_from_coinmarketcap_stops_further_calls(provider, repo, cache, clock, code):
     governor = make_governor(clock)
     service = make_service(provider, repo, cache, clock, governor)
-    provider.fail_with = ProviderUnavailable("CoinMarketCap rate limit reached", upstream_code=code)
+    provider.fail_with = verdict(code)
     with pytest.raises(ProviderUnavailable):
         service.get_quotes(["BTC"])
     provider.fail_with = None
@@ -128,9 +129,9 @@ class SlowConversions(FakeQuoteProvider):
         super().__init__(*args, **kwargs)
         self.seconds = seconds
 
-    def latest_by_ids(self, coin_ids, currency, *, deadline=None):
+    def fetch_by_ids(self, coin_ids, currency, *, deadline=None):
         time.sleep(self.seconds)
-        return super().latest_by_ids(coin_ids, currency, deadline=deadline)
+        return super().fetch_by_ids(coin_ids, currency, deadline=deadline)
 
 
 def test_identical_conversions_in_flight_at_once_share_one_call(repo, cache, clock):

@@ -9,7 +9,8 @@ import pytest
 from limits.storage import MemoryStorage
 
 from bench.simulate import derived_interval, plan_requests
-from src.adapters.credit_governor import LimitsCreditGovernor
+from src.adapters.budget_board import LimitsBoard
+from src.adapters.credit_governor import SharedCreditGovernor
 from tests.fakes import FixedClock
 
 MIDNIGHT = datetime(2026, 11, 27, tzinfo=UTC)
@@ -18,8 +19,8 @@ MIDNIGHT = datetime(2026, 11, 27, tzinfo=UTC)
 @pytest.mark.parametrize(("credits", "share", "symbols"), [(333, 0.5, 70), (333, 0.1, 50), (333, 0.0, 150),
                                                          (3333, 0.5, 70)])
 def test_the_simulated_interval_is_the_governors_for_a_whole_day(credits, share, symbols):
-    governor = LimitsCreditGovernor(storage=MemoryStorage(), clock=FixedClock(MIDNIGHT), daily_credits=credits,
-                                    calls_per_minute=30, convert_credit_share=share)
+    governor = SharedCreditGovernor(board=LimitsBoard(MemoryStorage()), clock=FixedClock(MIDNIGHT), daily_credits=credits,
+                                    calls_per_minute=30, convert_credit_share=share, max_age_seconds=300)
 
     assert derived_interval(credits, share, symbols) == pytest.approx(governor.refresh_interval(symbols))
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from limits.storage import MemoryStorage
 
-from src.adapters.credit_governor import LimitsCreditGovernor
+from src.adapters.budget_board import LimitsBoard
+from src.adapters.credit_governor import SharedCreditGovernor
 from src.domain.model import Purpose
 from src.entrypoints.settings import Settings
 from tests.conftest import TEST_KEY, make_client
@@ -19,8 +20,8 @@ NGINX_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
 
 @pytest.fixture
 def governor():
-    return LimitsCreditGovernor(storage=MemoryStorage(), clock=FixedClock(), daily_credits=100,
-                                calls_per_minute=30)
+    return SharedCreditGovernor(board=LimitsBoard(MemoryStorage()), clock=FixedClock(), daily_credits=100,
+                                calls_per_minute=30, max_age_seconds=300)
 
 
 @pytest.fixture
@@ -41,7 +42,9 @@ def test_usage_reports_the_plan_credits_by_purpose_refresh_and_freshness(usage_c
     assert body["today"]["credits_left"] == 97
     assert body["today"]["by_purpose"] == {"request": 2, "refresh": 0, "convert": 1}
     assert set(body["refresh"]) >= {"window_seconds", "interval_seconds", "symbols", "last_round_at"}
-    assert body["freshness"] == {"max_age_seconds": 300}
+    # 90 credits beyond the reserve: a round every 960 s at best, not every 300 s.
+    assert body["freshness"] == {"max_age_seconds": 300, "bound_held_seconds": 960,
+                                 "holds_max_age": False}
 
 
 def test_usage_is_documented_in_the_openapi_document(usage_client):

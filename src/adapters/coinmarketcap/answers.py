@@ -17,12 +17,18 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from src.adapters.coinmarketcap.wire import invalid_parameter, parse_time
-from src.domain.errors import ProviderError, ProviderTimeout, ProviderUnavailable
+from src.domain.errors import LimitVerdict, ProviderError, ProviderTimeout, ProviderUnavailable
 
 logger = logging.getLogger(__name__)
 
-RETRYABLE_LIMIT_CODES = frozenset({1008, 1011})  # per-minute and per-IP limits: wait for the window
-QUOTA_CODES = frozenset({1009, 1010})  # daily/monthly credits spent: retrying only burns time
+# CoinMarketCap's limit verdicts, the only place their codes are written: each is a LimitVerdict
+# of its scope, which every process honours (src/domain/spending.py, the credit governor).
+LIMIT_SCOPES = {
+    1008: "minute",  # too many calls this minute: the window resets each minute
+    1011: "minute",  # too many calls from this address
+    1009: "day",  # the day's credits are spent: retrying only burns time
+    1010: "month",  # the month's credits are spent
+}
 CREDENTIAL_CODES = frozenset({1001, 1002, 1003, 1004, 1005, 1006, 1007})
 # A Retry-After above this is capped: a 1009 (daily credits spent) resets within a day at most,
 # and no client should be told to wait longer than that for anything we proxy.
@@ -78,15 +84,18 @@ def classify(http: int, retry_after_header: str | None, content: bytes,
     message = status.get("error_message")
     logger.warning("CoinMarketCap answered HTTP %d, error_code %s: %r", http, code,
                    _shown(str(message) if message is not None else "", redact))
-    if code in RETRYABLE_LIMIT_CODES or (http == 429 and code not in QUOTA_CODES):
+    scope = LIMIT_SCOPES.get(code) if code is not None else None
+    if scope is None and http == 429:
+        scope = "minute"  # a 429 without a known code: a rate limit, by HTTP's own meaning
+    if scope == "minute":
         if retry_after is None and code == 1008:
             retry_after = seconds_to_next_minute(status.get("timestamp"))
         # A limit verdict, not an outage: asking again within the window is refused again and
         # counts against the same minute. The caller's credit governor makes every process
-        # wait for the window instead (contract section 4).
-        raise ProviderUnavailable("CoinMarketCap rate limit reached", retry_after, code)
-    if code in QUOTA_CODES:
-        raise ProviderUnavailable("CoinMarketCap credits are used up", retry_after, code)
+        # wait for the window instead.
+        raise LimitVerdict("CoinMarketCap rate limit reached", scope, retry_after, code)
+    if scope is not None:
+        raise LimitVerdict("CoinMarketCap credits are used up", scope, retry_after, code)
     if code in CREDENTIAL_CODES or http in (401, 402, 403):
         raise ProviderError("CoinMarketCap rejected our credentials or plan", code)
     if http == 400 or code == 400:

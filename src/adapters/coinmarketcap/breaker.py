@@ -9,18 +9,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from src.adapters.metrics import UPSTREAM_SHORT_CIRCUITS
-from src.domain.errors import ProviderError, ProviderUnavailable
+from src.domain.errors import LimitVerdict, ProviderError, ProviderUnavailable
 
 logger = logging.getLogger(__name__)
 
 
 class CircuitOpen(ProviderUnavailable):
     """CoinMarketCap failed repeatedly; calls are refused until the cool-down ends."""
-
-
-# CoinMarketCap's limit verdicts (per minute, per day, per month, per IP): answers from an
-# upstream that works, not failures; the credit governor makes every process honour them.
-_LIMIT_CODES = frozenset({1008, 1009, 1010, 1011})
 
 
 class CircuitBreaker:
@@ -61,7 +56,8 @@ class CircuitBreaker:
             yield
             verdict = True
         except ProviderUnavailable as exc:
-            verdict = exc.upstream_code in _LIMIT_CODES
+            # A limit verdict is an answer from an upstream that works, not a failure.
+            verdict = isinstance(exc, LimitVerdict)
             raise
         except ProviderError:
             verdict = True

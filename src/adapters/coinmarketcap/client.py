@@ -28,14 +28,14 @@ from src.domain.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from src.domain.model import CoinQuote, Quote
+from src.domain.model import CoinQuote, Fetched, Quote
 from src.domain.ports import QuoteProvider
 
 logger = logging.getLogger(__name__)
 
 PRODUCTION_URL = "https://pro-api.coinmarketcap.com"
 SANDBOX_URL = "https://sandbox-api.coinmarketcap.com"
-# Published by CoinMarketCap for its sandbox host only (spec/cmc-api.md §1).
+# Published by CoinMarketCap for its sandbox host only.
 SANDBOX_KEY = "b54bcf4d-1bca-4e8e-9a24-22ff2c3d462c"
 QUOTES_PATH = "/v2/cryptocurrency/quotes/latest"
 
@@ -97,20 +97,21 @@ class CoinMarketCapProvider(QuoteProvider):
     def __repr__(self) -> str:  # never show the session headers (the key) in a repr
         return f"CoinMarketCapProvider(base_url={self.base_url!r})"
 
-    def latest_by_symbols(self, symbols: Sequence[str], currency: str, *,
-                          deadline: Deadline | None = None) -> dict[str, CoinQuote]:
+    def fetch_by_symbols(self, symbols: Sequence[str], currency: str, *,
+                         deadline: Deadline | None = None) -> Fetched[str, CoinQuote]:
         params = {"symbol": ",".join(symbols), "convert": currency, "skip_invalid": "true"}
         try:
             body = self._get(QUOTES_PATH, params, deadline)
         except BadRequest as exc:
-            # With skip_invalid=true CoinMarketCap still answers 400 when *no* symbol is valid.
+            # With skip_invalid=true CoinMarketCap still answers 400 when *no* symbol is valid;
+            # an error answer is never charged.
             if exc.parameter == "symbol":
-                return {}
+                return Fetched(credits=0)
             raise
         return self._read(wire.quotes_by_symbol, body, symbols, currency)
 
-    def latest_by_ids(self, coin_ids: Sequence[int], currency: str, *,
-                      deadline: Deadline | None = None) -> dict[int, Quote]:
+    def fetch_by_ids(self, coin_ids: Sequence[int], currency: str, *,
+                     deadline: Deadline | None = None) -> Fetched[int, Quote]:
         params = {
             "id": ",".join(str(i) for i in coin_ids),
             "convert": currency,
@@ -171,8 +172,7 @@ class CoinMarketCapProvider(QuoteProvider):
             raise
         finally:
             UPSTREAM_CALLS.labels(outcome).inc()
-        credits = body["status"].get("credit_count")
-        if isinstance(credits, int) and not isinstance(credits, bool) and 0 < credits < 10_000:
+        if credits := wire.credit_count(body):
             UPSTREAM_CREDITS.inc(credits)
         return body
 

@@ -11,11 +11,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from src.adapters.codec import MAX_AMOUNT_CHARS
-from src.domain.model import QUOTE_FIGURES, Coin, CoinQuote, Quote
+from src.domain.model import QUOTE_FIGURES, Coin, CoinQuote, Fetched, Quote
 
 logger = logging.getLogger(__name__)
 
-# The documented 400 forms (spec/cmc-api.md §7.3): `Invalid value for "symbol": "XYZ"` and
+# The documented 400 forms (README "Resilience"): `Invalid value for "symbol": "XYZ"` and
 # `Invalid values for "symbol": "XYZ,ABC"`. Only these name a parameter whose *value* is bad.
 _INVALID_VALUE_RE = re.compile(r'Invalid values? for "([A-Za-z_]{1,32})"', re.ASCII)
 
@@ -40,24 +40,40 @@ def invalid_parameter(message: Any) -> str | None:
 
 
 def quotes_by_symbol(body: Mapping[str, Any], symbols: Sequence[str],
-                     currency: str) -> dict[str, CoinQuote]:
-    """The chosen coin of each requested symbol present in `body`, with its quote in `currency`.
+                     currency: str) -> Fetched[str, CoinQuote]:
+    """The chosen coin of each requested symbol present in `body`, with its quote in `currency`;
+    how many coins each symbol returned; what the call was charged.
 
-    A symbol whose coins are all malformed is left out (each coin logged), like one without a
-    price: failing the whole answer would fail every symbol fetched with it, and leave them a
-    failure note that every request for them meets until it expires.
+    A symbol whose coins are all malformed, or have no price in `currency`, is `unreadable`
+    (each malformed coin logged): not unknown (it exists), and failing the whole answer would
+    fail every symbol fetched with it.
     """
     fetched_at = _fetch_time(body["status"].get("timestamp"))
     data = {str(key).upper(): value for key, value in body["data"].items()}
     found: dict[str, CoinQuote] = {}
+    coins: dict[str, int] = {}
+    unreadable: list[str] = []
     for symbol in symbols:
         entry = data.get(symbol)
         if entry is None:
             continue
         candidates, _ = _read_coins(entry, currency)
+        coins[symbol] = sum(1 for _ in _items(entry))
         if candidates:
             found[symbol] = _pick(candidates, fetched_at)
-    return found
+        else:
+            unreadable.append(symbol)
+    return Fetched(found, credit_count(body), coins, tuple(unreadable))
+
+
+def credit_count(body: Mapping[str, Any]) -> int | None:
+    """The credits CoinMarketCap says it charged for the call (`status.credit_count`), or None
+    when it says nothing usable."""
+    status = body.get("status")
+    credits = status.get("credit_count") if isinstance(status, Mapping) else None
+    if isinstance(credits, int) and not isinstance(credits, bool) and 0 <= credits < 10_000:
+        return credits
+    return None
 
 
 def _fetch_time(timestamp: Any) -> datetime:
@@ -71,14 +87,14 @@ def _fetch_time(timestamp: Any) -> datetime:
     return said if said is not None and said <= now + _CLOCK_SKEW else now
 
 
-def quotes_by_id(body: Mapping[str, Any], currency: str) -> dict[int, Quote]:
+def quotes_by_id(body: Mapping[str, Any], currency: str) -> Fetched[int, Quote]:
     """The quote in `currency` of each well-formed coin in `body`, keyed by coin id."""
     converted: dict[int, Quote] = {}
     for entry in body["data"].values():
         candidates, _ = _read_coins(entry, currency)
         for coin, quote in candidates:
             converted[coin.id] = quote
-    return converted
+    return Fetched(converted, credit_count(body), {i: 1 for i in converted})
 
 
 def _read_coins(entry: Any, currency: str) -> tuple[list[tuple[Coin, Quote]], int]:

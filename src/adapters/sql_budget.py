@@ -1,0 +1,110 @@
+"""SqlBoard: the credit governor's board in the deployment's database (`budget_counters`).
+
+Without memcached, every process of one deployment (gunicorn's workers, the refresher) shares
+the database already, so its counters live there: one budget, not one per process. Each
+operation is one statement (an upsert whose conflict clause does the arithmetic), so racing
+processes count exactly; expired rows count as absent and are deleted as counters are made.
+Only provider calls and /usage reach it, never a cache hit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from sqlalchemy import case, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from src.adapters.budget_board import MAX_TTL_SECONDS, Board
+from src.adapters.metrics import DATABASE_ERRORS
+from src.adapters.orm import BudgetCounterRow
+from src.domain.errors import StorageError
+
+_TABLE = BudgetCounterRow.__table__
+_C = _TABLE.c
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+_T = TypeVar("_T")
+
+
+class SqlBoard(Board):
+    """Counters and notes in `budget_counters`, timed by `now` (Unix seconds)."""
+
+    def __init__(self, engine: Engine, now: Callable[[], float] = time.time) -> None:
+        if engine.dialect.name not in _INSERTS:
+            raise StorageError("unsupported database dialect")
+        self.engine = engine
+        self.now = now
+
+    def add(self, key: str, amount: int, ttl: float) -> int:
+        now = self.now()
+        insert = _INSERTS[self.engine.dialect.name](_TABLE).values(
+            name=key, count=amount, expires_at=now + ttl)
+        expired = _C.expires_at < now
+        upsert = insert.on_conflict_do_update(
+            index_elements=[_C.name],
+            set_={"count": case((expired, insert.excluded.count),
+                                else_=_C.count + insert.excluded.count),
+                  "expires_at": case((expired, insert.excluded.expires_at),
+                                     else_=_C.expires_at),
+                  "note": case((expired, None), else_=_C.note)},
+        ).returning(_C.count)
+
+        def work(conn: Connection) -> int:
+            conn.execute(delete(_TABLE).where(_C.expires_at < now - 60, _C.name != key))
+            return int(conn.execute(upsert).scalar_one())
+
+        return self._run(work)
+
+    def give_back(self, key: str, amount: int) -> None:
+        if amount <= 0:
+            return
+        taken = (update(_TABLE).where(_C.name == key, _C.expires_at >= self.now())
+                 .values(count=case((_C.count > amount, _C.count - amount), else_=0)))
+        self._run(lambda conn: conn.execute(taken))
+
+    def raise_to(self, key: str, target: int, ttl: float) -> None:
+        now = self.now()
+        insert = _INSERTS[self.engine.dialect.name](_TABLE).values(
+            name=key, count=target, expires_at=now + ttl)
+        expired = _C.expires_at < now
+        upsert = insert.on_conflict_do_update(
+            index_elements=[_C.name],
+            set_={"count": case((expired, target), (_C.count < target, target),
+                                else_=_C.count),
+                  "expires_at": case((expired, insert.excluded.expires_at),
+                                     else_=_C.expires_at)},
+        )
+        self._run(lambda conn: conn.execute(upsert))
+
+    def counts(self, keys: Sequence[str]) -> list[int]:
+        found = dict(self._live(keys, _C.count))
+        return [int(found.get(key) or 0) for key in keys]
+
+    def notes(self, keys: Sequence[str]) -> list[str | None]:
+        found = dict(self._live(keys, _C.note))
+        return [found.get(key) for key in keys]
+
+    def write_note(self, key: str, value: str, ttl: float) -> None:
+        expires = self.now() + min(max(ttl, 1), MAX_TTL_SECONDS)
+        insert = _INSERTS[self.engine.dialect.name](_TABLE).values(
+            name=key, count=0, note=value, expires_at=expires)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[_C.name],
+            set_={"note": insert.excluded.note, "expires_at": insert.excluded.expires_at})
+        self._run(lambda conn: conn.execute(upsert))
+
+    def _live(self, keys: Sequence[str], column) -> list[tuple[str, object]]:
+        query = select(_C.name, column).where(_C.name.in_(list(keys)),
+                                              _C.expires_at >= self.now())
+        return [tuple(row) for row in self._run(lambda conn: conn.execute(query).all())]
+
+    def _run(self, work: Callable[[Connection], _T]) -> _T:
+        try:
+            with self.engine.begin() as conn:
+                return work(conn)
+        except SQLAlchemyError as exc:
+            DATABASE_ERRORS.labels("write").inc()
+            raise StorageError(f"the credit counters failed ({type(exc).__name__})") from exc
