@@ -188,6 +188,29 @@ def test_a_refresher_killed_mid_round_does_not_stop_the_next_round(fresh):
     assert waited >= LEASE_SECONDS - 5  # the survivor waited for the lease to expire
 
 
+def test_sigterm_inside_a_round_stops_the_refresher_between_batches(fresh):
+    symbols = [f"SYN{i}" for i in range(300, 550)]  # three batches at least
+    for start in range(0, 250, 100):
+        assert fresh.get(",".join(symbols[start:start + 100])).status_code == 200
+    time.sleep(3)  # the workers' buffers flush; the quotes come due
+    fresh.set_latency(2)  # each batch's call takes 2 s
+    before = len(fresh.quote_calls())
+    refresher = fresh.refresher("sigterm")
+    try:
+        assert wait_for(lambda: len(fresh.quote_calls()) > before, 20), "no round started"
+        refresher.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        refresher.wait(30)
+        took = time.monotonic() - signalled
+    finally:
+        fresh.set_latency(0)
+        stop(refresher)
+
+    assert len(fresh.quote_calls()) - before == 1  # the batch under way, no other
+    assert took < 2 + 1.5  # not the 4 s more the other batches take
+    assert "stopped: stopping" in fresh.log("sigterm")
+
+
 def test_history_is_pruned_once_a_day_whichever_refresher_runs(stack):
     first, second = stack.refresher("prune-a"), stack.refresher("prune-b")
     time.sleep(8)

@@ -197,3 +197,23 @@ def test_a_retry_inside_a_call_is_reserved_for_the_calls_own_purpose():
 
     assert seen == [Purpose.CONVERT]
     assert call_purpose() is Purpose.REQUEST  # outside a call
+
+
+def test_the_wired_provider_reserves_each_retry_for_the_purpose_of_the_call_it_retries(
+        requests_mock):
+    # A refresh or conversion retried as a request took the request reserve of the minute.
+    from src.entrypoints.app import build_provider
+    from src.entrypoints.settings import Settings
+    from tests.unit.cmc_support import BASE, KEY, URL
+
+    governor = FakeCreditGovernor()
+    provider = build_provider(Settings(cmc_api_key=KEY, cmc_base_url=BASE), governor)
+    provider.sleep = lambda seconds: None
+    requests_mock.get(URL, [{"status_code": 500, "json": {"status": {"error_code": 500}}},
+                            {"json": {"status": {"error_code": 0, "credit_count": 1},
+                                      "data": {}}}])
+
+    paid_call(governor, Purpose.REFRESH, 1,
+              lambda: provider.fetch_by_symbols(["BTC"], "USD"))
+
+    assert governor.reserved == [(Purpose.REFRESH, 1), (Purpose.REFRESH, 0)]
