@@ -8,10 +8,13 @@ from typing import Any
 import flask
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
+from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, default_exceptions
 
 from src.domain.errors import (
+    InvalidCurrency,
     InvalidRequest,
+    InvalidSymbol,
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
@@ -28,6 +31,21 @@ STATUS_BY_ERROR: dict[type[QuoteError], int] = {
 }
 
 
+# The query parameter a domain error is about, for `errors.query.<parameter>` (as webargs' 422s).
+PARAMETER_BY_ERROR: dict[type[QuoteError], str] = {InvalidCurrency: "convert", InvalidSymbol: "symbol"}
+
+
+class ErrorSchema(Schema):
+    """Every error body (documentation only: handle_http_exception renders it)."""
+
+    code = fields.Integer(required=True, metadata={"description": "The HTTP status code."})
+    status = fields.String(required=True, metadata={"description": "The HTTP status name."})
+    message = fields.String(required=True, metadata={"description": "What went wrong."})
+    errors = fields.Dict(metadata={
+        "description": "Details: `query.<parameter>` (a list of problems) for a bad parameter,"
+        " `unknown_symbols`, or CoinMarketCap's numeric `upstream_error_code`."})
+
+
 def status_for(error: QuoteError) -> int:
     """The status of `error`: its nearest class in the table (a subclass inherits)."""
     for cls in type(error).__mro__:
@@ -38,7 +56,22 @@ def status_for(error: QuoteError) -> int:
 
 class CoinquoteApi(Api):
     """flask-smorest's Api, with a `message` in every error body and a `servers` entry that
-    follows the proxy's path prefix (so "Try it out" works behind nginx under a prefix)."""
+    follows the proxy's path prefix (so "Try it out" works behind nginx under a prefix).
+
+    The document is shaped for generated clients: `Error` requires its fields, a nullable
+    nested schema keeps its type, and nothing unused (no pagination) is in it.
+    """
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def init_app(self, app: Any, *, spec_kwargs: Any = None) -> None:
+        super().init_app(app, spec_kwargs=spec_kwargs)
+        self.ma_plugin.converter.add_attribute_function(nullable_reference)
+
+    def _register_pagination_header(self) -> None:
+        # flask-smorest's private hook (version pinned in setup.cfg): the X-Pagination header
+        # would put an unused PaginationMetadata schema into the document. Nothing is paginated.
+        pass
 
     def _register_responses(self) -> None:
         super()._register_responses()
@@ -69,6 +102,24 @@ class CoinquoteApi(Api):
             data["headers"] = {**data.get("headers", {}), "Allow": ", ".join(error.valid_methods)}
         error.data = data
         return super().handle_http_exception(error)
+
+
+def nullable_reference(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> dict:
+    """apispec attribute function: a nullable Nested field as `allOf: [$ref]` + `nullable`.
+
+    apispec writes OpenAPI 3.0's nullable reference as `anyOf: [{type: object, nullable:
+    true}, $ref]`, whose first branch accepts any object: clients then type it as a loose dict
+    and response validation never checks its contents. Runs after apispec's own functions and
+    replaces that `anyOf` in the property being built.
+    """
+    branches = ret.get("anyOf")
+    if not (getattr(field, "allow_none", False) and isinstance(branches, list)):
+        return {}
+    refs = [branch for branch in branches if "$ref" in branch]
+    if len(refs) != 1 or len(branches) != 2 or {"type": "object", "nullable": True} not in branches:
+        return {}
+    del ret["anyOf"]
+    return {"allOf": refs, "nullable": True}
 
 
 def _summarise(messages: Any) -> str:
@@ -104,6 +155,10 @@ def register_error_handlers(app: Any, api: CoinquoteApi) -> None:
         data: dict[str, Any] = {"message": str(error)}
         if isinstance(error, UnknownSymbols):
             data["errors"] = {"unknown_symbols": list(error.symbols)}
+        parameter = next((PARAMETER_BY_ERROR[cls] for cls in type(error).__mro__
+                          if cls in PARAMETER_BY_ERROR), None)
+        if parameter is not None:  # like every other 422: errors.query.<parameter>
+            data["errors"] = {"query": {parameter: [str(error)]}}
         upstream_code = getattr(error, "upstream_code", None)
         if isinstance(upstream_code, int) and not isinstance(upstream_code, bool):
             # CoinMarketCap's numeric code only: its text may hold anything and stays in the log.

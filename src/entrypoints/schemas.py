@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
 from webargs.fields import DelimitedList
 from werkzeug.datastructures import MultiDict
 
@@ -33,22 +33,64 @@ class SymbolList(DelimitedList):
 
     The domain's parse_symbols does all the checking, so every rule and message lives in one
     place; the inner field and the Length validator only describe those rules in the document.
+    Sent repeated (`symbol=BTC&symbol=ETH,SOL`), the values are one list, in order
+    (see OneValueEach).
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    merges_repeats = True
+
+    def __init__(self, max_symbols: int = MAX_SYMBOLS_PER_REQUEST, **kwargs: Any) -> None:
         super().__init__(
             _symbol_field(example="BTC"),
-            validate=validate.Length(min=1, max=MAX_SYMBOLS_PER_REQUEST),
+            validate=validate.Length(min=1, max=max_symbols),
             **kwargs,
         )
+        self.max_symbols = max_symbols
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[str, ...]:
         if not isinstance(value, str):
             raise ValidationError("symbol must be a comma-separated string, e.g. BTC,ETH")
         try:
-            return parse_symbols(value)
+            symbols = parse_symbols(value)
         except InvalidRequest as exc:
             raise ValidationError(str(exc)) from None
+        if len(symbols) > self.max_symbols:
+            raise ValidationError(f"at most {self.max_symbols} symbols per request")
+        return symbols
+
+
+REPEATED_SYMBOL_HELP = (
+    " Repeating the parameter (`symbol=BTC&symbol=ETH`, as generated clients send a list) means"
+    " the same as a comma list: the values are merged, in order. Any other parameter sent twice"
+    " is a 422 naming it."
+)
+
+
+class OneValueEach(Schema):
+    """Query arguments in which no parameter sent twice is silently cut to its first value.
+
+    A list parameter (`merges_repeats`) sent several times is the comma-joined list of its
+    values, in order; any other declared parameter sent twice is a 422 naming it.
+    """
+
+    @pre_load
+    def merge_or_refuse_repeats(self, data: Any, **kwargs: Any) -> Any:
+        raw = getattr(data, "data", None)  # webargs' MultiDictProxy over request.args
+        if not isinstance(raw, MultiDict):
+            return data
+        loaded: dict[str, Any] = {}
+        refused: dict[str, list[str]] = {}
+        for name, values in raw.lists():
+            field = self.fields.get(name)
+            if len(values) == 1 or field is None:
+                loaded[name] = values[0]  # an undeclared parameter is ignored anyway
+            elif getattr(field, "merges_repeats", False):
+                loaded[name] = ",".join(values)
+            else:
+                refused[name] = [f"{name} was sent {len(values)} times; send it once"]
+        if refused:
+            raise ValidationError(refused)
+        return loaded
 
 
 class Currency(fields.String):
@@ -79,7 +121,7 @@ def _amount(description: str, example: float | int | None = None) -> fields.Deci
     return fields.Decimal(allow_none=True, metadata=metadata)
 
 
-class QuoteQueryArgsSchema(Schema):
+class QuoteQueryArgsSchema(OneValueEach):
     """Query arguments of GET /api/v1/quotes.
 
     Loading is a pure function of the raw query arguments, and the same few queries make most
@@ -115,7 +157,7 @@ class QuoteQueryArgsSchema(Schema):
             "description": (
                 "One or more comma-separated cryptocurrency symbols, case-insensitive; duplicates"
                 f" collapse. At most {MAX_SYMBOLS_PER_REQUEST} symbols of 1 to"
-                f" {MAX_SYMBOL_LENGTH} letters or digits."
+                f" {MAX_SYMBOL_LENGTH} letters or digits." + REPEATED_SYMBOL_HELP
             ),
             "example": ["BTC", "ETH"],
         },
@@ -236,4 +278,7 @@ class HealthSchema(Schema):
     """Liveness or readiness, with each component's state."""
 
     status = fields.String(required=True, metadata={"description": "`ok`, or `failing: ` and the failing components.", "example": "ok"})
-    checks = fields.Dict(keys=fields.String(), values=fields.String(), metadata={"example": {"database": "ok", "cache": "ok"}})
+    checks = fields.Dict(required=True, keys=fields.String(), values=fields.String(),
+                         metadata={"description": "Each component checked and its state (none"
+                                   " for liveness).",
+                                   "example": {"database": "ok", "cache": "ok"}})
