@@ -32,7 +32,10 @@ STATUS_BY_ERROR: dict[type[QuoteError], int] = {
 
 
 # The query parameter a domain error is about, for `errors.query.<parameter>` (as webargs' 422s).
-PARAMETER_BY_ERROR: dict[type[QuoteError], str] = {InvalidCurrency: "convert", InvalidSymbol: "symbol"}
+PARAMETER_BY_ERROR: dict[type[QuoteError], str] = {
+    InvalidCurrency: "convert",
+    InvalidSymbol: "symbol",
+}
 
 
 class ErrorSchema(Schema):
@@ -125,11 +128,12 @@ def nullable_reference(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any
 def _summarise(messages: Any) -> str:
     """`{"query": {"symbol": ["..."]}}` -> `Invalid query parameter symbol: ...`."""
     parts = []
-    for location, fields in (messages or {}).items():
-        if not isinstance(fields, dict):
+    for location, by_name in (messages or {}).items():
+        if not isinstance(by_name, dict):
             continue
-        for name, problems in fields.items():
-            text = "; ".join(str(p) for p in problems) if isinstance(problems, list) else str(problems)
+        for name, problems in by_name.items():
+            text = ("; ".join(str(p) for p in problems) if isinstance(problems, list)
+                    else str(problems))
             parts.append(f"{location} parameter {name!r}: {text}")
     return ("Invalid " + ", ".join(parts)) if parts else "Invalid request"
 

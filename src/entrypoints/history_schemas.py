@@ -90,7 +90,8 @@ class HistoryQueryArgsSchema(OneValueEach):
                   "example": "2026-11-25T03:00:00Z", "pattern": TIME_PATTERN},
     )
     time_end = HistoryTime(
-        metadata={"description": "No point returned is after this time (default: now)." + _TIME_HELP,
+        metadata={"description": "No point returned is after this time (default: now)."
+                                 + _TIME_HELP,
                   "example": "2026-11-26T03:00:00Z", "pattern": TIME_PATTERN},
     )
     interval = fields.String(
@@ -108,7 +109,8 @@ class HistoryQueryArgsSchema(OneValueEach):
     count = HistoryCount(
         load_default=DEFAULT_COUNT,
         validate=validate.Range(min=1, max=MAX_COUNT),
-        metadata={"description": f"At most this many points per coin, the newest kept (1 to {MAX_COUNT}).",
+        metadata={"description": "At most this many points per coin, the newest kept"
+                                 f" (1 to {MAX_COUNT}).",
                   "example": 24},
     )
     @validates_schema(pass_original=True)
@@ -140,26 +142,33 @@ class HistoryPointSchema(Schema):
 
     timestamp = Timestamp(
         required=True,
-        metadata={"description": "When coinquote fetched this quote.", "example": "2026-11-26T03:00:00.000Z"},
+        metadata={"description": "When coinquote fetched this quote.",
+                  "example": "2026-11-26T03:00:00.000Z"},
     )
-    quote = fields.Dict(required=True, keys=fields.String(), values=fields.Nested(HistoryQuoteSchema),
+    quote = fields.Dict(required=True, keys=fields.String(),
+                        values=fields.Nested(HistoryQuoteSchema),
                         metadata={"description": "The quote keyed by the base currency."})
 
 
 class CoinHistorySchema(Schema):
     """One coin and its points, oldest first."""
 
-    id = fields.Integer(required=True, metadata={"description": "Permanent CoinMarketCap id.", "example": 1})
+    id = fields.Integer(required=True,
+                        metadata={"description": "Permanent CoinMarketCap id.", "example": 1})
     name = fields.String(required=True, metadata={"example": "Bitcoin"})
-    symbol = fields.String(required=True, metadata={"description": "The coin's own symbol.", "example": "BTC"})
+    symbol = fields.String(required=True,
+                           metadata={"description": "The coin's own symbol.", "example": "BTC"})
     quotes = fields.List(fields.Nested(HistoryPointSchema), required=True,
-                         metadata={"description": "Points, oldest first; empty when none is in the range."})
+                         metadata={"description": "Points, oldest first; empty when none is in"
+                                                  " the range."})
 
 
 class HistoryResponseSchema(Schema):
     """The answer of GET /api/v1/quotes/history."""
 
     data = fields.Dict(required=True, keys=fields.String(), values=fields.Nested(CoinHistorySchema),
-                       metadata={"description": "Coins keyed by requested symbol (upper-case), in request order."})
+                       metadata={"description": "Coins keyed by requested symbol (upper-case),"
+                                                " in request order."})
     unknown_symbols = fields.List(fields.String(), required=True,
-                                  metadata={"description": "Requested symbols never stored.", "example": []})
+                                  metadata={"description": "Requested symbols never stored.",
+                                            "example": []})

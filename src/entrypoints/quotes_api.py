@@ -98,7 +98,8 @@ def head_never_converts() -> None:
 @blp.route("/quotes")
 class Quotes(MethodView):
     @blp.doc(operationId="get_quotes")
-    @blp.arguments(QuoteQueryArgsSchema(), location="query", as_kwargs=True)  # one instance, not one per request
+    # One schema instance for every request, not one per request.
+    @blp.arguments(QuoteQueryArgsSchema(), location="query", as_kwargs=True)
     @blp.response(200, QuotesResponseSchema, description="Quotes of the coins that exist.",
                   example=QUOTES_EXAMPLE, headers=CACHE_HEADERS)
     @documentation_only

@@ -47,7 +47,8 @@ class SymbolList(DelimitedList):
         )
         self.max_symbols = max_symbols
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[str, ...]:
+    def _deserialize(self, value: Any, attr: str | None, data: Any,
+                     **kwargs: Any) -> tuple[str, ...]:
         if not isinstance(value, str):
             raise ValidationError("symbol must be a comma-separated string, e.g. BTC,ETH")
         try:
@@ -179,7 +180,8 @@ class QuoteQueryArgsSchema(OneValueEach):
 class MarketQuoteSchema(Schema):
     """A coin's market figures in one currency."""
 
-    price = fields.Decimal(required=True, metadata={"description": "Price of one coin in this currency.", "example": 67250.12})
+    price = fields.Decimal(required=True, metadata={
+        "description": "Price of one coin in this currency.", "example": 67250.12})
     volume_24h = _amount("Rolling 24 h adjusted trading volume.", 28514220110.4)
     volume_change_24h = _amount("24 h change of the volume, in percent.", -3.12)
     market_cap = _amount("Market capitalisation.", 1325670882255.16)
@@ -193,19 +195,23 @@ class MarketQuoteSchema(Schema):
     percent_change_90d = _amount("Price change over 90 days, in percent.", 18.9)
     last_updated = Timestamp(
         required=True,
-        metadata={"description": "When this currency's rate was taken.", "example": "2026-11-26T03:29:00.000Z"},
+        metadata={"description": "When this currency's rate was taken.",
+                  "example": "2026-11-26T03:29:00.000Z"},
     )
 
 
 class CoinQuoteSchema(Schema):
     """One coin: its metadata and its quote in the base currency (and the convert currency)."""
 
-    id = fields.Integer(required=True, metadata={"description": "Permanent CoinMarketCap id.", "example": 1})
+    id = fields.Integer(required=True,
+                        metadata={"description": "Permanent CoinMarketCap id.", "example": 1})
     name = fields.String(required=True, metadata={"example": "Bitcoin"})
-    symbol = fields.String(required=True, metadata={"description": "The coin's own symbol.", "example": "BTC"})
+    symbol = fields.String(required=True,
+                           metadata={"description": "The coin's own symbol.", "example": "BTC"})
     slug = fields.String(required=True, metadata={"example": "bitcoin"})
     cmc_rank = fields.Integer(allow_none=True, metadata={"example": 1})
-    is_active = fields.Boolean(required=True, metadata={"description": "Whether the coin has an active market.", "example": True})
+    is_active = fields.Boolean(required=True, metadata={
+        "description": "Whether the coin has an active market.", "example": True})
     num_market_pairs = fields.Integer(allow_none=True, metadata={"example": 11842})
     circulating_supply = _amount("Coins in circulation.", 19712543)
     total_supply = _amount("Coins in existence.", 19712543)
@@ -213,7 +219,8 @@ class CoinQuoteSchema(Schema):
     date_added = Timestamp(allow_none=True, metadata={"example": "2010-07-13T00:00:00.000Z"})
     last_updated = Timestamp(
         allow_none=True,
-        metadata={"description": "Time of the coin's last market data update.", "example": "2026-11-26T03:29:00.000Z"},
+        metadata={"description": "Time of the coin's last market data update.",
+                  "example": "2026-11-26T03:29:00.000Z"},
     )
     source = fields.String(
         required=True,
@@ -277,7 +284,8 @@ class QuotesResponseSchema(Schema):
 class HealthSchema(Schema):
     """Liveness or readiness, with each component's state."""
 
-    status = fields.String(required=True, metadata={"description": "`ok`, or `failing: ` and the failing components.", "example": "ok"})
+    status = fields.String(required=True, metadata={
+        "description": "`ok`, or `failing: ` and the failing components.", "example": "ok"})
     checks = fields.Dict(required=True, keys=fields.String(), values=fields.String(),
                          metadata={"description": "Each component checked and its state (none"
                                    " for liveness).",

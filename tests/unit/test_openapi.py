@@ -104,7 +104,8 @@ def test_the_interval_enum_names_its_members(spec):
 
 
 def test_a_coins_quotes_are_typed_market_quotes_that_may_be_null(spec):
-    values = spec["components"]["schemas"]["CoinQuote"]["properties"]["quote"]["additionalProperties"]
+    quote = spec["components"]["schemas"]["CoinQuote"]["properties"]["quote"]
+    values = quote["additionalProperties"]
 
     assert values == {"allOf": [{"$ref": "#/components/schemas/MarketQuote"}], "nullable": True}
 
