@@ -21,6 +21,7 @@ from src.domain.errors import (
     QuoteError,
     UnknownSymbols,
 )
+from src.entrypoints.openapi_fields import nullable_reference
 
 STATUS_BY_ERROR: dict[type[QuoteError], int] = {
     InvalidRequest: 422,
@@ -105,24 +106,6 @@ class CoinquoteApi(Api):
             data["headers"] = {**data.get("headers", {}), "Allow": ", ".join(error.valid_methods)}
         error.data = data
         return super().handle_http_exception(error)
-
-
-def nullable_reference(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> dict:
-    """apispec attribute function: a nullable Nested field as `allOf: [$ref]` + `nullable`.
-
-    apispec writes OpenAPI 3.0's nullable reference as `anyOf: [{type: object, nullable:
-    true}, $ref]`, whose first branch accepts any object: clients then type it as a loose dict
-    and response validation never checks its contents. Runs after apispec's own functions and
-    replaces that `anyOf` in the property being built.
-    """
-    branches = ret.get("anyOf")
-    if not (getattr(field, "allow_none", False) and isinstance(branches, list)):
-        return {}
-    refs = [branch for branch in branches if "$ref" in branch]
-    if len(refs) != 1 or len(branches) != 2 or {"type": "object", "nullable": True} not in branches:
-        return {}
-    del ret["anyOf"]
-    return {"allOf": refs, "nullable": True}
 
 
 def _summarise(messages: Any) -> str:
