@@ -8,16 +8,20 @@ from typing import Any
 import flask
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
+from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, default_exceptions
 
 from src.domain.errors import (
+    InvalidCurrency,
     InvalidRequest,
+    InvalidSymbol,
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
     QuoteError,
     UnknownSymbols,
 )
+from src.entrypoints.openapi_fields import nullable_reference
 
 STATUS_BY_ERROR: dict[type[QuoteError], int] = {
     InvalidRequest: 422,
@@ -26,6 +30,24 @@ STATUS_BY_ERROR: dict[type[QuoteError], int] = {
     ProviderUnavailable: 503,
     ProviderTimeout: 504,
 }
+
+
+# The query parameter a domain error is about, for `errors.query.<parameter>` (as webargs' 422s).
+PARAMETER_BY_ERROR: dict[type[QuoteError], str] = {
+    InvalidCurrency: "convert",
+    InvalidSymbol: "symbol",
+}
+
+
+class ErrorSchema(Schema):
+    """Every error body (documentation only: handle_http_exception renders it)."""
+
+    code = fields.Integer(required=True, metadata={"description": "The HTTP status code."})
+    status = fields.String(required=True, metadata={"description": "The HTTP status name."})
+    message = fields.String(required=True, metadata={"description": "What went wrong."})
+    errors = fields.Dict(metadata={
+        "description": "Details: `query.<parameter>` (a list of problems) for a bad parameter,"
+        " `unknown_symbols`, or CoinMarketCap's numeric `upstream_error_code`."})
 
 
 def status_for(error: QuoteError) -> int:
@@ -38,7 +60,22 @@ def status_for(error: QuoteError) -> int:
 
 class CoinquoteApi(Api):
     """flask-smorest's Api, with a `message` in every error body and a `servers` entry that
-    follows the proxy's path prefix (so "Try it out" works behind nginx under a prefix)."""
+    follows the proxy's path prefix (so "Try it out" works behind nginx under a prefix).
+
+    The document is shaped for generated clients: `Error` requires its fields, a nullable
+    nested schema keeps its type, and nothing unused (no pagination) is in it.
+    """
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def init_app(self, app: Any, *, spec_kwargs: Any = None) -> None:
+        super().init_app(app, spec_kwargs=spec_kwargs)
+        self.ma_plugin.converter.add_attribute_function(nullable_reference)
+
+    def _register_pagination_header(self) -> None:
+        # flask-smorest's private hook (version pinned in setup.cfg): the X-Pagination header
+        # would put an unused PaginationMetadata schema into the document. Nothing is paginated.
+        pass
 
     def _register_responses(self) -> None:
         super()._register_responses()
@@ -74,11 +111,12 @@ class CoinquoteApi(Api):
 def _summarise(messages: Any) -> str:
     """`{"query": {"symbol": ["..."]}}` -> `Invalid query parameter symbol: ...`."""
     parts = []
-    for location, fields in (messages or {}).items():
-        if not isinstance(fields, dict):
+    for location, by_name in (messages or {}).items():
+        if not isinstance(by_name, dict):
             continue
-        for name, problems in fields.items():
-            text = "; ".join(str(p) for p in problems) if isinstance(problems, list) else str(problems)
+        for name, problems in by_name.items():
+            text = ("; ".join(str(p) for p in problems) if isinstance(problems, list)
+                    else str(problems))
             parts.append(f"{location} parameter {name!r}: {text}")
     return ("Invalid " + ", ".join(parts)) if parts else "Invalid request"
 
@@ -104,6 +142,10 @@ def register_error_handlers(app: Any, api: CoinquoteApi) -> None:
         data: dict[str, Any] = {"message": str(error)}
         if isinstance(error, UnknownSymbols):
             data["errors"] = {"unknown_symbols": list(error.symbols)}
+        parameter = next((PARAMETER_BY_ERROR[cls] for cls in type(error).__mro__
+                          if cls in PARAMETER_BY_ERROR), None)
+        if parameter is not None:  # like every other 422: errors.query.<parameter>
+            data["errors"] = {"query": {parameter: [str(error)]}}
         upstream_code = getattr(error, "upstream_code", None)
         if isinstance(upstream_code, int) and not isinstance(upstream_code, bool):
             # CoinMarketCap's numeric code only: its text may hold anything and stays in the log.

@@ -16,6 +16,7 @@ blp = Blueprint("health", __name__, description="Probes for load balancers and o
 
 @blp.route("/healthz")
 class Health(MethodView):
+    @blp.doc(operationId="get_liveness")
     @blp.response(200, HealthSchema, description="The process is up.",
                   example={"status": "ok", "checks": {}})
     def get(self) -> dict[str, Any]:
@@ -25,6 +26,7 @@ class Health(MethodView):
 
 @blp.route("/readyz")
 class Ready(MethodView):
+    @blp.doc(operationId="get_readiness")
     @blp.response(200, HealthSchema, description="The database and the cache answer.",
                   example={"status": "ok", "checks": {"database": "ok", "cache": "ok"}})
     @blp.alt_response(

@@ -10,9 +10,9 @@ from typing import Any
 from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from flask_smorest.error_handler import ErrorSchema
 
 from src.domain.history import HistoryAnswer, HistoryPoint
+from src.entrypoints.errors import ErrorSchema
 from src.entrypoints.history_schemas import HistoryQueryArgsSchema, HistoryResponseSchema
 
 blp = Blueprint(
@@ -51,6 +51,7 @@ def _error_example(code: int, status: str, message: str, **extra: Any) -> dict[s
 
 @blp.route("/quotes/history")
 class QuoteHistory(MethodView):
+    @blp.doc(operationId="get_quote_history")
     @blp.arguments(HistoryQueryArgsSchema(), location="query", as_kwargs=True)
     @blp.response(200, HistoryResponseSchema, description="The history of each coin ever stored.",
                   example=HISTORY_EXAMPLE)

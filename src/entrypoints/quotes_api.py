@@ -9,8 +9,9 @@ from typing import Any
 from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from flask_smorest.error_handler import ErrorSchema
+from werkzeug.exceptions import MethodNotAllowed
 
+from src.entrypoints.errors import ErrorSchema
 from src.entrypoints.http_caching import CACHE_HEADERS, quotes_response
 from src.entrypoints.observability import observe_answer
 from src.entrypoints.refresh_ahead import note_requested
@@ -80,9 +81,25 @@ def documentation_only(wrapper: Callable) -> Callable:
     return view
 
 
+HEAD_WITH_CONVERT = (
+    "HEAD with convert is not answered: each conversion is a live CoinMarketCap call that costs"
+    " a credit. Probe with HEAD without convert (served from the cache), or use GET."
+)
+
+
+@blp.before_request
+def head_never_converts() -> None:
+    """HEAD with `convert` is a 405 naming GET, before any work: a monitor probing with HEAD
+    must not spend a credit a request (HEAD without `convert` is answered like GET)."""
+    if request.method == "HEAD" and "convert" in request.args:
+        raise MethodNotAllowed(valid_methods=["GET"], description=HEAD_WITH_CONVERT)
+
+
 @blp.route("/quotes")
 class Quotes(MethodView):
-    @blp.arguments(QuoteQueryArgsSchema(), location="query", as_kwargs=True)  # one instance, not one per request
+    @blp.doc(operationId="get_quotes")
+    # One schema instance for every request, not one per request.
+    @blp.arguments(QuoteQueryArgsSchema(), location="query", as_kwargs=True)
     @blp.response(200, QuotesResponseSchema, description="Quotes of the coins that exist.",
                   example=QUOTES_EXAMPLE, headers=CACHE_HEADERS)
     @documentation_only
@@ -147,6 +164,9 @@ class Quotes(MethodView):
         Returns each coin's metadata and market quote in the base currency (USD by default),
         and in the `convert` currency when one is given. `source` tells, per coin, whether the
         base quote came from the cache, the database or CoinMarketCap.
+
+        HEAD is answered like GET without the body, except with `convert`: that is a 405
+        (`Allow: GET`), since each conversion costs a CoinMarketCap credit.
         ---
         Views stay thin: parse (done by the schema), ask the service, render. The body is
         assembled by QuoteRenderer from fragments the response schema produced.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
 from webargs.fields import DelimitedList
 from werkzeug.datastructures import MultiDict
 
@@ -33,22 +33,65 @@ class SymbolList(DelimitedList):
 
     The domain's parse_symbols does all the checking, so every rule and message lives in one
     place; the inner field and the Length validator only describe those rules in the document.
+    Sent repeated (`symbol=BTC&symbol=ETH,SOL`), the values are one list, in order
+    (see OneValueEach).
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    merges_repeats = True
+
+    def __init__(self, max_symbols: int = MAX_SYMBOLS_PER_REQUEST, **kwargs: Any) -> None:
         super().__init__(
             _symbol_field(example="BTC"),
-            validate=validate.Length(min=1, max=MAX_SYMBOLS_PER_REQUEST),
+            validate=validate.Length(min=1, max=max_symbols),
             **kwargs,
         )
+        self.max_symbols = max_symbols
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[str, ...]:
+    def _deserialize(self, value: Any, attr: str | None, data: Any,
+                     **kwargs: Any) -> tuple[str, ...]:
         if not isinstance(value, str):
             raise ValidationError("symbol must be a comma-separated string, e.g. BTC,ETH")
         try:
-            return parse_symbols(value)
+            symbols = parse_symbols(value)
         except InvalidRequest as exc:
             raise ValidationError(str(exc)) from None
+        if len(symbols) > self.max_symbols:
+            raise ValidationError(f"at most {self.max_symbols} symbols per request")
+        return symbols
+
+
+REPEATED_SYMBOL_HELP = (
+    " Repeating the parameter (`symbol=BTC&symbol=ETH`, as generated clients send a list) means"
+    " the same as a comma list: the values are merged, in order. Any other parameter sent twice"
+    " is a 422 naming it."
+)
+
+
+class OneValueEach(Schema):
+    """Query arguments in which no parameter sent twice is silently cut to its first value.
+
+    A list parameter (`merges_repeats`) sent several times is the comma-joined list of its
+    values, in order; any other declared parameter sent twice is a 422 naming it.
+    """
+
+    @pre_load
+    def merge_or_refuse_repeats(self, data: Any, **kwargs: Any) -> Any:
+        raw = getattr(data, "data", None)  # webargs' MultiDictProxy over request.args
+        if not isinstance(raw, MultiDict):
+            return data
+        loaded: dict[str, Any] = {}
+        refused: dict[str, list[str]] = {}
+        for name, values in raw.lists():
+            field = self.fields.get(name)
+            if len(values) == 1 or field is None:
+                loaded[name] = values[0]  # an undeclared parameter is ignored anyway
+            elif getattr(field, "merges_repeats", False):
+                loaded[name] = ",".join(values)
+            else:
+                refused[name] = [f"{name} was sent {len(values)} times; send it once"]
+        if refused:
+            raise ValidationError(refused)
+        return loaded
 
 
 class Currency(fields.String):
@@ -79,7 +122,7 @@ def _amount(description: str, example: float | int | None = None) -> fields.Deci
     return fields.Decimal(allow_none=True, metadata=metadata)
 
 
-class QuoteQueryArgsSchema(Schema):
+class QuoteQueryArgsSchema(OneValueEach):
     """Query arguments of GET /api/v1/quotes.
 
     Loading is a pure function of the raw query arguments, and the same few queries make most
@@ -115,7 +158,7 @@ class QuoteQueryArgsSchema(Schema):
             "description": (
                 "One or more comma-separated cryptocurrency symbols, case-insensitive; duplicates"
                 f" collapse. At most {MAX_SYMBOLS_PER_REQUEST} symbols of 1 to"
-                f" {MAX_SYMBOL_LENGTH} letters or digits."
+                f" {MAX_SYMBOL_LENGTH} letters or digits." + REPEATED_SYMBOL_HELP
             ),
             "example": ["BTC", "ETH"],
         },
@@ -137,7 +180,8 @@ class QuoteQueryArgsSchema(Schema):
 class MarketQuoteSchema(Schema):
     """A coin's market figures in one currency."""
 
-    price = fields.Decimal(required=True, metadata={"description": "Price of one coin in this currency.", "example": 67250.12})
+    price = fields.Decimal(required=True, metadata={
+        "description": "Price of one coin in this currency.", "example": 67250.12})
     volume_24h = _amount("Rolling 24 h adjusted trading volume.", 28514220110.4)
     volume_change_24h = _amount("24 h change of the volume, in percent.", -3.12)
     market_cap = _amount("Market capitalisation.", 1325670882255.16)
@@ -151,19 +195,23 @@ class MarketQuoteSchema(Schema):
     percent_change_90d = _amount("Price change over 90 days, in percent.", 18.9)
     last_updated = Timestamp(
         required=True,
-        metadata={"description": "When this currency's rate was taken.", "example": "2026-11-26T03:29:00.000Z"},
+        metadata={"description": "When this currency's rate was taken.",
+                  "example": "2026-11-26T03:29:00.000Z"},
     )
 
 
 class CoinQuoteSchema(Schema):
     """One coin: its metadata and its quote in the base currency (and the convert currency)."""
 
-    id = fields.Integer(required=True, metadata={"description": "Permanent CoinMarketCap id.", "example": 1})
+    id = fields.Integer(required=True,
+                        metadata={"description": "Permanent CoinMarketCap id.", "example": 1})
     name = fields.String(required=True, metadata={"example": "Bitcoin"})
-    symbol = fields.String(required=True, metadata={"description": "The coin's own symbol.", "example": "BTC"})
+    symbol = fields.String(required=True,
+                           metadata={"description": "The coin's own symbol.", "example": "BTC"})
     slug = fields.String(required=True, metadata={"example": "bitcoin"})
     cmc_rank = fields.Integer(allow_none=True, metadata={"example": 1})
-    is_active = fields.Boolean(required=True, metadata={"description": "Whether the coin has an active market.", "example": True})
+    is_active = fields.Boolean(required=True, metadata={
+        "description": "Whether the coin has an active market.", "example": True})
     num_market_pairs = fields.Integer(allow_none=True, metadata={"example": 11842})
     circulating_supply = _amount("Coins in circulation.", 19712543)
     total_supply = _amount("Coins in existence.", 19712543)
@@ -171,7 +219,8 @@ class CoinQuoteSchema(Schema):
     date_added = Timestamp(allow_none=True, metadata={"example": "2010-07-13T00:00:00.000Z"})
     last_updated = Timestamp(
         allow_none=True,
-        metadata={"description": "Time of the coin's last market data update.", "example": "2026-11-26T03:29:00.000Z"},
+        metadata={"description": "Time of the coin's last market data update.",
+                  "example": "2026-11-26T03:29:00.000Z"},
     )
     source = fields.String(
         required=True,
@@ -235,5 +284,9 @@ class QuotesResponseSchema(Schema):
 class HealthSchema(Schema):
     """Liveness or readiness, with each component's state."""
 
-    status = fields.String(required=True, metadata={"description": "`ok`, or `failing: ` and the failing components.", "example": "ok"})
-    checks = fields.Dict(keys=fields.String(), values=fields.String(), metadata={"example": {"database": "ok", "cache": "ok"}})
+    status = fields.String(required=True, metadata={
+        "description": "`ok`, or `failing: ` and the failing components.", "example": "ok"})
+    checks = fields.Dict(required=True, keys=fields.String(), values=fields.String(),
+                         metadata={"description": "Each component checked and its state (none"
+                                   " for liveness).",
+                                   "example": {"database": "ok", "cache": "ok"}})

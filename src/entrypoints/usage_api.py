@@ -42,6 +42,7 @@ def usage_report() -> dict[str, Any]:
 
 @blp.route("/usage")
 class Usage(MethodView):
+    @blp.doc(operationId="get_usage")
     @blp.response(200, UsageSchema, example=EXAMPLE,
                   description="The plan, today's credits by purpose, the refresher.")
     def get(self) -> dict[str, Any]:
