@@ -83,9 +83,13 @@ class Tally:
     hot_base_requests: int = 0
     hot_base_waited: int = 0
     stale_answers: int = 0
+    hot_answers: int = 0  # hot coins served in base-currency requests
+    hot_fresh: int = 0  # of them, not stale and within the bound as measured
+    converted: int = 0  # conversions answered
     budget_503: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
     oldest_fresh_hot: float = 0.0  # real seconds
+    max_age: float = 5.0  # real seconds: the bound, QUOTE_MAX_AGE_SECONDS as run
     oldest_detail: dict = field(default_factory=dict)
     sources: Counter = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -148,6 +152,7 @@ def ask(session: requests.Session, url: str, symbols: str, convert: str | None, 
             tally.errors[f"{response.status_code} {response.json().get('message', '')[:60]}"] += 1
             return
         data = json.loads(response.text, parse_float=Decimal)["data"]
+        tally.converted += convert is not None
         waited = convert is not None or any(c["source"] == "provider" for c in data.values())
         tally.waited += waited
         if kind == "hot":
@@ -155,11 +160,13 @@ def ask(session: requests.Session, url: str, symbols: str, convert: str | None, 
             tally.hot_base_waited += waited
         for symbol, coin in data.items():
             tally.sources[coin["source"]] += 1
+            tally.hot_answers += kind == "hot"
             if coin.get("stale"):
                 tally.stale_answers += 1
             elif kind == "hot":
                 n = int(symbol[3:])
                 answered_at = float(Decimal(str(coin["quote"]["USD"]["price"])) - n * SCALE)
+                tally.hot_fresh += sent - answered_at <= tally.max_age
                 if sent - answered_at > tally.oldest_fresh_hot:
                     tally.oldest_fresh_hot = sent - answered_at
                     tally.oldest_detail = {"symbol": symbol, "source": coin["source"],
@@ -285,6 +292,10 @@ def main() -> None:
         "oldest_fresh_hot_detail": tally.oldest_detail,
         "quote_max_age_simulated_seconds": settings["QUOTE_MAX_AGE_SECONDS"] * speed,
         "stale_answers": tally.stale_answers,
+        "hot_answers": tally.hot_answers,
+        "conversions_answered": tally.converted,
+        "usage_equals_fake": (usage.get("today") or {}).get("credits_used") == spent,
+        "hot_fresh_share": round(tally.hot_fresh / max(1, tally.hot_answers), 4),
         "budget_503": dict(tally.budget_503),
         "errors": dict(tally.errors),
         "sources": dict(tally.sources),
@@ -328,19 +339,22 @@ def run_traffic(url: str, planned: list, *, origin: float, tally: Tally) -> Tall
 
 
 def print_table(r: dict) -> None:
-    print("\n| plan | credits spent / budget | request / refresh / convert | oldest fresh hot price"
-          " (simulated) | waited for CMC (all / hot) | stale answers | 503 budget (by design)"
-          " | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| plan | credits spent / budget | request / refresh / convert | hot answers fresh"
+          " | oldest fresh hot price (simulated) | waited for CMC (all / hot) | stale answers"
+          " | conversions answered | 503 budget (by design) | errors | 1008/1009/1010 |"
+          " /usage = fake |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     spent = (r["coinquote_usage"] or {}).get("by_purpose", {})
     print(f"| {r['plan']['daily_credits']}/day, convert share {r['plan']['convert_share']} |"
           f" {r['credits_spent']} / {r['credits_budget']} ({r['credits_spent_share']:.0%}) |"
           f" {spent.get('request')} / {spent.get('refresh')} / {spent.get('convert')} |"
+          f" {r['hot_fresh_share']:.1%} of {r['hot_answers']} |"
           f" {r['oldest_fresh_hot_simulated_seconds']} s"
           f" (max {r['quote_max_age_simulated_seconds']:.0f} s) |"
           f" {r['waited_share']:.1%} / {r['hot_waited_share']:.1%} | {r['stale_answers']} |"
-          f" {sum(r['budget_503'].values())} | {sum(r['errors'].values())} |")
-
+          f" {r['conversions_answered']} | {sum(r['budget_503'].values())} |"
+          f" {sum(r['errors'].values())} | {sum(r['refused_by_coinmarketcap'].values())} |"
+          f" {'yes' if r['usage_equals_fake'] else 'no'} |")
 
 if __name__ == "__main__":
     main()
