@@ -40,21 +40,11 @@ class SqlBoard(Board):
 
     def add(self, key: str, amount: int, ttl: float) -> int:
         now = self.now()
-        insert = _INSERTS[self.engine.dialect.name](_TABLE).values(
-            name=key, count=amount, expires_at=now + ttl)
-        expired = _C.expires_at < now
-        upsert = insert.on_conflict_do_update(
-            index_elements=[_C.name],
-            set_={"count": case((expired, insert.excluded.count),
-                                else_=_C.count + insert.excluded.count),
-                  "expires_at": case((expired, insert.excluded.expires_at),
-                                     else_=_C.expires_at),
-                  "note": case((expired, None), else_=_C.note)},
-        ).returning(_C.count)
+        upsert = self._upsert(key, amount, ttl, now, lambda given: _C.count + given)
 
         def work(conn: Connection) -> int:
             conn.execute(delete(_TABLE).where(_C.expires_at < now - 60, _C.name != key))
-            return int(conn.execute(upsert).scalar_one())
+            return int(conn.execute(upsert.returning(_C.count)).scalar_one())
 
         return self._run(work)
 
@@ -66,18 +56,22 @@ class SqlBoard(Board):
         self._run(lambda conn: conn.execute(taken))
 
     def raise_to(self, key: str, target: int, ttl: float) -> None:
-        now = self.now()
-        insert = _INSERTS[self.engine.dialect.name](_TABLE).values(
-            name=key, count=target, expires_at=now + ttl)
-        expired = _C.expires_at < now
-        upsert = insert.on_conflict_do_update(
-            index_elements=[_C.name],
-            set_={"count": case((expired, target), (_C.count < target, target),
-                                else_=_C.count),
-                  "expires_at": case((expired, insert.excluded.expires_at),
-                                     else_=_C.expires_at)},
-        )
+        upsert = self._upsert(key, target, ttl, self.now(),
+                              lambda given: case((_C.count < given, given), else_=_C.count))
         self._run(lambda conn: conn.execute(upsert))
+
+    def _upsert(self, key: str, count: int, ttl: float, now: float, live: Callable):
+        """Create the counter at `count` for `ttl` seconds (also in place of an expired one), or
+        set a live one to `live(count)`, in one statement."""
+        insert = _INSERTS[self.engine.dialect.name](_TABLE).values(
+            name=key, count=count, expires_at=now + ttl)
+        expired = _C.expires_at < now
+        return insert.on_conflict_do_update(
+            index_elements=[_C.name],
+            set_={"count": case((expired, insert.excluded.count),
+                                else_=live(insert.excluded.count)),
+                  "expires_at": case((expired, insert.excluded.expires_at),
+                                     else_=_C.expires_at)})
 
     def counts(self, keys: Sequence[str]) -> list[int]:
         found = dict(self._live(keys, _C.count))
