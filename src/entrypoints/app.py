@@ -120,6 +120,9 @@ def create_app(
     # or Basic's).
     app.extensions["governor"] = governor or build_governor(
         settings, clock, read_key_info=provider is None, engine=engine)
+    if settings.cmc_daily_credits is not None:
+        # A configured plan is known now: a plan too small for the max age says so at start.
+        app.extensions["governor"].plan()
     request_log = request_log or (SqlRequestLog(engine) if engine is not None else None)
     hot_set = (HotSet(request_log, repository, clock, settings.base_currency,
                       window_seconds=settings.refresh_window_seconds)

@@ -480,3 +480,15 @@ def test_every_governor_on_a_board_knows_how_many_symbols_are_hot():
     refresher.refresh_interval(50)
 
     assert (before, worker.usage()["today"]["convert_cap"]) == (166, 333 - 34 - 288)
+
+
+def test_a_plan_too_small_for_the_max_age_says_so_once_with_the_bound_it_holds(caplog):
+    gov = governor(daily_credits=100, calls_per_minute=30, max_age_seconds=300)
+
+    gov.plan()
+    gov.plan()
+
+    warnings = [r.getMessage() for r in caplog.records if "cannot keep hot quotes" in r.getMessage()]
+    assert len(warnings) == 1 and "960 s" in warnings[0]
+    assert governor(daily_credits=333, max_age_seconds=300).plan() and len(
+        [r for r in caplog.records if "cannot keep" in r.getMessage()]) == 1
