@@ -238,12 +238,14 @@ class Refresher:
             deadline=Deadline(self.policy.call_seconds, clock=self._seconds))
 
     def _riding_along(self, now: datetime, hot: Sequence[str]) -> list[str]:
-        """Symbols requested within the day but not the window, most recent first."""
+        """Symbols requested within the day but not the window, most recent first; no more than
+        could ride in one batch's room twice over (their stored quotes are read each round)."""
         if self.policy.ride_along_seconds <= self.policy.window_seconds or not hot:
             return []
         chosen = set(hot)
         since = now - timedelta(seconds=self.policy.ride_along_seconds)
-        return [s for s in self.request_log.requested_since(since) if s not in chosen]
+        riders = [s for s in self.request_log.requested_since(since) if s not in chosen]
+        return riders[:2 * COINS_PER_CREDIT]
 
     def _due(self, symbols: Sequence[str], now: datetime) -> set[str]:
         """The symbols whose stored quote is due for a refresh, or has none (all of them when
