@@ -207,6 +207,8 @@ def main() -> None:
                    args.day_seconds)
         return
 
+    # Stopped with SIGTERM, the run still stops what it started (the finally below).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     speed = args.speed
     seconds = args.hours * 3600 / speed
     budget = math.floor(args.daily_credits * args.hours / 24)

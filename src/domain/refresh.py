@@ -94,10 +94,12 @@ class Refresher:
         self._coins: dict[str, int] = {}  # coins each symbol returned (namesakes), as learned
 
     def interval(self, symbols: int) -> float:
-        """Seconds between two rounds' starts: configured, or the governor's derivation."""
-        if self.policy.interval_seconds is not None:
-            return self.policy.interval_seconds
-        return self.governor.refresh_interval(symbols)
+        """Seconds between two rounds' starts: configured, or the governor's derivation. The
+        governor is asked either way: it tells every process how many symbols are hot, which
+        decides what refresh-ahead needs before conversions may spend."""
+        derived = self.governor.refresh_interval(symbols)
+        return self.policy.interval_seconds if self.policy.interval_seconds is not None \
+            else derived
 
     def run_round(self, *, due_now: bool = False,
                   stop: threading.Event | None = None) -> RefreshRound | None:
