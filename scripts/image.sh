@@ -46,6 +46,10 @@ make_rootfs() {  # TARBALL: a Debian 12 root file system with Python 3.11, as a 
 stand_in() {
   need debootstrap
   need buildah
+  if [ "$(id -u)" -ne 0 ]; then
+    say "debootstrap and buildah's chroot isolation need root; run: sudo $0 stand-in"
+    exit 1
+  fi
   mkdir -p "$CACHE"
   local key name tarball ctr
   key=$({ declare -f make_rootfs; echo "$PACKAGES"; cat "$CA_BUNDLE"; } | sha256sum | cut -c1-16)
@@ -63,8 +67,16 @@ stand_in() {
     buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
       --env LANG=C.UTF-8 --cmd python3 "$ctr"
     buildah commit --quiet --rm --format docker "$ctr" "$name" >/dev/null
+    # Stand-ins of earlier recipes are not used again.
+    find "$CACHE" -maxdepth 1 -name 'stand-in-*.tar' ! -name "stand-in-$key.tar" -delete
+    buildah images --format '{{.Name}}:{{.Tag}}' | grep '^localhost/coinquote-stand-in:' \
+      | grep -v ":$key\$" | xargs -r buildah rmi >/dev/null || true
   fi
   echo "$name"
+}
+
+pull() {  # the official base, or a failure within a minute (a registry may be unreachable)
+  timeout 60 buildah pull --quiet --retry 0 "$OFFICIAL" >/dev/null
 }
 
 build() {
@@ -80,10 +92,10 @@ build() {
     exit 1
   fi
   case ${IMAGE_BASE:-auto} in
-    official) buildah pull --quiet "$OFFICIAL" >/dev/null ;;
+    official) pull ;;
     stand-in) base=$(stand_in) ;;
     auto)
-      if ! buildah pull --quiet "$OFFICIAL" >/dev/null 2>&1; then
+      if ! pull 2>/dev/null; then
         say "$OFFICIAL cannot be pulled here: building on the Debian stand-in (README > Deploy)"
         base=$(stand_in)
       fi ;;

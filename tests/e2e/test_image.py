@@ -45,7 +45,10 @@ def buildah(*args: str, timeout: float = 120, check: bool = True) -> subprocess.
 def committed_tree(destination: Path) -> Path:
     """The files git tracks in this clone, copied to `destination`: the build context a fresh
     clone would give (an untracked file the image needs is missing here too)."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True)
+    if listed.returncode != 0 or not listed.stdout:
+        pytest.fail(f"the image is built from the files git tracks, and `git ls-files` in {ROOT} "
+                    f"gave none: {listed.stderr.decode(errors='replace')}", pytrace=False)
     for name in listed.stdout.decode().split("\0"):
         source = ROOT / name
         if name and source.is_file():
