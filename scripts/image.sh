@@ -7,10 +7,11 @@
 #
 # With a Docker daemon that answers, `build` is `docker build`. Otherwise it is Debian's buildah
 # (no daemon, build isolation chroot; as root): on the official base when that can be pulled,
-# else on the stand-in. IMAGE_BASE=official|stand-in forces one; IMAGE_TOOL=buildah skips Docker. The stand-in replaces
-# python:3.11-slim-bookworm with Debian's own Python; README.md > Deploy says how it differs.
-# It is made once per recipe (this file's make_rootfs, its packages and the machine's CA
-# bundle) and kept in $COINQUOTE_CACHE (default ~/.cache/coinquote) and in buildah's storage.
+# else on the stand-in. IMAGE_BASE=official|stand-in forces one; IMAGE_TOOL=buildah skips
+# Docker. The stand-in replaces python:3.11-slim-bookworm with Debian's own Python (README.md >
+# Deploy says how it differs). It is made once per recipe (this file's make_rootfs, its packages
+# and the machine's CA bundle) and kept in $COINQUOTE_CACHE (default ~/.cache/coinquote) and in
+# buildah's storage.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -109,5 +110,5 @@ build() {
 case ${1:-} in
   build) shift; build "$@" ;;
   stand-in) stand_in ;;
-  *) sed -n '2,13p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,14p' "$0" >&2; exit 2 ;;
 esac
