@@ -9,9 +9,9 @@
 # (no daemon, build isolation chroot; as root): on the official base when that can be pulled,
 # else on the stand-in. IMAGE_BASE=official|stand-in forces one; IMAGE_TOOL=buildah skips
 # Docker. The stand-in replaces python:3.11-slim-bookworm with Debian's own Python (README.md >
-# Deploy says how it differs). It is made once per recipe (this file's make_rootfs, its packages
-# and the machine's CA bundle) and kept in $COINQUOTE_CACHE (default ~/.cache/coinquote) and in
-# buildah's storage.
+# Deploy says how it differs). It is made once per recipe (this file's make_rootfs, PACKAGES,
+# CONFIG and the machine's CA bundle) and kept in $COINQUOTE_CACHE (default ~/.cache/coinquote)
+# and in buildah's storage.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,6 +22,9 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # machine's CA bundle (a proxy may sign with its own authority).
 CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 CACHE=${COINQUOTE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/coinquote}
+# The stand-in's image configuration: the official image's PATH and LANG, and its command.
+CONFIG=(--env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+        --env LANG=C.UTF-8 --cmd python3)
 
 say() { echo "image: $*" >&2; }
 
@@ -53,7 +56,8 @@ stand_in() {
   fi
   mkdir -p "$CACHE"
   local key name tarball ctr
-  key=$({ declare -f make_rootfs; echo "$PACKAGES"; cat "$CA_BUNDLE"; } | sha256sum | cut -c1-16)
+  key=$({ declare -f make_rootfs; echo "$PACKAGES ${CONFIG[*]}"; cat "$CA_BUNDLE"; } \
+        | sha256sum | cut -c1-16)
   name=localhost/coinquote-stand-in:$key
   tarball=$CACHE/stand-in-$key.tar
   exec 9>"$CACHE/stand-in.lock"
@@ -65,8 +69,7 @@ stand_in() {
     fi
     ctr=$(buildah from --quiet scratch)
     buildah add --quiet "$ctr" "$tarball" / >/dev/null
-    buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-      --env LANG=C.UTF-8 --cmd python3 "$ctr"
+    buildah config "${CONFIG[@]}" "$ctr"
     buildah commit --quiet --rm --format docker "$ctr" "$name" >/dev/null
     # Stand-ins of earlier recipes are not used again.
     find "$CACHE" -maxdepth 1 -name 'stand-in-*.tar' ! -name "stand-in-$key.tar" -delete
