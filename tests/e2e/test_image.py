@@ -28,7 +28,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from tests.e2e.conftest import E2E_KEY, ROOT, new_database
-from tests.servers import free_port, wait_for_port
+from tests.servers import ServerUnavailable, free_port, wait_for_port
 
 # An error in the image's log: gunicorn's "[ERROR]", the app's ERROR/CRITICAL lines, tracebacks.
 ERROR_LINE = re.compile(r"\[(ERROR|CRITICAL)\]|\b(ERROR|CRITICAL)\b|Traceback", re.M)
@@ -151,12 +151,18 @@ def container(image, fake_cmc_process, database_url, memcached_servers) -> Itera
     buildah("rm", name, check=False)
 
 
+def gunicorns(pid: int) -> list[int]:
+    """The gunicorn processes below `buildah run` (its own helpers, buildah-chroot-*, left out),
+    the master first."""
+    return [child for child in descendants(pid) if "gunicorn" in proc_cmdline(child)
+            and not proc_cmdline(child).startswith("buildah")]
+
+
 def stop_tree(process: subprocess.Popen) -> None:
-    """Stop `buildah run` and what it runs: SIGTERM to gunicorn's master (a graceful stop, as
-    `docker stop` sends), and after 30 s a kill for whatever is left."""
+    """Stop `buildah run` as `docker stop` would: SIGTERM to gunicorn's master (which then ends
+    its workers, and buildah returns), then a kill for whatever is left after 30 s."""
     tree = descendants(process.pid)
-    masters = [pid for pid in tree if "gunicorn" in proc_cmdline(pid)][:1]  # the oldest: master
-    for pid in masters:
+    for pid in gunicorns(process.pid)[:1]:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
     try:
@@ -166,6 +172,8 @@ def stop_tree(process: subprocess.Popen) -> None:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         process.wait(10)
+    left = [pid for pid in tree if Path(f"/proc/{pid}").exists()]
+    assert left == [], f"still running after the container stopped: {left}"
 
 
 @pytest.fixture(scope="module")
@@ -179,13 +187,17 @@ def served(container, tmp_path_factory) -> Iterator[Served]:
         process = subprocess.Popen(container.command(*container.config["Cmd"]),
                                    stdout=handle, stderr=subprocess.STDOUT)
     try:
-        wait_for_port(port, 60, process)
-        served = Served(container, process, f"http://127.0.0.1:{port}", log,
-                        [migrated.stdout, migrated.stderr])
-        yield served
+        try:
+            wait_for_port(port, 60, process)
+        except ServerUnavailable as exc:
+            pytest.fail(f"the image's command does not serve ({exc}):\n"
+                        f"{log.read_text(errors='replace')[-3000:]}", pytrace=False)
+        yield Served(container, process, f"http://127.0.0.1:{port}", log,
+                     [migrated.stdout, migrated.stderr])
     finally:
         stop_tree(process)
-    assert descendants(process.pid) == []
+    stopped = log.read_text(errors="replace")
+    assert "Shutting down: Master" in stopped and not ERROR_LINE.search(stopped), stopped[-3000:]
 
 
 def test_the_image_applies_the_migrations(served):
@@ -212,8 +224,7 @@ def test_gunicorn_in_the_image_serves_readyz_and_a_quote(served):
 
 def test_the_image_runs_as_an_unprivileged_user(served):
     user = served.container.config.get("User", "")
-    serving = [pid for pid in descendants(served.process.pid)
-               if "gunicorn" in proc_cmdline(pid)]
+    serving = gunicorns(served.process.pid)
 
     assert user and user.split(":")[0] not in {"root", "0"}, user
     assert len(serving) >= 3, serving  # the master and its two workers
