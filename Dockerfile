@@ -41,5 +41,6 @@ EXPOSE 8000
 # The port follows GUNICORN_BIND: a run that moves it (say, on a shared host network) is
 # still checked. Any answer but 2xx, or none in 2 s, fails.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 CMD ["python", "-c", \
-    "import os, urllib.request as u; port = os.environ['GUNICORN_BIND'].rpartition(':')[2]; u.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=2)"]
+    "import os, urllib.request as u; port = os.environ['GUNICORN_BIND'].rpartition(':')[2]; \
+     u.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=2)"]
 CMD ["gunicorn", "wsgi:app"]

@@ -6,7 +6,8 @@ FAKE_CMC_PORT ?= 8001
 
 LOWEST ?= .venv-lowest
 
-.PHONY: run demo test test-unit test-integration test-e2e test-lowest system-deps fake-cmc bench simulate image clean
+.PHONY: run demo test test-unit test-integration test-e2e test-lowest system-deps fake-cmc bench \
+        simulate image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
