@@ -38,13 +38,15 @@ need() {
 make_rootfs() {  # TARBALL: a Debian 12 root file system with Python 3.11, as a tar archive
   local dir
   dir=$(mktemp -d "$CACHE/rootfs.XXXXXX")
+  # At exit the work directory goes, and anything half-made (never into a mount debootstrap
+  # left behind after a failure).
+  trap "rm -rf --one-file-system $(printf %q "$dir") $(printf %q "$1.partial")" EXIT
   debootstrap --variant=minbase --include="$PACKAGES" bookworm "$dir" "$MIRROR" >&2
   cp "$CA_BUNDLE" "$dir/etc/ssl/certs/ca-certificates.crt"
   # Like the official image: no package lists or downloaded packages, no device nodes.
   rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/* "$dir"/dev/*
   tar --numeric-owner -C "$dir" -cf "$1.partial" .
   mv "$1.partial" "$1"
-  rm -rf "$dir"
 }
 
 stand_in() {
