@@ -103,9 +103,9 @@ def test_conversions_stop_at_their_share_of_the_day():
 
 def test_requests_beyond_their_reserve_leave_conversions_only_what_is_left_above_it():
     gov = governor(convert_credit_share=0.5)
-    spend(gov, Purpose.REQUEST, 12)  # of 20; 2 are the reserve: 6 are left for anyone else
+    spend(gov, Purpose.REQUEST, 12)  # of 20, their reserve of 2 included: 8 are left
 
-    assert spend(gov, Purpose.CONVERT, 10) == 6
+    assert spend(gov, Purpose.CONVERT, 10) == 8
 
 
 def test_a_refused_reservation_spends_nothing():

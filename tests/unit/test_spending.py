@@ -63,6 +63,9 @@ def test_a_tenth_of_the_day_is_kept_for_requests_alone():
     left = Spent(refresh=299)  # 333 - 34
     assert BASIC.refusal(Purpose.REFRESH, 1, left, MORNING, 50) is not None
     assert BASIC.refusal(Purpose.REFRESH, 1, Spent(refresh=298), MORNING, 50) is None
+    # What requests spent of it is spent: what they have not is all that is held for them.
+    assert BASIC.refusal(Purpose.REFRESH, 1, Spent(refresh=298, request=10), MORNING, 50) is None
+    assert BASIC.refusal(Purpose.REFRESH, 1, Spent(refresh=299, request=10), MORNING, 50)
 
 
 def test_a_tenth_of_the_minute_is_kept_for_requests_alone():
@@ -101,8 +104,9 @@ def test_conversions_never_pass_their_share_of_the_day():
 
 
 def test_requests_beyond_the_reserve_leave_conversions_less():
-    assert BASIC.convert_cap(Spent(request=40), MORNING, 50) == 0
-    assert BASIC.convert_cap(Spent(request=5), NOON, 50) == 333 - 34 - 144 - 5
+    assert BASIC.convert_cap(Spent(request=40), MORNING, 50) == 333 - 288 - 40
+    assert BASIC.convert_cap(Spent(request=45), MORNING, 50) == 0
+    assert BASIC.convert_cap(Spent(request=5), NOON, 50) == 333 - 29 - 144 - 5
 
 
 def test_without_hot_symbols_conversions_get_their_whole_share():
