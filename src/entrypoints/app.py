@@ -22,6 +22,7 @@ from src.adapters.buffered_request_log import BufferedRequestLog
 from src.adapters.credit_governor import LimitsCreditGovernor, budget_namespace, build_storage
 from src.adapters.orm import db
 from src.adapters.edge_documents import EdgeDocuments
+from src.adapters.edge_lists import EdgeLists
 from src.adapters.quote_cache import FlaskCachingQuoteCache
 from src.adapters.sql_history import SqlHistoryRepository
 from src.adapters.sql_lease import SqlRefreshLease
@@ -84,6 +85,7 @@ class Services:
     repository: QuoteRepository
     cache: QuoteCache
     renderer: QuoteRenderer
+    edge_lists: EdgeLists
 
 
 def create_app(
@@ -114,10 +116,11 @@ def create_app(
                                                             read_key_info=provider is None)
 
     renderer = QuoteRenderer()
+    edge = build_edge(settings, renderer, clock or SystemClock())
     service = QuoteService(
         provider=provider or build_provider(settings, app.extensions["governor"]),
         repository=(repository := repository or build_repository(app)),
-        cache=(cache := cache or build_cache(app, settings, renderer, clock or SystemClock())),
+        cache=(cache := cache or build_cache(app, edge, clock or SystemClock())),
         clock=clock or SystemClock(),
         base_currency=settings.base_currency,
         cache_ttl_seconds=settings.cache_ttl_seconds,
@@ -128,7 +131,11 @@ def create_app(
         ),
         governor=app.extensions["governor"],
     )
-    app.extensions["coinquote"] = Services(settings, service, repository, cache, renderer)
+    edge_lists = EdgeLists(edge if isinstance(cache, FlaskCachingQuoteCache) else None,
+                           max_age_seconds=settings.quote_max_age_seconds or None,
+                           now=lambda: (clock or SystemClock()).now().timestamp())
+    app.extensions["coinquote"] = Services(settings, service, repository, cache, renderer,
+                                           edge_lists)
     app.extensions["history"] = build_history(app, settings, history_repository, clock or SystemClock())
     app.extensions["refresh"] = build_refresh(app, settings, service, clock or SystemClock(),
                                               request_log, refresh_lease)
@@ -222,14 +229,20 @@ def build_refresh(app: Flask, settings: Settings, service: QuoteService, clock: 
     return RefreshAhead(demand=demand, refresher=refresher)
 
 
-def build_cache(app: Flask, settings: Settings, renderer: QuoteRenderer,
-                clock: Clock) -> QuoteCache:
-    """The shared cache; with memcached, each quote cached also leaves its ready answer there for
-    nginx's fast path (deploy/nginx.conf), rendered by the same renderer as the app's."""
-    edge = (EdgeDocuments(settings.memcached_servers, renderer.render_cached,
-                          max_age_seconds=settings.quote_max_age_seconds or None,
-                          now=lambda: clock.now().timestamp())
-            if settings.memcached_servers else None)
+def build_edge(settings: Settings, renderer: QuoteRenderer, clock: Clock) -> EdgeDocuments | None:
+    """With memcached, each quote cached also leaves its ready answer there for nginx's edge
+    (deploy/nginx.conf), rendered by the same renderer as the app's, under this deployment's
+    key namespace (CACHE_NAMESPACE:BASE_CURRENCY)."""
+    if not settings.memcached_servers:
+        return None
+    return EdgeDocuments(settings.memcached_servers, renderer.render_cached,
+                         namespace=settings.key_namespace,
+                         max_age_seconds=settings.quote_max_age_seconds or None,
+                         now=lambda: clock.now().timestamp())
+
+
+def build_cache(app: Flask, edge: EdgeDocuments | None, clock: Clock) -> QuoteCache:
+    """The shared cache (Flask-Caching's key prefix: the deployment's key namespace)."""
     return FlaskCachingQuoteCache(Cache(app), edge=edge, now=lambda: clock.now().timestamp())
 
 

@@ -151,6 +151,8 @@ def render_nginx_conf(upstreams: list[str], port: int, workdir: Path,
             out.append(f"{indent}error_log {workdir}/error.log warn;")
         elif what == "pid":
             out.append(f"{indent}pid {workdir}/nginx.pid;")
+        elif what == "js":
+            out.append(f"{indent}js_import coinquote from {ROOT / 'deploy' / 'coinquote-edge.js'};")
         elif what == "temp":
             out.append(f"{indent}{directive} {workdir}/{directive};")
         else:

@@ -20,7 +20,7 @@ from tests.e2e.conftest import (Process, migrate, new_database, service_env, spa
 from tests.servers import Memcached, free_port, stop
 
 TTL = 6  # CACHE_TTL_SECONDS of this stack: long enough for the checks, short enough to wait out
-EDGE_KEY = "coinquote-edge:v1:BTC"
+EDGE_KEY = "coinquote:USD:edge:v2:BTC"  # CACHE_NAMESPACE:BASE_CURRENCY, defaults
 
 
 @dataclass
