@@ -99,8 +99,9 @@ async function list(r) {
         r.internalRedirect('@app');
         return;
     }
+    // The query goes along: on a miss the document's location hands the request to the app.
     r.internalRedirect('/_coinquote/doc/' + ns + ':edge:' + VERSION + ':' + token + ':'
-                       + digest(wanted));
+                       + digest(wanted) + '?' + r.variables.args);
 }
 
 export default {key, isList, list, digest, symbols};

@@ -82,15 +82,15 @@ class EdgeDocuments:
             else:
                 documents.setdefault(expire, {})[key] = self._render(symbol, quote)
             new = new or (quote is not None and quote.fetched_at.timestamp() > now - ttl_seconds)
-        epoch = {edge_epoch_key(self.namespace): secrets.token_hex(6)} if new else {}
+        epoch = secrets.token_hex(6) if new else None
         for server, client in self._live():
             try:
                 for expire, batch in documents.items():
                     client.set_many(batch, expire=expire, noreply=True)
                 if gone:
                     client.delete_many(gone, noreply=True)
-                if epoch:
-                    client.set_many(epoch, expire=0, noreply=True)
+                if epoch:  # acknowledged: a lost one would leave older lists reachable
+                    client.set(edge_epoch_key(self.namespace), epoch, expire=0, noreply=False)
             except (MemcacheError, OSError) as exc:
                 self._failed(server, self._clock(), exc)
 

@@ -183,3 +183,63 @@ def test_requests_outside_the_fast_path_are_logged_without_a_warning_each(edge):
 
     assert edge.logged(uri="/openapi.json", served_by="")
     assert "uninitialized" not in edge.nginx.extra["error_log"].read_text()
+
+
+def wait_until(check, timeout: float = 5.0) -> bool:
+    """Edge documents are written without a reply (noreply): give them a moment to land."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_list_asked_twice_is_served_by_nginx_alone_until_its_quotes_expire(edge):
+    """Issue 18, acceptance 1 and 2: byte-identical, every spelling of the same list, nothing more."""
+    edge.stop_app()
+    edge.start_app()  # a clean start: the first test left it running
+    symbols = [f"SYN{n}" for n in range(31_001, 31_011)]  # ten coins no other test asks for
+    url = edge.nginx.url + "/api/v1/quotes?symbol=" + ",".join(symbols)
+    fetched = requests.get(url, timeout=10)
+    assert fetched.status_code == 200
+    assert {c["source"] for c in fetched.json()["data"].values()} == {"provider"}
+    cached_at = time.monotonic()  # every entry was written before this
+
+    from_cache = requests.get(url, timeout=10, headers={"X-Request-ID": "list-rid-1"})
+    assert from_cache.status_code == 200
+    assert {c["source"] for c in from_cache.json()["data"].values()} == {"cache"}
+    assert edge.logged(served_by="app", request_id="list-rid-1")
+    edge.stop_app()
+
+    assert wait_until(lambda: requests.get(url, timeout=5).status_code == 200)
+    lower = ",".join(symbols).lower()
+    same = [url, edge.nginx.url + "/api/v1/quotes?symbol=" + lower,
+            edge.nginx.url + "/api/v1/quotes?symbol=" + ",".join(symbols + symbols[:3]),
+            edge.nginx.url + "/api/v1/quotes?symbol=" + lower.replace("syn31001", "Syn31001")]
+    for spelling in same:
+        served = requests.get(spelling, timeout=5, headers={"X-Request-ID": "list-rid-2"})
+        assert served.status_code == 200, spelling
+        assert served.content == from_cache.content
+        assert served.headers["Content-Type"] == "application/json"
+        assert served.headers["X-Request-ID"] == "list-rid-2"
+        # Never more than what remains of the entries (TTL s from `cached_at`): nothing at all.
+        assert served.headers["Cache-Control"] == "public, max-age=0"
+    assert edge.logged(served_by="edge", request_id="list-rid-2", status=200)
+    head = requests.head(url, timeout=5)
+    assert head.status_code == 200 and head.content == b""
+
+    # Another order is another answer; convert, an unknown symbol or anything but `symbol` are
+    # the app's to answer, and the app is gone: nginx's own 502.
+    listed = ",".join(symbols)
+    for query in (",".join(reversed(symbols)), listed + "&convert=EUR", listed + ",NOPE0",
+                  listed + "&x=1", listed.replace(",", "%2C"), listed + ",", symbols[0] + ",,"
+                  + symbols[1]):
+        refused = requests.get(edge.nginx.url + "/api/v1/quotes?symbol=" + query, timeout=5)
+        assert refused.status_code == 502, query
+    assert time.monotonic() - cached_at < TTL, "the checks outlived the entries: raise TTL"
+
+    # After the quotes' life the document is gone with them.
+    time.sleep(max(0.0, cached_at + TTL + 1.5 - time.monotonic()))
+    assert requests.get(url, timeout=5).status_code == 502
+    edge.start_app()
