@@ -13,7 +13,8 @@ if ! command -v dpkg-query >/dev/null; then
   exit 0
 fi
 
-packages=(make postgresql memcached nginx chromium)
+# libnginx-mod-http-js: njs, which deploy/nginx.conf loads for the edge (deploy/coinquote-edge.js).
+packages=(make postgresql memcached nginx libnginx-mod-http-js chromium)
 # Debian's python3 has no venv (for .venv) without python3-venv.
 "${PYTHON:-python3}" -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
 

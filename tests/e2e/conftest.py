@@ -175,6 +175,9 @@ def start_nginx(upstreams: list[str], workdir: Path, edit: Callable[[str], str] 
     conf.write_text(edit(text) if edit else text)
     checked = subprocess.run([binary, "-t", "-c", str(conf), "-e", str(workdir / "startup.log")],
                              capture_output=True, text=True)
+    if "ngx_http_js_module" in checked.stderr:
+        pytest.fail("nginx's njs module is needed for the edge: make system-deps"
+                    " (Debian: libnginx-mod-http-js)", pytrace=False)
     assert checked.returncode == 0, checked.stderr
     proc = spawn([binary, "-c", str(conf), "-e", str(workdir / "startup.log"), "-g", "daemon off;"],
                  base_env(**(env or {})), port, workdir / "stdout.log")
