@@ -17,7 +17,7 @@ from pymemcache.client.base import Client
 
 from tests.e2e.conftest import (Process, migrate, new_database, service_env, spawn,
                                 start_gunicorn, start_nginx)
-from tests.servers import Memcached, free_port, stop
+from tests.servers import Memcached, eventually, free_port, stop
 
 TTL = 6  # CACHE_TTL_SECONDS of this stack: long enough for the checks, short enough to wait out
 EDGE_KEY = "coinquote:USD:edge:v2:BTC"  # CACHE_NAMESPACE:BASE_CURRENCY, defaults
@@ -193,16 +193,6 @@ def test_requests_outside_the_fast_path_are_logged_without_a_warning_each(edge):
     assert "uninitialized" not in edge.nginx.extra["error_log"].read_text()
 
 
-def wait_until(check, timeout: float = 5.0) -> bool:
-    """Edge documents are written without a reply (noreply): give them a moment to land."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_a_list_asked_twice_is_served_by_nginx_alone_until_its_quotes_expire(edge):
     """Issue 18, acceptance 1 and 2: byte-identical, every spelling of the same list, nothing more."""
     edge.restart_all()
@@ -219,7 +209,7 @@ def test_a_list_asked_twice_is_served_by_nginx_alone_until_its_quotes_expire(edg
     assert edge.logged(served_by="app", request_id="list-rid-1")
     edge.stop_app()
 
-    assert wait_until(lambda: requests.get(url, timeout=5).status_code == 200)
+    assert eventually(lambda: requests.get(url, timeout=5).status_code == 200)
     lower = ",".join(symbols).lower()
     same = [url, edge.nginx.url + "/api/v1/quotes?symbol=" + lower,
             edge.nginx.url + "/api/v1/quotes?symbol=" + ",".join(symbols + symbols[:3]),
@@ -272,7 +262,7 @@ def test_deployments_sharing_memcached_never_serve_each_others_documents(e2e_dir
             assert "EUR" in next(iter(in_eur.json()["data"].values()))["quote"]
             via_eur = eur_nginx.url + "/api/v1/quotes?" + query
 
-            assert wait_until(lambda: requests.get(via_eur, timeout=5).content
+            assert eventually(lambda: requests.get(via_eur, timeout=5).content
                               == in_eur.content), query
             usd = requests.get(edge.nginx.url + "/api/v1/quotes?" + query, timeout=5)
             assert usd.status_code == 502, query  # a miss, sent to the (stopped) USD app
@@ -287,7 +277,7 @@ def test_deployments_sharing_memcached_never_serve_each_others_documents(e2e_dir
 
 
 def eventually_logged(proxy: Process, **fields: object) -> bool:
-    return wait_until(lambda: any(
+    return eventually(lambda: any(
         fields.items() <= json.loads(line).items()
         for line in (proxy.extra["access_log"].read_text().splitlines()
                      if proxy.extra["access_log"].exists() else [])))

@@ -19,17 +19,7 @@ import pytest
 
 from tests.e2e.browser import local_only_page, screenshot
 from tests.e2e.conftest import start_nginx
-from tests.servers import free_port, stop
-
-
-def eventually(check, timeout: float = 5.0) -> bool:
-    """Logs are written just after the response is sent: give them a moment."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+from tests.servers import eventually, free_port, stop
 
 
 def served_by(replicas, request_id: str) -> int:

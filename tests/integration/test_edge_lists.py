@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from src.adapters.cache_keys import edge_epoch_key, edge_list_digest, edge_list_key
 from tests.fakes import coin_quote
+from tests.servers import eventually
 
 NAMESPACE = "coinquote:USD"  # the wired app's (Settings defaults)
 DIGEST = edge_list_digest(("BTC", "ETH"))
@@ -25,15 +26,6 @@ def document(probe, epoch_by_server: list[str | None]) -> list[bytes | None]:
             for client, epoch in zip(probe.clients, epoch_by_server, strict=True)]
 
 
-def landed(check, timeout: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def test_an_answer_from_the_cache_becomes_the_lists_document_on_every_server(client,
                                                                              memcached_probe):
     assert client.get("/api/v1/quotes?symbol=BTC,ETH").status_code == 200  # fetched: not written
@@ -45,7 +37,7 @@ def test_an_answer_from_the_cache_becomes_the_lists_document_on_every_server(cli
     from_cache = client.get("/api/v1/quotes?symbol=btc,ETH,btc")
 
     assert {c["source"] for c in from_cache.get_json()["data"].values()} == {"cache"}
-    assert landed(lambda: document(memcached_probe, current) == [from_cache.data] * len(current))
+    assert eventually(lambda: document(memcached_probe, current) == [from_cache.data] * len(current))
     left = [int(c.raw_command(f"mg {edge_list_key(NAMESPACE, e, DIGEST)} t".encode(), b"\r\n")
                 .split(b" t")[1]) for c, e in zip(memcached_probe.clients, current, strict=True)]
     max_age = int(from_cache.headers["Cache-Control"].removeprefix("public, max-age="))
@@ -58,7 +50,7 @@ def test_a_quote_cached_anew_leaves_every_older_list_document_unreachable(wired_
     time.sleep(0.2)  # the fetch's new epoch has landed
     client.get("/api/v1/quotes?symbol=BTC,ETH")
     before = epochs(memcached_probe)
-    assert landed(lambda: None not in document(memcached_probe, before))
+    assert eventually(lambda: None not in document(memcached_probe, before))
     cache = wired_app.extensions["coinquote"].cache
 
     # A re-cache of an older stored quote (an entry expired) changes nothing nginx could see...
@@ -69,7 +61,7 @@ def test_a_quote_cached_anew_leaves_every_older_list_document_unreachable(wired_
     # ...a newly fetched one (the refresher's round) moves every server to a new epoch.
     cache.set_many({"BTC": coin_quote("BTC", 1, "99999", fetched_at=datetime.now(UTC))}, "USD", 60)
 
-    assert landed(lambda: all(a != b for a, b in zip(epochs(memcached_probe), before,
+    assert eventually(lambda: all(a != b for a, b in zip(epochs(memcached_probe), before,
                                                      strict=True)))
     assert document(memcached_probe, epochs(memcached_probe)) == [None] * len(before)
 
@@ -84,7 +76,7 @@ def test_a_list_read_while_a_quote_is_cached_anew_is_written_where_nobody_looks(
 
     services.cache.set_many({"BTC": coin_quote("BTC", 1, "99999", fetched_at=datetime.now(UTC))},
                             "USD", 60)
-    assert landed(lambda: epochs(memcached_probe) != list(ticket.epochs.values()))
+    assert eventually(lambda: epochs(memcached_probe) != list(ticket.epochs.values()))
     services.edge_lists.publish(ticket, answer, services.renderer.render(answer))
 
     time.sleep(0.2)
