@@ -61,20 +61,16 @@ function digest(list) {
     return crypto.createHash('sha256').update(list.join(',')).digest('hex');
 }
 
-// js_set $coinquote_edge_key: the document of a one-symbol request, "" otherwise.
+// js_set $coinquote_edge_key: the document of a one-symbol request, "list" for a request of
+// several symbols the edge may answer (its key needs the epoch: coinquote.list), "" otherwise.
+// One call per request: the location tests the value.
 function key(r) {
     var ns = namespace();
     var list = symbols(r);
-    if (!ns || list === null || list.length !== 1) {
+    if (!ns || list === null) {
         return '';
     }
-    return ns + ':edge:' + VERSION + ':' + list[0];
-}
-
-// js_set $coinquote_edge_list: "1" for a request of several symbols the edge may answer.
-function isList(r) {
-    var list = symbols(r);
-    return namespace() && list !== null && list.length > 1 ? '1' : '';
+    return list.length === 1 ? ns + ':edge:' + VERSION + ':' + list[0] : 'list';
 }
 
 // js_content of @edge_list: read the current epoch (bumped by the app whenever it caches a newly
@@ -104,4 +100,4 @@ async function list(r) {
                        + digest(wanted) + '?' + r.variables.args);
 }
 
-export default {key, isList, list, digest, symbols};
+export default {key, list, digest, symbols};
