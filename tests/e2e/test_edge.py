@@ -194,7 +194,7 @@ def test_requests_outside_the_fast_path_are_logged_without_a_warning_each(edge):
 
 
 def test_a_list_asked_twice_is_served_by_nginx_alone_until_its_quotes_expire(edge):
-    """Issue 18, acceptance 1 and 2: byte-identical, every spelling of the same list, nothing more."""
+    """Issue 18, acceptance 1 and 2: byte-identical, every spelling of the list, nothing more."""
     edge.restart_all()
     symbols = [f"SYN{n}" for n in range(31_001, 31_011)]  # ten coins no other test asks for
     url = edge.nginx.url + "/api/v1/quotes?symbol=" + ",".join(symbols)

@@ -67,7 +67,8 @@ def test_one_request_id_per_request_even_when_the_clients_is_refused(nginx, repl
     evil = "evil id <script>"
 
     response = http.get(nginx.url + "/api/v1/quotes?symbol=BTC,ETH", headers={"X-Request-ID": evil})
-    too_long = http.get(nginx.url + "/api/v1/quotes?symbol=BTC", headers={"X-Request-ID": "a" * 129})
+    too_long = http.get(nginx.url + "/api/v1/quotes?symbol=BTC",
+                        headers={"X-Request-ID": "a" * 129})
 
     for answer in (response, too_long):
         rid = answer.headers["X-Request-ID"]

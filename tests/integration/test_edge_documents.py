@@ -35,7 +35,8 @@ def written(probe, key: str, timeout: float = 2.0) -> list[bytes | None]:
 
 def test_each_document_goes_to_every_server_as_plain_text(memcached_servers, memcached_probe,
                                                            flush_memcached):
-    EdgeDocuments(memcached_servers, render, namespace=NAMESPACE).publish({"BTC": BTC}, ttl_seconds=60)
+    edge = EdgeDocuments(memcached_servers, render, namespace=NAMESPACE)
+    edge.publish({"BTC": BTC}, ttl_seconds=60)
 
     found = written(memcached_probe, edge_key("BTC"))
     assert found == [b'{"symbol":"BTC","price":"67250.12"}'] * len(memcached_servers)
@@ -45,7 +46,8 @@ def test_each_document_goes_to_every_server_as_plain_text(memcached_servers, mem
 
 def test_a_document_expires_with_its_quotes_lifetime(memcached_servers, memcached_probe,
                                                      flush_memcached):
-    EdgeDocuments(memcached_servers, render, namespace=NAMESPACE).publish({"BTC": BTC}, ttl_seconds=1)
+    edge = EdgeDocuments(memcached_servers, render, namespace=NAMESPACE)
+    edge.publish({"BTC": BTC}, ttl_seconds=1)
 
     assert None not in written(memcached_probe, edge_key("BTC"))
     time.sleep(2.1)

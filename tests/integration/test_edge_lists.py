@@ -37,7 +37,8 @@ def test_an_answer_from_the_cache_becomes_the_lists_document_on_every_server(cli
     from_cache = client.get("/api/v1/quotes?symbol=btc,ETH,btc")
 
     assert {c["source"] for c in from_cache.get_json()["data"].values()} == {"cache"}
-    assert eventually(lambda: document(memcached_probe, current) == [from_cache.data] * len(current))
+    assert eventually(
+        lambda: document(memcached_probe, current) == [from_cache.data] * len(current))
     left = [int(c.raw_command(f"mg {edge_list_key(NAMESPACE, e, DIGEST)} t".encode(), b"\r\n")
                 .split(b" t")[1]) for c, e in zip(memcached_probe.clients, current, strict=True)]
     max_age = int(from_cache.headers["Cache-Control"].removeprefix("public, max-age="))

@@ -60,7 +60,7 @@ def machine(tmp_path):
     return Machine()
 
 
-EVERYTHING = ("make", "postgresql", "memcached", "nginx", "chromium")
+EVERYTHING = ("make", "postgresql", "memcached", "nginx", "libnginx-mod-http-js", "chromium")
 
 
 def test_nothing_is_installed_when_every_package_is_there(machine):
@@ -80,7 +80,8 @@ def test_as_root_a_missing_package_is_installed_after_an_update(machine):
     result = machine.run()
 
     assert result.returncode == 0, result.stderr
-    assert machine.apt() == ["update -qq", "install -y -qq --no-install-recommends memcached nginx"]
+    assert machine.apt() == [
+        "update -qq", "install -y -qq --no-install-recommends memcached nginx libnginx-mod-http-js"]
 
 
 def test_without_root_a_passwordless_sudo_installs_them(machine):
@@ -92,7 +93,8 @@ def test_without_root_a_passwordless_sudo_installs_them(machine):
     result = machine.run()
 
     assert result.returncode == 0, result.stderr
-    assert machine.apt() == ["sudo", "update -qq", "install -y -qq --no-install-recommends nginx"]
+    assert machine.apt() == ["sudo", "update -qq",
+                            "install -y -qq --no-install-recommends nginx libnginx-mod-http-js"]
 
 
 def test_without_root_or_sudo_it_fails_at_once_with_the_one_command_to_run(machine):
@@ -104,7 +106,8 @@ def test_without_root_or_sudo_it_fails_at_once_with_the_one_command_to_run(machi
     assert result.returncode == 1
     assert machine.apt() == []
     command = re.search(r"^  (sudo sh -c '.*')$", result.stderr, re.M).group(1)
-    assert "apt-get update" in command and command.endswith("--no-install-recommends memcached nginx'")
+    assert "apt-get update" in command and command.endswith(
+        "--no-install-recommends memcached nginx libnginx-mod-http-js'")
 
 
 def test_on_a_system_without_dpkg_it_leaves_the_check_to_the_tests(machine):
