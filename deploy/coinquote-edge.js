@@ -61,43 +61,16 @@ function digest(list) {
     return crypto.createHash('sha256').update(list.join(',')).digest('hex');
 }
 
-// js_set $coinquote_edge_key: the document of a one-symbol request, "list" for a request of
-// several symbols the edge may answer (its key needs the epoch: coinquote.list), "" otherwise.
-// One call per request: the location tests the value.
+// js_set $coinquote_edge_key: the key of the request's document, "" when it is not eligible.
+// One symbol: `NS:edge:v2:SYMBOL`; several: `NS:edge:v2:list:<sha256 of the normalised list>`.
 function key(r) {
     var ns = namespace();
     var list = symbols(r);
     if (!ns || list === null) {
         return '';
     }
-    return list.length === 1 ? ns + ':edge:' + VERSION + ':' + list[0] : 'list';
+    var prefix = ns + ':edge:' + VERSION + ':';
+    return list.length === 1 ? prefix + list[0] : prefix + 'list:' + digest(list);
 }
 
-// js_content of @edge_list: read the current epoch (bumped by the app whenever it caches a newly
-// fetched quote), then serve the list's document written under that epoch. A document written
-// before a quote changed is under an older epoch: never found again. Any miss goes to the app.
-async function list(r) {
-    var ns = namespace();
-    var wanted = symbols(r);
-    if (!ns || wanted === null || wanted.length < 2) {
-        r.internalRedirect('@app');
-        return;
-    }
-    var epoch;
-    try {
-        epoch = await r.subrequest('/_coinquote/epoch/' + ns + ':edge:' + VERSION + ':epoch');
-    } catch (e) {
-        r.internalRedirect('@app');
-        return;
-    }
-    var token = epoch.status === 200 ? epoch.responseText : '';
-    if (!/^[0-9a-f]{1,32}$/.test(token)) {
-        r.internalRedirect('@app');
-        return;
-    }
-    // The query goes along: on a miss the document's location hands the request to the app.
-    r.internalRedirect('/_coinquote/doc/' + ns + ':edge:' + VERSION + ':' + token + ':'
-                       + digest(wanted) + '?' + r.variables.args);
-}
-
-export default {key, list, digest, symbols};
+export default {key, digest, symbols};

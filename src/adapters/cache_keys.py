@@ -16,7 +16,6 @@ KEY_VERSION = "v1"
 EDGE_VERSION = "v2"
 _KEY_PART = re.compile(r"[A-Z0-9_-]{1,64}")
 NAMESPACE_PART = re.compile(r"[A-Za-z0-9_-]{1,32}")
-_EPOCH = re.compile(r"[0-9a-f]{1,32}")
 
 
 def key_namespace(deployment: str, base_currency: str) -> str:
@@ -55,8 +54,13 @@ def edge_key(namespace: str, symbol: str) -> str:
 
 
 def edge_epoch_key(namespace: str) -> str:
-    """The epoch every list document's key names: a new one makes every older list unreachable."""
+    """The epoch: a new one each time a newly fetched quote is cached (EdgeDocuments)."""
     return f"{namespace}:edge:{EDGE_VERSION}:epoch"
+
+
+def edge_lists_key(namespace: str) -> str:
+    """The register of the list documents written since the last new epoch (EdgeDocuments)."""
+    return f"{namespace}:edge:{EDGE_VERSION}:lists"
 
 
 def edge_list_digest(symbols: Sequence[str]) -> str:
@@ -64,8 +68,6 @@ def edge_list_digest(symbols: Sequence[str]) -> str:
     return hashlib.sha256(",".join(symbols).encode()).hexdigest()
 
 
-def edge_list_key(namespace: str, epoch: str, digest: str) -> str:
-    """The document nginx serves for the list named `digest` while `epoch` is current."""
-    if not _EPOCH.fullmatch(epoch):
-        raise ValueError("an epoch is a short hex token")
-    return f"{namespace}:edge:{EDGE_VERSION}:{epoch}:{digest}"
+def edge_list_key(namespace: str, digest: str) -> str:
+    """The document nginx serves for the list named `digest`."""
+    return f"{namespace}:edge:{EDGE_VERSION}:list:{digest}"

@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from pymemcache.client.base import PooledClient
-from pymemcache.exceptions import MemcacheError
+from pymemcache.exceptions import MemcacheError, MemcacheServerError
 
-from src.adapters.cache_keys import edge_epoch_key, edge_key, edge_list_key
+from src.adapters.cache_keys import edge_epoch_key, edge_key, edge_list_key, edge_lists_key
 from src.adapters.metrics import CACHE_ERRORS
 from src.adapters.pymemcache_backend import TextSerde, host_port, server_name
 from src.domain.model import CoinQuote
@@ -34,11 +34,14 @@ class EdgeDocuments:
     only sends that symbol's requests to the app. A server that fails is skipped for
     `dead_seconds`, so an outage costs one short timeout, not one per write.
 
-    The epoch: caching a newly fetched quote (one fetched within its entry's lifetime: a
+    A list's document must never be older than its quotes' entries, yet nginx reads it in one
+    lookup. So: caching a newly fetched quote (one fetched within its entry's lifetime: a
     re-cache of an older stored quote is not new) gives every server a new epoch, after the
-    entries are written, so no list document written before can be found again (nginx reads
-    the epoch first). Readers of quotes for a list document read the epochs BEFORE the quotes
-    (`epochs`): a quote replaced meanwhile leaves that document under a dead epoch.
+    entries are written, then takes that server's register of list documents (compare and swap)
+    and deletes every one listed. A list writer reads the epochs before the quotes (`epochs`),
+    writes its document, registers it, and reads the epoch again: changed, it deletes its own
+    document (registered after the register was taken, nobody else would). Either way no list
+    written from a replaced quote survives the change by more than those few round trips.
     """
 
     def __init__(self, servers: Iterable[str], render: EdgeRenderer, *, namespace: str,
@@ -89,8 +92,9 @@ class EdgeDocuments:
                     client.set_many(batch, expire=expire, noreply=True)
                 if gone:
                     client.delete_many(gone, noreply=True)
-                if epoch:  # acknowledged: a lost one would leave older lists reachable
+                if epoch:  # acknowledged: a lost one would leave older lists in place
                     client.set(edge_epoch_key(self.namespace), epoch, expire=0, noreply=False)
+                    self._drop_lists(client)
             except (MemcacheError, OSError) as exc:
                 self._failed(server, self._clock(), exc)
 
@@ -115,19 +119,46 @@ class EdgeDocuments:
 
     def publish_list(self, epochs: Mapping[str, str], digest: str, body: str,
                      expire: int) -> None:
-        """Write one list's answer to each server under the epoch read from it; never raises."""
+        """Write one list's answer to each server whose epoch was read before its quotes were,
+        and register it there; never raises. See the class for the order and why."""
+        key = edge_list_key(self.namespace, digest)
         for server, client in self._live():
             epoch = epochs.get(server)
             if epoch is None:
                 continue
             try:
-                key = edge_list_key(self.namespace, epoch, digest)
-            except ValueError:  # not our epoch (memcached has no authentication)
-                continue
-            try:
-                client.set(key, body, expire=expire, noreply=True)
+                # Acknowledged: the pool may check what follows on another connection.
+                client.set(key, body, expire=expire, noreply=False)
+                if not self._register(client, key) \
+                        or client.get(edge_epoch_key(self.namespace)) != epoch:
+                    client.delete(key, noreply=False)
             except (MemcacheError, OSError) as exc:
                 self._failed(server, self._clock(), exc)
+
+    def _register(self, client: PooledClient, key: str) -> bool:
+        register, entry = edge_lists_key(self.namespace), key + " "
+        for _ in range(2):
+            try:
+                if client.append(register, entry, noreply=False) \
+                        or client.add(register, entry, expire=0, noreply=False):
+                    return True
+            except MemcacheServerError:  # the register is full (1 MB): start it afresh
+                self._drop_lists(client)
+        return False
+
+    def _drop_lists(self, client: PooledClient) -> None:
+        """Take the register (compare and swap) and delete every list document it names."""
+        register = edge_lists_key(self.namespace)
+        for _ in range(5):
+            listed, token = client.gets(register)
+            if listed is None:
+                return
+            if client.cas(register, "", token, expire=0, noreply=False):
+                ours = edge_list_key(self.namespace, "")  # anything else there is not ours
+                documents = [key for key in listed.split() if key.startswith(ours)]
+                if documents:
+                    client.delete_many(documents, noreply=False)
+                return
 
     def _live(self) -> list[tuple[str, PooledClient]]:
         clock = self._clock()

@@ -42,7 +42,7 @@ class Work:
         counting(self.cache, quote_cache.cache, CACHE_METHODS, monkeypatch)
         counting(self.memcached, quote_cache.backend.client, CLIENT_METHODS, monkeypatch)
         for server, client in quote_cache.edge.clients.items():
-            counting(self.edge, client, ("get", "add", "set", "set_many"), monkeypatch,
+            counting(self.edge, client, ("get", "add", "append", "set", "set_many"), monkeypatch,
                      prefix=f"{server} ")
         with app.app_context():
             engine = db.engine
@@ -95,9 +95,11 @@ def test_a_cache_hit_is_one_cache_call_and_no_sql(wired_app, work):
     assert set(sources.values()) == {"cache"}
     assert work.cache == Counter(get_many=1)
     assert work.memcached == Counter()  # nothing claimed, nothing written
-    # The edge: the epoch read before the quotes, then the list's document (noreply), per server.
-    assert work.edge == Counter({f"{server} {op}": 1 for server in wired_app.extensions[
-        "coinquote"].cache.edge.clients for op in ("get", "set")})
+    # The edge, per server: the epoch read before the quotes, the list's document written and
+    # registered (the register is new: `append` finds none, `add` makes it), the epoch re-read.
+    assert work.edge == Counter({f"{server} {op}": n for server in wired_app.extensions[
+        "coinquote"].cache.edge.clients for op, n in (("get", 2), ("set", 1), ("append", 1),
+                                                      ("add", 1))})
     assert work.sql == []
 
 

@@ -7,8 +7,8 @@ import hashlib
 import re
 from pathlib import Path
 
-from src.adapters.cache_keys import (EDGE_VERSION, edge_epoch_key, edge_key, edge_list_digest,
-                                     edge_list_key, key_namespace)
+from src.adapters.cache_keys import (EDGE_VERSION, edge_key, edge_list_digest, edge_list_key,
+                                     key_namespace)
 from src.domain.model import MAX_SYMBOL_LENGTH, MAX_SYMBOLS_PER_REQUEST
 from src.entrypoints.observability import REQUEST_ID_PATTERN
 
@@ -21,14 +21,12 @@ def test_the_script_builds_the_apps_keys():
     namespace = key_namespace("coinquote", "USD")
 
     assert f"var VERSION = '{EDGE_VERSION}';" in JS
-    assert "ns + ':edge:' + VERSION + ':' + list[0]" in JS  # edge_key
+    assert "var prefix = ns + ':edge:' + VERSION + ':';" in JS
+    assert "prefix + list[0] : prefix + 'list:' + digest(list)" in JS
     assert edge_key(namespace, "BTC") == f"coinquote:USD:edge:{EDGE_VERSION}:BTC"
-    assert "ns + ':edge:' + VERSION + ':epoch'" in JS
-    assert edge_epoch_key(namespace) == f"coinquote:USD:edge:{EDGE_VERSION}:epoch"
-    assert "ns + ':edge:' + VERSION + ':' + token + ':'" in JS and "+ digest(wanted)" in JS
-    assert edge_list_key(namespace, "ab12", edge_list_digest(("BTC", "ETH"))) == (
-        f"coinquote:USD:edge:{EDGE_VERSION}:ab12:{hashlib.sha256(b'BTC,ETH').hexdigest()}")
     assert "createHash('sha256').update(list.join(','))" in JS
+    assert edge_list_key(namespace, edge_list_digest(("BTC", "ETH"))) == (
+        f"coinquote:USD:edge:{EDGE_VERSION}:list:{hashlib.sha256(b'BTC,ETH').hexdigest()}")
 
 
 def test_the_script_accepts_what_the_app_accepts_and_no_more():
@@ -49,12 +47,8 @@ def test_nginx_keeps_a_clients_request_id_only_when_the_app_would():
 
 def test_misses_and_memcached_trouble_fall_through_to_the_app():
     location = CONF.split("location = /api/v1/quotes {")[1].split("\n        }\n")[0]
-    document = CONF.split('location ~ "^/_coinquote/doc/')[1].split("\n        }\n")[0]
-    lists = CONF.split("location @edge_list {")[1].split("\n        }\n")[0]
 
     assert "error_page 404 418 502 504 = @app;" in location
     assert "memcached_pass coinquote_memcached;" in location
     assert "limit_req zone=coinquote_clients" in location
-    assert "limit_req zone=coinquote_clients" in lists
-    assert "error_page 404 502 504 = @app;" in document
-    assert 'add_header Cache-Control "public, max-age=0" always;' in document
+    assert 'add_header Cache-Control "public, max-age=0" always;' in location
