@@ -39,8 +39,8 @@ class EdgeLists:
     """Writes the app's answer to a list of several symbols as an edge document, when nginx
     could serve it in the app's place (contract §6): no `convert`, no unknown symbol, every
     quote from the cache and fresh; it lives until the first of its quotes' entries expires or
-    stops being fresh, whichever is sooner, and is written under the epochs read before the
-    quotes were (`ticket`), so a quote cached anew meanwhile makes it unreachable.
+    stops being fresh, whichever is sooner; the epochs read before the quotes were (`ticket`)
+    let EdgeDocuments take it away when a quote was cached anew meanwhile.
     Bounded: bytes written per minute (FIRST_SIGHT_/REPEAT_BYTES_PER_MINUTE above).
     """
 
