@@ -149,7 +149,7 @@ class EdgeDocuments:
     def _drop_lists(self, client: PooledClient) -> None:
         """Take the register (compare and swap) and delete every list document it names."""
         register = edge_lists_key(self.namespace)
-        for _ in range(5):
+        for _ in range(20):  # a swap fails only when a list was registered in between
             listed, token = client.gets(register)
             if listed is None:
                 return
@@ -159,6 +159,8 @@ class EdgeDocuments:
                 if documents:
                     client.delete_many(documents, noreply=False)
                 return
+        CACHE_ERRORS.labels("edge").inc()
+        logger.warning("the edge's list register kept changing; its lists stay until they expire")
 
     def _live(self) -> list[tuple[str, PooledClient]]:
         clock = self._clock()
