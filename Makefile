@@ -69,7 +69,7 @@ test-lowest: $(LOWEST)/.test-deps
 
 ## bench: the benchmark (needs wrk, PostgreSQL and memcached installed); see bench/README.md
 bench: $(VENV)/.test-deps
-	$(BIN)/python -m bench.run --duration 10 --rounds 3 --soak 300
+	$(BIN)/python -m bench.run --duration 10 --rounds 3 --flood 100000 --soak 300
 
 ## simulate: a compressed day of mixed traffic against a CoinMarketCap plan (bench/README.md)
 simulate: $(VENV)/.test-deps

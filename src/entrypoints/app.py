@@ -24,6 +24,7 @@ from src.adapters.budget_board import Board, build_board
 from src.adapters.credit_governor import SharedCreditGovernor, budget_namespace
 from src.adapters.orm import db
 from src.adapters.edge_documents import EdgeDocuments
+from src.adapters.edge_lists import EdgeLists
 from src.adapters.quote_cache import FlaskCachingQuoteCache
 from src.adapters.sql_history import SqlHistoryRepository
 from src.adapters.sql_lease import SqlRefreshLease
@@ -88,6 +89,7 @@ class Services:
     repository: QuoteRepository
     cache: QuoteCache
     renderer: QuoteRenderer
+    edge_lists: EdgeLists
 
 
 def create_app(
@@ -127,10 +129,11 @@ def create_app(
     hot_set = (HotSet(request_log, repository, clock, settings.base_currency,
                       window_seconds=settings.refresh_window_seconds)
                if request_log is not None and settings.refresh_window_seconds > 0 else None)
+    edge = build_edge(settings, renderer, clock)
     service = QuoteService(
         provider=provider or build_provider(settings, app.extensions["governor"]),
         repository=repository,
-        cache=(cache := cache or build_cache(app, settings, renderer, clock)),
+        cache=(cache := cache or build_cache(app, edge, clock)),
         clock=clock,
         base_currency=settings.base_currency,
         cache_ttl_seconds=settings.cache_ttl_seconds,
@@ -142,7 +145,11 @@ def create_app(
         governor=app.extensions["governor"],
         hot_set=hot_set,
     )
-    app.extensions["coinquote"] = Services(settings, service, repository, cache, renderer)
+    edge_lists = EdgeLists(edge if isinstance(cache, FlaskCachingQuoteCache) else None,
+                           max_age_seconds=settings.quote_max_age_seconds or None,
+                           now=lambda: clock.now().timestamp())
+    app.extensions["coinquote"] = Services(settings, service, repository, cache, renderer,
+                                           edge_lists)
     app.extensions["history"] = build_history(app, settings, history_repository, clock)
     app.extensions["refresh"] = build_refresh(app, settings, service, clock, engine,
                                               request_log, refresh_lease)
@@ -250,14 +257,20 @@ def build_refresh(app: Flask, settings: Settings, service: QuoteService, clock: 
     return RefreshAhead(demand=demand, refresher=refresher)
 
 
-def build_cache(app: Flask, settings: Settings, renderer: QuoteRenderer,
-                clock: Clock) -> QuoteCache:
-    """The shared cache; with memcached, each quote cached also leaves its ready answer there for
-    nginx's fast path (deploy/nginx.conf), rendered by the same renderer as the app's."""
-    edge = (EdgeDocuments(settings.memcached_servers, renderer.render_cached,
-                          max_age_seconds=settings.quote_max_age_seconds or None,
-                          now=lambda: clock.now().timestamp())
-            if settings.memcached_servers else None)
+def build_edge(settings: Settings, renderer: QuoteRenderer, clock: Clock) -> EdgeDocuments | None:
+    """With memcached, each quote cached also leaves its ready answer there for nginx's edge
+    (deploy/nginx.conf), rendered by the same renderer as the app's, under this deployment's
+    key namespace (CACHE_NAMESPACE:BASE_CURRENCY)."""
+    if not settings.memcached_servers:
+        return None
+    return EdgeDocuments(settings.memcached_servers, renderer.render_cached,
+                         namespace=settings.key_namespace,
+                         max_age_seconds=settings.quote_max_age_seconds or None,
+                         now=lambda: clock.now().timestamp())
+
+
+def build_cache(app: Flask, edge: EdgeDocuments | None, clock: Clock) -> QuoteCache:
+    """The shared cache (Flask-Caching's key prefix: the deployment's key namespace)."""
     return FlaskCachingQuoteCache(Cache(app), edge=edge, now=lambda: clock.now().timestamp())
 
 

@@ -17,7 +17,9 @@ from src.domain.model import QuoteAnswer
 access_log = logging.getLogger("coinquote.access")
 
 # A client's id is kept only if it is short and plain: it goes into logs and response headers.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# deploy/nginx.conf applies the same rule (one id per request in its log, ours and the response).
+REQUEST_ID_PATTERN = r"[A-Za-z0-9._:-]{1,128}"
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 _QUIET_ROUTES = {"/healthz", "/metrics"}
 
 

@@ -172,10 +172,13 @@ class Quotes(MethodView):
         assembled by QuoteRenderer from fragments the response schema produced.
         """
         services = current_app.extensions["coinquote"]
+        edge_ticket = services.edge_lists.ticket(symbol, convert)  # before the quotes are read
         answer = services.service.get_quotes(symbol, convert)
         note_requested(answer)
         observe_answer(answer)
         service = services.service
-        return quotes_response(services.renderer.render(answer), answer, request,
+        body = services.renderer.render(answer)
+        services.edge_lists.publish(edge_ticket, answer, body)
+        return quotes_response(body, answer, request,
                                service.clock.now(), service.cache_ttl_seconds, service.max_age)
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from src.adapters.cache_keys import NAMESPACE_PART, key_namespace
 from src.adapters.coinmarketcap import PRODUCTION_URL, SANDBOX_KEY, SANDBOX_URL
 from src.domain.errors import InvalidSymbol
 from src.domain.model import normalise_symbol
@@ -39,6 +40,7 @@ class Settings:
     memcached_servers: tuple[str, ...] = ()
     cache_ttl_seconds: int = 60
     base_currency: str = "USD"
+    cache_namespace: str = "coinquote"  # with base_currency, names every shared memcached key
     quote_max_age_seconds: int = 300
     refresh_window_seconds: int = 900  # 0: refresh-ahead off
     refresh_interval_seconds: float | None = None  # None: derived from the credit budget
@@ -68,6 +70,7 @@ class Settings:
             memcached_servers=_servers(env),
             cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 60, minimum=1),
             base_currency=_currency(env, "BASE_CURRENCY", "USD"),
+            cache_namespace=_cache_namespace(env),
             quote_max_age_seconds=_int(env, "QUOTE_MAX_AGE_SECONDS", 300, minimum=1),
             refresh_window_seconds=_int(env, "REFRESH_WINDOW_SECONDS", 900, minimum=0),
             refresh_interval_seconds=_seconds(env, "REFRESH_INTERVAL_SECONDS", minimum=1),
@@ -83,6 +86,11 @@ class Settings:
             uses_sandbox=uses_sandbox,
         )
 
+    @property
+    def key_namespace(self) -> str:
+        """`CACHE_NAMESPACE:BASE_CURRENCY`: what every key this deployment shares starts with."""
+        return key_namespace(self.cache_namespace, self.base_currency)
+
     def to_flask_config(self) -> dict[str, Any]:
         """The Flask and extension configuration keys (the only place they are spelled out)."""
         config: dict[str, Any] = {
@@ -91,7 +99,8 @@ class Settings:
             # which the service survives, and SQLAlchemy then replaces the whole pool.
             "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 1800},
             "CACHE_DEFAULT_TIMEOUT": self.cache_ttl_seconds,
-            "CACHE_KEY_PREFIX": "coinquote:",
+            # The deployment's part of every key; quote and claim keys name the currency.
+            "CACHE_KEY_PREFIX": f"{self.cache_namespace}:",
         }
         if self.memcached_servers:
             config["CACHE_TYPE"] = "src.adapters.pymemcache_backend.PymemcacheCache"
@@ -274,6 +283,15 @@ def _currency(env: Mapping[str, str], name: str, default: str) -> str:
         return normalise_symbol(raw)
     except InvalidSymbol:
         raise ConfigError(f"{name} must be a currency symbol such as USD, got {raw!r}") from None
+
+
+def _cache_namespace(env: Mapping[str, str]) -> str:
+    raw = _raw(env, "CACHE_NAMESPACE")
+    if raw is None:
+        return "coinquote"
+    if not NAMESPACE_PART.fullmatch(raw):
+        raise ConfigError(f"CACHE_NAMESPACE must be 1-32 letters, digits, '_' or '-', got {raw!r}")
+    return raw
 
 
 def _rate_limit(env: Mapping[str, str]) -> str | None:

@@ -151,6 +151,8 @@ def render_nginx_conf(upstreams: list[str], port: int, workdir: Path,
             out.append(f"{indent}error_log {workdir}/error.log warn;")
         elif what == "pid":
             out.append(f"{indent}pid {workdir}/nginx.pid;")
+        elif what == "js":
+            out.append(f"{indent}js_import coinquote from {ROOT / 'deploy' / 'coinquote-edge.js'};")
         elif what == "temp":
             out.append(f"{indent}{directive} {workdir}/{directive};")
         else:
@@ -159,8 +161,9 @@ def render_nginx_conf(upstreams: list[str], port: int, workdir: Path,
 
 
 def start_nginx(upstreams: list[str], workdir: Path, edit: Callable[[str], str] | None = None,
-                memcached: list[str] | None = None) -> Process:
-    """Real nginx with deploy/nginx.conf (rendered, then passed through `edit`) in front of `upstreams`."""
+                memcached: list[str] | None = None, env: dict[str, str] | None = None) -> Process:
+    """Real nginx with deploy/nginx.conf (rendered, then passed through `edit`) in front of
+    `upstreams`; `env`: its environment's extra variables (CACHE_NAMESPACE, BASE_CURRENCY)."""
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if binary is None:
         pytest.fail("nginx is needed for the reverse-proxy tests: make system-deps", pytrace=False)
@@ -172,9 +175,12 @@ def start_nginx(upstreams: list[str], workdir: Path, edit: Callable[[str], str] 
     conf.write_text(edit(text) if edit else text)
     checked = subprocess.run([binary, "-t", "-c", str(conf), "-e", str(workdir / "startup.log")],
                              capture_output=True, text=True)
+    if "ngx_http_js_module" in checked.stderr:
+        pytest.fail("nginx's njs module is needed for the edge: make system-deps"
+                    " (Debian: libnginx-mod-http-js)", pytrace=False)
     assert checked.returncode == 0, checked.stderr
     proc = spawn([binary, "-c", str(conf), "-e", str(workdir / "startup.log"), "-g", "daemon off;"],
-                 base_env(), port, workdir / "stdout.log")
+                 base_env(**(env or {})), port, workdir / "stdout.log")
     proc.extra["access_log"] = workdir / "access.log"
     proc.extra["error_log"] = workdir / "error.log"
     return proc
