@@ -119,12 +119,13 @@ class SpendingPolicy:
 
     def refresh_need(self, day: BudgetDay, hot_symbols: int) -> int:
         """Credits refresh-ahead needs for the rest of the day to hold `hot_symbols` within the
-        max age: a round per max age, each costing a credit per 100 symbols. Rounds are never
-        more frequent than a configured interval allows, else than every 60 s."""
+        max age: a round per max age (never more often than every 60 s), each costing a credit
+        per 100 symbols. A configured interval is what the rounds will do, so what they need:
+        nobody adapts it to what others spent."""
         if hot_symbols <= 0 or self.max_age_seconds is None:
             return 0
-        every = max(self.max_age_seconds, self.interval_seconds
-                    if self.interval_seconds is not None else MIN_REFRESH_INTERVAL_SECONDS)
+        every = (self.interval_seconds if self.interval_seconds is not None
+                 else max(MIN_REFRESH_INTERVAL_SECONDS, self.max_age_seconds))
         return math.ceil(day.seconds_left / every) * call_cost(hot_symbols)
 
     def convert_cap(self, spent: Spent, day: BudgetDay, hot_symbols: int) -> int:

@@ -82,11 +82,13 @@ def test_refresh_ahead_needs_a_round_per_max_age_for_the_rest_of_the_day():
     assert no_bound.refresh_need(MORNING, 100) == 0
 
 
-def test_refresh_ahead_never_needs_rounds_more_often_than_a_minute_or_the_configured_interval():
+def test_refresh_ahead_needs_a_round_a_minute_at_most_or_what_a_configured_interval_runs():
     short_bound = SpendingPolicy(333, 30, max_age_seconds=10)
-    configured = SpendingPolicy(333, 30, max_age_seconds=300, interval_seconds=600)
+    slower = SpendingPolicy(333, 30, max_age_seconds=300, interval_seconds=600)
+    faster = SpendingPolicy(3333, 30, max_age_seconds=300, interval_seconds=150)
     assert short_bound.refresh_need(MORNING, 1) == 1440
-    assert configured.refresh_need(MORNING, 1) == 144
+    assert slower.refresh_need(MORNING, 1) == 144
+    assert faster.refresh_need(MORNING, 1) == 576  # not adapted to others: its rounds come first
 
 
 def test_conversions_get_what_refresh_ahead_leaves_on_basic():
