@@ -24,6 +24,7 @@ from tests.e2e.conftest import (
     service_env,
     start_fake_cmc,
     start_gunicorn,
+    wait_for,
 )
 from tests.servers import free_port, stop, wait_for_port
 
@@ -82,15 +83,6 @@ def fresh(stack, flush_memcached) -> Stack:
     """Nothing cached from an earlier test; upstream back to its defaults."""
     requests.post(stack.fake.url + "/__fake__/reset", timeout=5).raise_for_status()
     return stack
-
-
-def wait_for(condition, seconds: float, every: float = 0.2):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if (found := condition()):
-            return found
-        time.sleep(every)
-    return condition()
 
 
 def rounds_logged(text: str) -> list[int]:
