@@ -160,7 +160,8 @@ def measure(client: Any, timer: StatementTimer, path: str, requests: int) -> Non
 
     print(f"\nGET {path}")
     print(f"  {points} points; {len(timer.statements) // requests} SQL statement(s) per request")
-    print(f"  server time (in-process request, Flask to JSON): median {statistics.median(server_ms):.2f} ms,"
+    print(f"  server time (in-process request, Flask to JSON):"
+          f" median {statistics.median(server_ms):.2f} ms,"
           f" p95 {percentile(server_ms, 0.95):.2f} ms, max {max(server_ms):.2f} ms"
           f" over {requests} requests")
     print(f"  of which Python CPU in the app: median {statistics.median(cpu_ms):.2f} ms")
@@ -183,7 +184,8 @@ def explain_prune_batch(engine: Any, now: datetime) -> None:
     hourly_from, _ = RetentionPolicy(full_days=1).cutoffs(now)
     rank_before = from_epoch((epoch_seconds(hourly_from) // HOUR + 1) * HOUR)
     with engine.connect() as conn:
-        oldest = conn.execute(text("SELECT min(fetched_at) FROM quotes WHERE coin_id = 42")).scalar()
+        oldest = conn.execute(text("SELECT min(fetched_at) FROM quotes WHERE coin_id = 42")
+                              ).scalar()
     window_from, window_before = prune_windows(oldest, from_epoch(0), rank_before)[0]
     statement = prune_statement("postgresql", HOUR).compile(
         dialect=engine.dialect, compile_kwargs={"render_postcompile": True})

@@ -186,7 +186,8 @@ def prune_statement(dialect: str, bucket_seconds: int) -> Any:
     holds, whatever the size of the table."""
     q = _QUOTES
     coin_id, currency = _param("coin_id", BigInteger()), _param("currency", String())
-    zone_from, zone_before = _param("zone_from", UTCDateTime()), _param("zone_before", UTCDateTime())
+    zone_from = _param("zone_from", UTCDateTime())
+    zone_before = _param("zone_before", UTCDateTime())
     ranked = (
         select(q.c.id, q.c.fetched_at,
                func.row_number()

@@ -224,7 +224,8 @@ def test_an_injected_1009_stops_every_process_until_the_reset_the_fake_reports(s
     stored = fresh_symbols(3)
     assert stack.get("symbol=" + ",".join(stored)).status_code == 200
     time.sleep(1.5)  # the stored quotes age past QUOTE_MAX_AGE_SECONDS (a floor, not an edge)
-    stack.http.post(stack.fake.url + "/__fake__/verdict", json={"error_code": 1009, "seconds": verdict})
+    stack.http.post(stack.fake.url + "/__fake__/verdict",
+                    json={"error_code": 1009, "seconds": verdict})
     verdict_ends = time.monotonic() + verdict  # the fake's reset is a little before this
     stack.get(f"symbol={stored[0]}")  # a request or the refresher's next round meets the 1009
     assert wait_for(lambda: stack.fake_usage()["refused"].get("1009"), 10), "nobody met the 1009"
