@@ -7,7 +7,7 @@ FAKE_CMC_PORT ?= 8001
 LOWEST ?= .venv-lowest
 
 .PHONY: run demo test test-unit test-integration test-e2e test-lowest system-deps fake-cmc bench \
-        simulate image clean
+        simulate chaos image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,11 @@ bench: $(VENV)/.test-deps
 ## simulate: a compressed day of mixed traffic against a CoinMarketCap plan (bench/README.md)
 simulate: $(VENV)/.test-deps
 	$(BIN)/python -m bench.simulate $(SIMULATE_ARGS)
+
+## chaos: the production shape under mixed load while its parts are killed; per-phase figures,
+## exit 1 when an invariant breaks (bench/README.md, Chaos). CHAOS_ARGS=--short: CI's version
+chaos: system-deps $(VENV)/.test-deps
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 IMAGE ?= coinquote:latest
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from limits import parse as parse_limit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -24,6 +25,15 @@ DEFAULT_DATABASE_URL = "sqlite:///coinquote.db"  # relative: Flask-SQLAlchemy pu
 # Loopback only: safe when gunicorn is reached directly, and right for an nginx on the same host.
 DEFAULT_TRUSTED_PROXIES = ("127.0.0.1", "::1")
 _RATE_LIMIT_RE = re.compile(r"\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day)s?", re.I)
+
+# The bounds of what works (issue 21): memcached reads a lifetime over 30 days as a Unix date
+# (so an entry, an edge document or a counter would expire at once); a time span far beyond a
+# year overflows the date arithmetic of every request (a 500) or of start-up.
+_MEMCACHED_MAX_SECONDS = 30 * 86400
+_DAY = 86400
+_YEAR = 365 * _DAY
+_MAX_COUNT = 10**9
+_MAX_HISTORY_DAYS = 36_500  # a century; older cutoffs reach before the Unix epoch
 
 
 class ConfigError(ValueError):
@@ -68,16 +78,23 @@ class Settings:
             cmc_base_url=base_url,
             database_url=_database_url(env),
             memcached_servers=_servers(env),
-            cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 60, minimum=1),
+            cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 60, minimum=1,
+                                   maximum=_MEMCACHED_MAX_SECONDS, unit="seconds (30 days:"
+                                   " memcached reads a longer lifetime as a date)"),
             base_currency=_currency(env, "BASE_CURRENCY", "USD"),
             cache_namespace=_cache_namespace(env),
-            quote_max_age_seconds=_int(env, "QUOTE_MAX_AGE_SECONDS", 300, minimum=1),
-            refresh_window_seconds=_int(env, "REFRESH_WINDOW_SECONDS", 900, minimum=0),
-            refresh_interval_seconds=_seconds(env, "REFRESH_INTERVAL_SECONDS", minimum=1),
-            cmc_daily_credits=_int(env, "CMC_DAILY_CREDITS", None, minimum=1),
-            cmc_calls_per_minute=_int(env, "CMC_CALLS_PER_MINUTE", None, minimum=1),
+            quote_max_age_seconds=_int(env, "QUOTE_MAX_AGE_SECONDS", 300, minimum=1,
+                                       maximum=_YEAR, unit="seconds (a year)"),
+            refresh_window_seconds=_int(env, "REFRESH_WINDOW_SECONDS", 900, minimum=0,
+                                        maximum=_YEAR, unit="seconds (a year)"),
+            refresh_interval_seconds=_seconds(env, "REFRESH_INTERVAL_SECONDS", minimum=1,
+                                              maximum=_DAY, unit="seconds (a day)"),
+            cmc_daily_credits=_int(env, "CMC_DAILY_CREDITS", None, minimum=1,
+                                   maximum=_MAX_COUNT),
+            cmc_calls_per_minute=_int(env, "CMC_CALLS_PER_MINUTE", None, minimum=1,
+                                      maximum=_MAX_COUNT),
             convert_credit_share=_share(env, "CONVERT_CREDIT_SHARE", 0.5),
-            history_full_days=_int(env, "HISTORY_FULL_DAYS", 7, minimum=1),
+            history_full_days=_history_days(env, "HISTORY_FULL_DAYS", 7),
             history_hourly_days=_history_hourly_days(env),
             rate_limit=_rate_limit(env),
             trusted_proxies=_networks(env, "TRUSTED_PROXIES", DEFAULT_TRUSTED_PROXIES),
@@ -151,20 +168,24 @@ def _raw(env: Mapping[str, str], name: str) -> str | None:
     return value.strip()
 
 
-def _int(env: Mapping[str, str], name: str, default: int | None, *, minimum: int) -> int | None:
+def _int(env: Mapping[str, str], name: str, default: int | None, *, minimum: int,
+         maximum: int, unit: str = "") -> int | None:
     raw = _raw(env, name)
     if raw is None:
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+        value = None
+    if value is None or not minimum <= value <= maximum:
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise ConfigError(f"{name} must be a whole number from {minimum} to {maximum}"
+                          f"{' ' + unit if unit else ''}, got {shown!r}")
     return value
 
 
-def _seconds(env: Mapping[str, str], name: str, *, minimum: float) -> float | None:
+def _seconds(env: Mapping[str, str], name: str, *, minimum: float, maximum: float,
+             unit: str) -> float | None:
     """A duration in seconds, fractions allowed (e.g. 4.8); None when unset."""
     raw = _raw(env, name)
     if raw is None:
@@ -172,10 +193,16 @@ def _seconds(env: Mapping[str, str], name: str, *, minimum: float) -> float | No
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not minimum <= value < 10**9:  # also refuses nan and inf
-        raise ConfigError(f"{name} must be a number of seconds from {minimum:g}, got {raw!r}")
+        value = None
+    if value is None or not minimum <= value <= maximum:  # also refuses nan and inf
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise ConfigError(f"{name} must be a number from {minimum:g} to {maximum:g} {unit},"
+                          f" got {shown!r}")
     return value
+
+
+def _history_days(env: Mapping[str, str], name: str, default: int) -> int:
+    return _int(env, name, default, minimum=1, maximum=_MAX_HISTORY_DAYS, unit="days (a century)")
 
 
 def _share(env: Mapping[str, str], name: str, default: float) -> float:
@@ -238,8 +265,8 @@ def _reason(exc: ValueError) -> str:
 
 
 def _history_hourly_days(env: Mapping[str, str]) -> int:
-    full = _int(env, "HISTORY_FULL_DAYS", 7, minimum=1)
-    hourly = _int(env, "HISTORY_HOURLY_DAYS", 90, minimum=1)
+    full = _history_days(env, "HISTORY_FULL_DAYS", 7)
+    hourly = _history_days(env, "HISTORY_HOURLY_DAYS", 90)
     if hourly < full:
         raise ConfigError(f"HISTORY_HOURLY_DAYS must be at least HISTORY_FULL_DAYS ({full}), got {hourly}")
     return hourly
@@ -296,8 +323,16 @@ def _cache_namespace(env: Mapping[str, str]) -> str:
 
 def _rate_limit(env: Mapping[str, str]) -> str | None:
     raw = _raw(env, "RATE_LIMIT")
-    if raw is not None and not _RATE_LIMIT_RE.fullmatch(raw):
+    if raw is None:
+        return None
+    if not _RATE_LIMIT_RE.fullmatch(raw):
         raise ConfigError(f"RATE_LIMIT must look like '120/minute', got {raw!r}")
+    limit = parse_limit(raw)
+    if limit.amount < 1:  # 0/minute would refuse every request
+        raise ConfigError(f"RATE_LIMIT must allow at least 1 request, got {raw!r}")
+    if limit.get_expiry() > _MEMCACHED_MAX_SECONDS:
+        raise ConfigError(f"RATE_LIMIT must count over 30 days at most (memcached reads a longer"
+                          f" lifetime as a date), got {raw!r}")
     return raw
 
 

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,6 +47,18 @@ def spawn(args: list[str], env: dict[str, str], port: int, log: Path) -> Process
         stop(process)
         pytest.fail(f"{args[:3]} did not start:\n{log.read_text(errors='replace')[-3000:]}", pytrace=False)
     return Process(process, f"http://127.0.0.1:{port}", log)
+
+
+def wait_for(condition: Callable[[], object], seconds: float, every: float = 0.2) -> object:
+    """`condition()` once it is truthy, polled every `every` seconds until `seconds` have
+    passed; then its last value. A timing test waits for its condition with a deadline, never
+    a fixed sleep at the edge of one (a shared 2-core machine can be late by seconds)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if (found := condition()):
+            return found
+        time.sleep(every)
+    return condition()
 
 
 def base_env(**extra: str) -> dict[str, str]:
