@@ -20,7 +20,13 @@ from src.adapters.coinmarketcap.key_info import KeyInfo
 from src.domain.errors import BudgetSpent, LimitVerdict
 from src.domain.model import Plan, Purpose
 from src.domain.ports import Clock, CreditGovernor
-from src.domain.spending import DAY_SECONDS, BudgetDay, Spent, SpendingPolicy
+from src.domain.spending import (
+    DAY_SECONDS,
+    REQUEST_RESERVE_SHARE,
+    BudgetDay,
+    Spent,
+    SpendingPolicy,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +208,13 @@ class SharedCreditGovernor(CreditGovernor):
                              f"{_iso(until)}", code)
         policy = self.policy()
         minute_key = self._minute_key(now)
-        if board.add(minute_key, 1, ttl=120) > policy.calls_allowed(purpose):
+        allowed = policy.calls_allowed(purpose)
+        if board is not self._shared:
+            # Counting alone while the shared counters are unreachable, beside an unknown number
+            # of processes doing the same: requests only, a tenth of the minute each.
+            allowed = 0 if purpose is not Purpose.REQUEST else \
+                max(1, math.floor(policy.calls_per_minute * REQUEST_RESERVE_SHARE))
+        if board.add(minute_key, 1, ttl=120) > allowed:
             board.give_back(minute_key, 1)
             raise _spent(_next_minute(now) - now, "no more calls to CoinMarketCap this minute")
         day = self._day(now)

@@ -175,11 +175,12 @@ def build_provider(settings: Settings, governor: CreditGovernor) -> QuoteProvide
 
 def build_governor(settings: Settings, clock: Clock, *, read_key_info: bool = True,
                    engine: Engine | None = None) -> CreditGovernor:
-    """The credit budget, shared by every process: through memcached when configured, else
-    through the deployment's database, else (no database either: tests) in this process."""
+    """The credit budget, shared by every process through the deployment's database: counts
+    must outlive a memcached node that restarts or evicts them (the chaos run lost them so).
+    Without a database (tests that replace the repository): memcached, else this process."""
     key_info = CoinMarketCapKeyInfo(base_url=settings.cmc_base_url, api_key=settings.cmc_api_key)
-    board: Board = (SqlBoard(engine) if engine is not None and not settings.memcached_servers
-                    else build_board(settings.memcached_servers))
+    board: Board = SqlBoard(engine) if engine is not None else build_board(
+        settings.memcached_servers)
     return SharedCreditGovernor(
         board=board, clock=clock,
         read_key_info=key_info.read if read_key_info else None,

@@ -492,3 +492,12 @@ def test_a_plan_too_small_for_the_max_age_says_so_once_with_the_bound_it_holds(c
     assert len(warnings) == 1 and "960 s" in warnings[0]
     assert governor(daily_credits=333, max_age_seconds=300).plan() and len(
         [r for r in caplog.records if "cannot keep" in r.getMessage()]) == 1
+
+
+def test_counting_alone_a_process_takes_requests_only_and_a_tenth_of_the_minute():
+    # Beside an unknown number of processes doing the same, the minute must still hold.
+    gov = governor(storage=BrokenStorage(), calls_per_minute=30, daily_credits=1000)
+
+    assert spend(gov, Purpose.REFRESH, 5) == 0
+    assert spend(gov, Purpose.CONVERT, 5) == 0
+    assert spend(gov, Purpose.REQUEST, 10) == 3
