@@ -20,13 +20,7 @@ from src.adapters.coinmarketcap.key_info import KeyInfo
 from src.domain.errors import BudgetSpent, LimitVerdict
 from src.domain.model import Plan, Purpose
 from src.domain.ports import Clock, CreditGovernor
-from src.domain.spending import (
-    DAY_SECONDS,
-    REQUEST_RESERVE_SHARE,
-    BudgetDay,
-    Spent,
-    SpendingPolicy,
-)
+from src.domain.spending import DAY_SECONDS, BudgetDay, Spent, SpendingPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +31,7 @@ ELSEWHERE = "elsewhere"  # credits CoinMarketCap counted today that no reservati
 
 _PREFIX = "coinquote:credits:v1"
 _LOCAL_MEMO_SECONDS = 30.0  # how long a process trusts the shared key-info note it last read
-_SHARED_RETRY_SECONDS = 10.0  # after a storage failure, count in-process this long
+_SHARED_RETRY_SECONDS = 10.0  # after a storage failure, no call (and local figures) this long
 _DAY_TTL = 2 * 86_400
 _HOT_NOTE_SECONDS = 3_600.0  # a refresher gone this long no longer needs credits
 _T = TypeVar("_T")
@@ -60,8 +54,9 @@ class SharedCreditGovernor(CreditGovernor):
     Calls are counted per calendar minute, credits per day and purpose; a reservation is counted
     first and given back when it breaks a rule, so that racing processes can never overspend
     together, and settled to what CoinMarketCap charged once the call is answered. When the
-    board fails the governor counts in-process for a few seconds, on from the counts it last
-    read there, and tries again; it never raises anything but BudgetSpent.
+    board fails, no call is allowed for a few seconds (processes counting alone would overspend
+    together); /usage meanwhile shows this process's figures, on from the counts it last read
+    there. It never raises anything but BudgetSpent.
 
     CoinMarketCap's verdicts (`honour`) stop every call until they lapse: a minute's until the
     next minute (or its Retry-After), a day's until the daily reset (read from key info when
@@ -206,15 +201,15 @@ class SharedCreditGovernor(CreditGovernor):
             if until > now:
                 raise _spent(until - now, f"CoinMarketCap refused calls ({code}) until "
                              f"{_iso(until)}", code)
+        if board is not self._shared:
+            # The shared counts cannot be read: every process would count alone, together past
+            # the plan (and what a call brings back could not be stored either). No call until
+            # they can; stored and cached quotes are served meanwhile.
+            raise _spent(timedelta(seconds=_SHARED_RETRY_SECONDS),
+                         "the shared credit counters cannot be reached")
         policy = self.policy()
         minute_key = self._minute_key(now)
-        allowed = policy.calls_allowed(purpose)
-        if board is not self._shared:
-            # Counting alone while the shared counters are unreachable, beside an unknown number
-            # of processes doing the same: requests only, a tenth of the minute each.
-            allowed = 0 if purpose is not Purpose.REQUEST else \
-                max(1, math.floor(policy.calls_per_minute * REQUEST_RESERVE_SHARE))
-        if board.add(minute_key, 1, ttl=120) > allowed:
+        if board.add(minute_key, 1, ttl=120) > policy.calls_allowed(purpose):
             board.give_back(minute_key, 1)
             raise _spent(_next_minute(now) - now, "no more calls to CoinMarketCap this minute")
         day = self._day(now)
@@ -404,8 +399,8 @@ class SharedCreditGovernor(CreditGovernor):
             except BudgetSpent:
                 raise
             except Exception as exc:  # noqa: BLE001 - the port promises nothing but BudgetSpent
-                logger.warning("credit counters unreachable (%s); counting in this process for"
-                               " %d s", type(exc).__name__, _SHARED_RETRY_SECONDS)
+                logger.warning("credit counters unreachable (%s); no CoinMarketCap call for %d s",
+                               type(exc).__name__, _SHARED_RETRY_SECONDS)
                 self._shared_down_until = time.monotonic() + _SHARED_RETRY_SECONDS
             self._count_on_locally()
         return operation(self._local)
