@@ -74,6 +74,7 @@ class SharedCreditGovernor(CreditGovernor):
         convert_credit_share: float = 0.5,
         refresh_interval_seconds: float | None = None,
         max_age_seconds: float | None = None,
+        refresh_ahead: bool = False,
         key_info_every_seconds: float = KEY_INFO_EVERY_SECONDS,
         namespace: str = "",
     ) -> None:
@@ -87,6 +88,7 @@ class SharedCreditGovernor(CreditGovernor):
         self.convert_credit_share = convert_credit_share
         self.refresh_interval_seconds = refresh_interval_seconds
         self.max_age_seconds = max_age_seconds
+        self.refresh_ahead = refresh_ahead
         self.key_info_every_seconds = key_info_every_seconds
         self._shared = board or LimitsBoard(MemoryStorage())
         self._local = self._shared if not self._shared.shared else LimitsBoard(MemoryStorage())
@@ -280,8 +282,11 @@ class SharedCreditGovernor(CreditGovernor):
 
     def _note_hot(self, symbols: int) -> None:
         """Tell every process how many symbols are hot (what refresh-ahead needs depends on it);
-        written when it changes, or before the note expires."""
+        written when it changes, or before the note expires. None is never written: a round
+        over nothing (a refresher starting before any request) says nothing of the next."""
         now = time.monotonic()
+        if symbols <= 0:
+            return
         if self._hot_written is not None and self._hot_written[1] == symbols \
                 and now - self._hot_written[0] < _HOT_NOTE_SECONDS / 2:
             return
@@ -290,9 +295,13 @@ class SharedCreditGovernor(CreditGovernor):
         self._hot_written = (now, symbols)
 
     def _hot_symbols(self, board: Board) -> int:
+        """How many symbols refresh-ahead keeps fresh, as its refresher last said; while none has
+        said (a deployment starting), at least one when refresh-ahead is on: what it will need
+        for up to 100 symbols is one credit a round all the same."""
         (note,) = board.notes([f"{self._prefix}:hot"])
-        return int(note) if note is not None and note.isascii() and note.isdigit() \
-            and len(note) < 7 else 0
+        if note is not None and note.isascii() and note.isdigit() and len(note) < 7:
+            return int(note)
+        return 1 if self.refresh_ahead else 0
 
     # -- CoinMarketCap's verdicts ---------------------------------------------------------------
 
