@@ -165,8 +165,8 @@ class RefreshLeaseRow(db.Model):
 
 
 class BudgetCounterRow(db.Model):
-    """A credit-governor counter or note shared by every process of a deployment without
-    memcached (src/adapters/sql_budget.py): live until `expires_at` (Unix seconds)."""
+    """A credit-governor counter or note shared by every process of a deployment
+    (src/adapters/sql_budget.py): live until `expires_at` (Unix seconds)."""
 
     __tablename__ = "budget_counters"
 
