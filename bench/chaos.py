@@ -259,8 +259,11 @@ def fail_coinmarketcap(stack: Stack, seconds: float) -> None:
     time.sleep(seconds / 2)
     stack.fake("DELETE", "/__fake__/failures")
     stack.fake("POST", "/__fake__/latency", {"seconds": 10})
+    late = time.time()
     time.sleep(seconds / 2)
     stack.fake("POST", "/__fake__/latency", {"seconds": 0})
+    # What it sent after the deadline nobody read: no history row can hold it.
+    stack.disruptions.append(("CoinMarketCap late", late, time.time() + 10))
 
 
 def kill_the_lease_holder(stack: Stack) -> str:
