@@ -37,7 +37,7 @@ from src.domain.hot_set import HotSet
 from src.domain.ports import Clock, CreditGovernor, QuoteCache, QuoteProvider, QuoteRepository, RefreshLease, RequestLog
 from src.domain.refresh import Refresher, RefreshPolicy
 from src.domain.service import QuoteService
-from src.domain.spending import call_purpose
+from src.domain.spending import call_purpose, retry_cost
 from src.entrypoints import chart, health_api, history_api, history_cli, quotes_api
 from src.entrypoints.docs import DOCS_CONFIG, register_docs_assets
 from src.entrypoints.flask_app import CoinquoteFlask
@@ -166,11 +166,13 @@ def create_app(
 
 
 def build_provider(settings: Settings, governor: CreditGovernor) -> QuoteProvider:
-    # A retry is one more call against the plan's minute (errors cost no credits): the governor
+    # A retry is one more call against the plan's minute, and after a timeout (maybe answered
+    # and charged after we gave up) one more call's credits; errors cost none. The governor
     # counts it for the purpose of the call it retries, and refuses it (BudgetSpent ends the
-    # retries) when the minute is used up.
+    # retries) when the budget allows no more.
     return CoinMarketCapProvider(base_url=settings.cmc_base_url, api_key=settings.cmc_api_key,
-                                 before_retry=lambda: governor.reserve(call_purpose(), 0))
+                                 before_retry=lambda previous: governor.reserve(
+                                     call_purpose(), retry_cost(previous)))
 
 
 def build_governor(settings: Settings, clock: Clock, *, read_key_info: bool = True,
