@@ -15,6 +15,8 @@ from tests.conftest import NoServerErrorClient
 @pytest.fixture
 def budget_client(wired_settings):
     def make(**changes):
+        # Refresh-ahead off: on these tiny plans its need would come first (test_spending).
+        changes.setdefault("refresh_window_seconds", 0)
         app = create_app(replace(wired_settings, **changes))
         app.test_client_class = NoServerErrorClient
         return app.test_client()
