@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
         else:
             print(f"generated {rows:,} rows over {args.coins} coins in {seconds:.1f} s")
 
-        from src.adapters.orm import db
+        from src.adapters.sql.orm import db
         from src.entrypoints.app import create_app
         from src.entrypoints.settings import Settings
 

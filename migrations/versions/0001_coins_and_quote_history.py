@@ -8,7 +8,7 @@ Create Date: 2026-11-26 05:09:59.833677
 from alembic import op
 import sqlalchemy as sa
 
-from src.adapters.orm import ExactDecimal, UTCDateTime
+from src.adapters.sql.orm import ExactDecimal, UTCDateTime
 
 
 # revision identifiers, used by Alembic.

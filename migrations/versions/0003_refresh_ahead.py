@@ -8,7 +8,7 @@ Create Date: 2026-11-26 11:15:00
 from alembic import op
 import sqlalchemy as sa
 
-from src.adapters.orm import UTCDateTime
+from src.adapters.sql.orm import UTCDateTime
 
 
 # revision identifiers, used by Alembic.

@@ -20,16 +20,17 @@ from werkzeug.exceptions import UnprocessableEntity
 from src.adapters.coinmarketcap import CoinMarketCapProvider
 from src.adapters.coinmarketcap.key_info import CoinMarketCapKeyInfo
 from src.adapters.buffered_request_log import BufferedRequestLog
-from src.adapters.budget_board import Board, build_board
-from src.adapters.credit_governor import SharedCreditGovernor, budget_namespace
-from src.adapters.orm import db
-from src.adapters.edge_documents import EdgeDocuments
-from src.adapters.quote_cache import FlaskCachingQuoteCache
-from src.adapters.sql_history import SqlHistoryRepository
-from src.adapters.sql_lease import SqlRefreshLease
-from src.adapters.sql_budget import SqlBoard
-from src.adapters.sql_repository import SqlQuoteRepository
-from src.adapters.sql_request_log import SqlRequestLog
+from src.adapters.budget.board import Board, build_board
+from src.adapters.budget.governor import SharedCreditGovernor
+from src.adapters.budget.notes import budget_namespace
+from src.adapters.sql.orm import db
+from src.adapters.cache.edge_documents import EdgeDocuments
+from src.adapters.cache.quote_cache import FlaskCachingQuoteCache
+from src.adapters.sql.history import SqlHistoryRepository
+from src.adapters.sql.lease import SqlRefreshLease
+from src.adapters.sql.budget_board import SqlBoard
+from src.adapters.sql.quotes import SqlQuoteRepository
+from src.adapters.sql.request_log import SqlRequestLog
 from src.domain.clock import SystemClock
 from src.domain.history import HistoryRepository, HistoryService, RetentionPolicy
 from src.domain.hot_set import HotSet

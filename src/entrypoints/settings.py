@@ -94,10 +94,10 @@ class Settings:
             "CACHE_KEY_PREFIX": "coinquote:",
         }
         if self.memcached_servers:
-            config["CACHE_TYPE"] = "src.adapters.pymemcache_backend.PymemcacheCache"
+            config["CACHE_TYPE"] = "src.adapters.cache.memcached.PymemcacheCache"
             config["CACHE_MEMCACHED_SERVERS"] = list(self.memcached_servers)
         else:
-            config["CACHE_TYPE"] = "src.adapters.local_cache.LocalCache"  # thread-safe, unlike SimpleCache
+            config["CACHE_TYPE"] = "src.adapters.cache.local.LocalCache"  # thread-safe, unlike SimpleCache
         if self.database_url.startswith("postgresql"):
             config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] = {"connect_timeout": 3}
             # The coin upsert (ON CONFLICT) is not batched by default: one round trip per row.

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from src.adapters.sql_repository import SqlQuoteRepository
+from src.adapters.sql.quotes import SqlQuoteRepository
 from src.domain.model import CoinQuote
 from tests.conftest import migrate_database
 
@@ -70,7 +70,7 @@ def generate_history(engine: Engine, coins: int, days: int, step_minutes: int, n
     from datetime import timedelta
     from decimal import Decimal
 
-    from src.adapters.orm import CoinRow, QuoteRow
+    from src.adapters.sql.orm import CoinRow, QuoteRow
 
     steps = days * 24 * 60 // step_minutes
     rows = []

@@ -11,8 +11,8 @@ import pytest
 from prometheus_client import REGISTRY
 from pymemcache.client.base import Client
 
-from src.adapters.cache_keys import cache_key
-from src.adapters.cache_values import encode_quote
+from src.adapters.cache.keys import cache_key
+from src.adapters.cache.values import encode_quote
 from tests.fakes import coin_quote
 
 KEY = "coinquote:" + cache_key("USD", "BTC")

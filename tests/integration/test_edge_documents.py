@@ -7,7 +7,7 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 
-from src.adapters.edge_documents import EdgeDocuments, edge_key
+from src.adapters.cache.edge_documents import EdgeDocuments, edge_key
 from tests.fakes import coin_quote
 from tests.servers import free_port
 
@@ -61,7 +61,7 @@ def test_a_failing_server_is_skipped_for_a_while_and_the_others_still_written(
 
     edge.clients[closed].set_many = counted  # third-party client: count what reaches it
 
-    with caplog.at_level(logging.WARNING, logger="src.adapters.edge_documents"):
+    with caplog.at_level(logging.WARNING, logger="src.adapters.cache.edge_documents"):
         for step in range(5):  # 0, 3, 6, 9, 12 s
             edge.publish({"BTC": BTC}, ttl_seconds=60)
             now[0] += 3

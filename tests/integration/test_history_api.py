@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event
 
-from src.adapters.orm import db
+from src.adapters.sql.orm import db
 from src.domain.history import INTERVALS
 from src.entrypoints.app import create_app
 from src.entrypoints.settings import Settings

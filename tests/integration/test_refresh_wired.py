@@ -6,7 +6,7 @@ import threading
 
 from sqlalchemy import event, text
 
-from src.adapters.orm import db
+from src.adapters.sql.orm import db
 from src.domain.history import PruneReport
 
 HOT = ["BTC", "ETH", "SOL", "XRP", "DOGE"]

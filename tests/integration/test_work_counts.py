@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import event
 
-from src.adapters.orm import db
+from src.adapters.sql.orm import db
 
 FIFTY = [f"SYN{i}" for i in range(1, 51)]
 CACHE_METHODS = ("get", "get_many", "set", "set_many", "add", "delete", "delete_many")

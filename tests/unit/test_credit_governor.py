@@ -8,8 +8,9 @@ import pytest
 from limits.storage import MemoryStorage, Storage
 
 from src.adapters.coinmarketcap.key_info import KeyInfo
-from src.adapters.budget_board import LimitsBoard
-from src.adapters.credit_governor import SharedCreditGovernor, budget_namespace
+from src.adapters.budget.board import LimitsBoard
+from src.adapters.budget.governor import SharedCreditGovernor
+from src.adapters.budget.notes import budget_namespace
 from src.domain.errors import BudgetSpent, ProviderUnavailable
 from src.domain.model import Plan, Purpose
 from tests.fakes import FixedClock, verdict

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from src.adapters.edge_documents import EDGE_KEY_PREFIX, edge_key
+from src.adapters.cache.edge_documents import EDGE_KEY_PREFIX, edge_key
 from src.domain.model import MAX_SYMBOL_LENGTH
 
 CONF = (Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf").read_text()

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from src.adapters import cache_values
+from src.adapters.cache import values as cache_values
 from src.adapters.codec import coin_quote_to_data
 from src.domain.errors import ProviderUnavailable
 from src.entrypoints.app import create_app

@@ -8,9 +8,9 @@ import threading
 from flask import Flask
 from flask_caching import Cache
 
-from src.adapters.cache_values import LOCAL_LIMITS, partition_of
-from src.adapters.local_cache import LocalCache
-from src.adapters.quote_cache import FlaskCachingQuoteCache
+from src.adapters.cache.values import LOCAL_LIMITS, partition_of
+from src.adapters.cache.local import LocalCache
+from src.adapters.cache.quote_cache import FlaskCachingQuoteCache
 from src.domain.model import FetchFailure
 from src.entrypoints.settings import Settings
 from tests.fakes import coin_quote
@@ -37,7 +37,7 @@ def default_cache() -> FlaskCachingQuoteCache:
 def cache_on(backend: LocalCache) -> FlaskCachingQuoteCache:
     """The port over `backend` (one with a clock the test moves), through Flask-Caching."""
     app = Flask(__name__)
-    cache = Cache(app, config={"CACHE_TYPE": "src.adapters.local_cache.LocalCache"})
+    cache = Cache(app, config={"CACHE_TYPE": "src.adapters.cache.local.LocalCache"})
     app.extensions["cache"][cache] = backend
     return FlaskCachingQuoteCache(cache)
 

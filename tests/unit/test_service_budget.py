@@ -11,8 +11,8 @@ from decimal import Decimal
 import pytest
 from limits.storage import MemoryStorage
 
-from src.adapters.budget_board import LimitsBoard
-from src.adapters.credit_governor import SharedCreditGovernor
+from src.adapters.budget.board import LimitsBoard
+from src.adapters.budget.governor import SharedCreditGovernor
 from src.domain.errors import BudgetSpent, InvalidCurrency, ProviderTimeout, ProviderUnavailable
 from src.domain.model import Purpose, Source
 from src.domain.service import QuoteService

@@ -15,7 +15,7 @@ def test_defaults_without_a_key_use_the_sandbox():
     assert settings.database_url.startswith("sqlite:///")
     assert settings.memcached_servers == ()
     assert (settings.cache_ttl_seconds, settings.base_currency, settings.quote_max_age_seconds) == (60, "USD", 300)
-    assert settings.to_flask_config()["CACHE_TYPE"] == "src.adapters.local_cache.LocalCache"
+    assert settings.to_flask_config()["CACHE_TYPE"] == "src.adapters.cache.local.LocalCache"
 
 
 def test_a_key_selects_production():

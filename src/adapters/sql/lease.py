@@ -7,10 +7,9 @@ from datetime import timedelta
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
 
-from src.adapters.metrics import DATABASE_ERRORS
-from src.adapters.orm import RefreshLeaseRow
+from src.adapters.sql.guard import storage_errors
+from src.adapters.sql.orm import RefreshLeaseRow
 from src.domain.errors import StorageError
 from src.domain.model import RefreshRound
 from src.domain.ports import Clock, RefreshLease
@@ -103,9 +102,5 @@ class SqlRefreshLease(RefreshLease):
     def _run(self, work, kind: str):
         if self.engine.dialect.name not in _INSERTS:
             raise StorageError("unsupported database dialect")
-        try:
-            with self.engine.begin() as conn:
-                return work(conn)
-        except SQLAlchemyError as exc:
-            DATABASE_ERRORS.labels(kind).inc()
-            raise StorageError(f"the refresh lease failed ({type(exc).__name__})") from exc
+        with storage_errors("the refresh lease failed", kind), self.engine.begin() as conn:
+            return work(conn)

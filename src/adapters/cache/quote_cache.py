@@ -10,9 +10,9 @@ from typing import Any, Protocol
 from flask_caching import Cache
 from pymemcache.exceptions import MemcacheError
 
-from src.adapters import cache_values
-from src.adapters.cache_keys import cache_key, currency_key, fetch_key
-from src.adapters.cache_rejects import reject_value
+from src.adapters.cache import values as cache_values
+from src.adapters.cache.keys import cache_key, currency_key, fetch_key
+from src.adapters.cache.rejects import reject_value
 from src.adapters.metrics import CACHE_ERRORS
 from src.domain.errors import StorageError
 from src.domain.model import CoinQuote, FetchFailure

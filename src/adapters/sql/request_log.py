@@ -8,10 +8,9 @@ from datetime import datetime
 from sqlalchemy import bindparam, case, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
-from src.adapters.metrics import DATABASE_ERRORS
-from src.adapters.orm import RequestedSymbolRow
+from src.adapters.sql.guard import storage_errors
+from src.adapters.sql.orm import RequestedSymbolRow
 from src.domain.errors import StorageError
 from src.domain.ports import RequestLog
 
@@ -55,18 +54,11 @@ class SqlRequestLog(RequestLog):
         # Sorted: concurrent upserts from several workers lock rows in the same order, so
         # PostgreSQL never sees them deadlock.
         rows = [{"symbol": s, "last_requested_at": requested[s]} for s in sorted(requested)]
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(upsert, rows)
-        except SQLAlchemyError as exc:
-            DATABASE_ERRORS.labels("write").inc()
-            raise StorageError(
-                f"recording requested symbols failed ({type(exc).__name__})") from exc
+        with storage_errors("recording requested symbols failed", "write"), \
+                self.engine.begin() as conn:
+            conn.execute(upsert, rows)
 
     def requested_since(self, since: datetime) -> list[str]:
-        try:
-            with self.engine.connect() as conn:
-                return list(conn.execute(_SINCE, {"since": since}).scalars())
-        except SQLAlchemyError as exc:
-            DATABASE_ERRORS.labels("read").inc()
-            raise StorageError(f"reading requested symbols failed ({type(exc).__name__})") from exc
+        with storage_errors("reading requested symbols failed", "read"), \
+                self.engine.connect() as conn:
+            return list(conn.execute(_SINCE, {"since": since}).scalars())

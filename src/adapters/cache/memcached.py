@@ -17,7 +17,7 @@ from pymemcache.client.hash import HashClient
 from pymemcache.client.rendezvous import RendezvousHash
 from pymemcache.exceptions import MemcacheError
 
-from src.adapters.cache_rejects import reject_value
+from src.adapters.cache.rejects import reject_value
 from src.adapters.metrics import CACHE_ERRORS
 
 logger = logging.getLogger(__name__)

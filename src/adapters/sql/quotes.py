@@ -11,12 +11,23 @@ from sqlalchemy import Engine, bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
-from src.adapters.metrics import DATABASE_ERRORS
-from src.adapters.orm import CoinRow, QuoteRow
+from src.adapters.sql.guard import rollback_quietly, storage_errors
+from src.adapters.sql.orm import CoinRow, QuoteRow
 from src.domain.errors import StorageError
-from src.domain.model import MAX_SYMBOLS_PER_REQUEST, QUOTE_FIGURES, Coin, CoinQuote, Quote
+from src.domain.model import (
+    MAX_SYMBOLS_PER_REQUEST,
+    QUOTE_FIGURES,
+    Coin,
+    CoinQuote,
+    Quote,
+)
 from src.domain.ports import QuoteRepository
 
 logger = logging.getLogger(__name__)
@@ -89,7 +100,7 @@ class SqlQuoteRepository(QuoteRepository):
     def newest(self, symbols: Sequence[str], currency: str) -> dict[str, CoinQuote]:
         if not symbols:
             return {}
-        try:
+        with storage_errors("reading stored quotes failed", "read"):
             # An autocommit connection of its own: the read leaves no transaction open ("idle in
             # transaction") while the caller goes on to CoinMarketCap, and it saves the BEGIN
             # and ROLLBACK round trips.
@@ -100,9 +111,6 @@ class SqlQuoteRepository(QuoteRepository):
                     "currency": currency,
                     **{f"symbol_{i}": symbol for i, symbol in enumerate(symbols)},
                 }).all()
-        except SQLAlchemyError as exc:
-            DATABASE_ERRORS.labels("read").inc()
-            raise StorageError(f"reading stored quotes failed ({type(exc).__name__})") from exc
         return {row.lookup_symbol: _to_domain(row) for row in rows}
 
     def add(self, quotes: Mapping[str, CoinQuote]) -> None:
@@ -113,17 +121,14 @@ class SqlQuoteRepository(QuoteRepository):
         by_coin = sorted(quotes.items(), key=lambda item: (item[1].coin.id, item[0]))
         coins = list({q.coin.id: _coin_values(q) for _, q in by_coin}.values())
         rows = [_quote_values(symbol, q) for symbol, q in by_coin]
-        try:
+        # ValueError: a value the driver refuses before sending it (psycopg2: NUL in text).
+        with storage_errors("storing quotes failed", "write", also=(ValueError,)):
             for attempt in Retrying(retry=retry_if_exception(_is_transient),
                                     stop=stop_after_attempt(WRITE_ATTEMPTS),
                                     wait=wait_random_exponential(multiplier=0.02, max=0.5),
                                     before_sleep=_log_retry, reraise=True):
                 with attempt:
                     self._write(coins, rows)
-        except (SQLAlchemyError, ValueError) as exc:
-            # ValueError: a value the driver refuses before sending it (psycopg2: NUL in text).
-            DATABASE_ERRORS.labels("write").inc()
-            raise StorageError(f"storing quotes failed ({type(exc).__name__})") from exc
 
     def _write(self, coins: list[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
         """One transaction: upsert the coins, append the quote rows; rolled back on failure."""
@@ -142,19 +147,13 @@ class SqlQuoteRepository(QuoteRepository):
 
     def ping(self) -> None:
         try:
-            self.session.execute(text("SELECT 1"))
-        except SQLAlchemyError as exc:
-            DATABASE_ERRORS.labels("ping").inc()
-            self._rollback()
-            raise StorageError(f"database unreachable ({type(exc).__name__})") from exc
+            with storage_errors("database unreachable", "ping", cleanup=self._rollback):
+                self.session.execute(text("SELECT 1"))
         finally:
             self._rollback()  # end the probe's transaction
 
     def _rollback(self) -> None:
-        try:
-            self.session.rollback()
-        except SQLAlchemyError:  # the connection itself is gone; the pool will replace it
-            logger.debug("rollback failed", exc_info=True)
+        rollback_quietly(self.session)
 
 
 def _is_transient(exc: BaseException) -> bool:

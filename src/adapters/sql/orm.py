@@ -166,7 +166,7 @@ class RefreshLeaseRow(db.Model):
 
 class BudgetCounterRow(db.Model):
     """A credit-governor counter or note shared by every process of a deployment without
-    memcached (src/adapters/sql_budget.py): live until `expires_at` (Unix seconds)."""
+    memcached (src/adapters/sql/budget_board.py): live until `expires_at` (Unix seconds)."""
 
     __tablename__ = "budget_counters"
 

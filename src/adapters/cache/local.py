@@ -12,7 +12,7 @@ from typing import Any
 
 from flask_caching.backends.base import BaseCache
 
-from src.adapters.cache_values import LOCAL_LIMITS, partition_of
+from src.adapters.cache.values import LOCAL_LIMITS, partition_of
 
 _Entry = tuple[float, Any]  # (expiry on the monotonic clock, 0 = never; value)
 

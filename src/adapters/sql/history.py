@@ -21,11 +21,10 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from src.adapters.metrics import DATABASE_ERRORS
-from src.adapters.orm import CoinRow, QuoteRow, UTCDateTime
+from src.adapters.sql.guard import rollback_quietly, storage_errors
+from src.adapters.sql.orm import CoinRow, QuoteRow, UTCDateTime
 from src.domain.errors import StorageError
 from src.domain.history import (
     DAY,
@@ -219,14 +218,11 @@ class SqlHistoryRepository(HistoryRepository):
         if not query.symbols:
             return {}
         try:
-            statement = history_statement(self._dialect(), len(query.symbols),
+            with storage_errors("reading history failed", "read", cleanup=self._rollback):
+                statement = history_statement(self._dialect(), len(query.symbols),
                                           query.interval_seconds is not None,
                                           query.time_start is not None)
-            rows = self.session.execute(statement, history_parameters(query)).all()
-        except SQLAlchemyError as exc:
-            DATABASE_ERRORS.labels("read").inc()
-            self._rollback()
-            raise StorageError(f"reading history failed ({type(exc).__name__})") from exc
+                rows = self.session.execute(statement, history_parameters(query)).all()
         finally:
             self._end_read()
         return _to_histories(rows, query.currency)
@@ -241,7 +237,7 @@ class SqlHistoryRepository(HistoryRepository):
         }
         deleted = {"hourly": 0, "daily": 0}
         batches = 0
-        try:
+        with storage_errors("pruning history failed", "write", cleanup=self._rollback):
             # The coins table is small; a DISTINCT over the history would read all of it.
             coin_ids = self.session.scalars(select(_COINS.c.id).order_by(_COINS.c.id)).all()
             self.session.commit()
@@ -267,10 +263,6 @@ class SqlHistoryRepository(HistoryRepository):
                             deleted[zone] += result.rowcount
                             if result.rowcount < batch_size:
                                 break
-        except SQLAlchemyError as exc:
-            DATABASE_ERRORS.labels("write").inc()
-            self._rollback()
-            raise StorageError(f"pruning history failed ({type(exc).__name__})") from exc
         report = PruneReport(deleted["hourly"], deleted["daily"], batches)
         logger.info("history pruned: %d hourly and %d daily rows deleted in %d batches",
                     report.deleted_hourly, report.deleted_daily, report.batches)
@@ -281,10 +273,7 @@ class SqlHistoryRepository(HistoryRepository):
         self._rollback()
 
     def _rollback(self) -> None:
-        try:
-            self.session.rollback()
-        except SQLAlchemyError:  # the connection itself is gone; the pool will replace it
-            logger.debug("rollback failed", exc_info=True)
+        rollback_quietly(self.session)
 
 
 def _ceil(moment: datetime, seconds: int) -> datetime:

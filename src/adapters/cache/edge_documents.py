@@ -12,7 +12,7 @@ from pymemcache.client.base import PooledClient
 from pymemcache.exceptions import MemcacheError
 
 from src.adapters.metrics import CACHE_ERRORS
-from src.adapters.pymemcache_backend import TextSerde, host_port, server_name
+from src.adapters.cache.memcached import TextSerde, host_port, server_name
 from src.domain.model import CoinQuote
 
 logger = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """Where the credit governor keeps its counts: a Board, over a `limits` storage (memcached for
-every process and replica, or in-process memory) or the database (sql_budget.py).
+every process and replica, or in-process memory) or the database (src/adapters/sql/budget_board.py).
 
 A board has atomic counters that expire (memcached's incr/decr semantics: a counter never goes
 below zero) and small text notes. Values written by someone else (memcached has no

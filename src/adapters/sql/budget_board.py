@@ -16,11 +16,10 @@ from typing import TypeVar
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
 
-from src.adapters.budget_board import MAX_TTL_SECONDS, Board
-from src.adapters.metrics import DATABASE_ERRORS
-from src.adapters.orm import BudgetCounterRow
+from src.adapters.budget.board import MAX_TTL_SECONDS, Board
+from src.adapters.sql.guard import storage_errors
+from src.adapters.sql.orm import BudgetCounterRow
 from src.domain.errors import StorageError
 
 _TABLE = BudgetCounterRow.__table__
@@ -96,9 +95,5 @@ class SqlBoard(Board):
         return [tuple(row) for row in self._run(lambda conn: conn.execute(query).all())]
 
     def _run(self, work: Callable[[Connection], _T]) -> _T:
-        try:
-            with self.engine.begin() as conn:
-                return work(conn)
-        except SQLAlchemyError as exc:
-            DATABASE_ERRORS.labels("write").inc()
-            raise StorageError(f"the credit counters failed ({type(exc).__name__})") from exc
+        with storage_errors("the credit counters failed", "write"), self.engine.begin() as conn:
+            return work(conn)

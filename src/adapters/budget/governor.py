@@ -3,24 +3,30 @@ process), deciding by the spending rules of src/domain/spending.py."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from datetime import datetime, timedelta
+from typing import TypeVar
 
 from limits.storage import MemoryStorage
 
-from src.adapters.budget_board import MAX_TTL_SECONDS, Board, LimitsBoard
+from src.adapters.budget.board import MAX_TTL_SECONDS, Board, LimitsBoard
+from src.adapters.budget.notes import (
+    hot_count_from_note,
+    key_info_from_note,
+    key_info_note,
+    verdict_from_note,
+    verdict_note,
+)
+from src.adapters.budget.periods import budget_spent, iso, next_midnight, next_minute, next_month
 from src.adapters.coinmarketcap.key_info import KeyInfo
 from src.domain.errors import BudgetSpent, LimitVerdict
 from src.domain.model import Plan, Purpose
 from src.domain.ports import Clock, CreditGovernor
-from src.domain.spending import DAY_SECONDS, BudgetDay, Spent, SpendingPolicy
+from src.domain.spending import DAY_SECONDS, BudgetDay, SpendingPolicy, Spent
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +41,6 @@ _SHARED_RETRY_SECONDS = 10.0  # after a storage failure, count in-process this l
 _DAY_TTL = 2 * 86_400
 _HOT_NOTE_SECONDS = 3_600.0  # a refresher gone this long no longer needs credits
 _T = TypeVar("_T")
-
-
-def budget_namespace(base_url: str, api_key: str) -> str:
-    """A short, stable name for the budget of one key on one host (the key itself never shows)."""
-    return hashlib.sha256(f"{base_url}\n{api_key}".encode()).hexdigest()[:12]
 
 
 class SharedCreditGovernor(CreditGovernor):
@@ -121,7 +122,7 @@ class SharedCreditGovernor(CreditGovernor):
         now = self.clock.now()
         hinted = now + timedelta(seconds=verdict.retry_after) if verdict.retry_after else None
         if verdict.scope == "minute":
-            until, known = max(_next_minute(now), hinted or now), True
+            until, known = max(next_minute(now), hinted or now), True
         elif verdict.scope == "day":
             reset = self._daily_reset(now, fresh=True)
             until, known = hinted or reset[0], hinted is not None or reset[1]
@@ -129,7 +130,7 @@ class SharedCreditGovernor(CreditGovernor):
             reset = self._monthly_reset(now, fresh=True)
             until, known = hinted or reset[0], hinted is not None or reset[1]
         code = verdict.upstream_code or 0
-        logger.warning("CoinMarketCap answered %d: no calls until %s", code, _iso(until))
+        logger.warning("CoinMarketCap answered %d: no calls until %s", code, iso(until))
         self._on_board(lambda board: self._record_verdict(
             board, verdict.scope, code, until, now, known))
 
@@ -198,13 +199,14 @@ class SharedCreditGovernor(CreditGovernor):
         now = self.clock.now()
         for until, code in self._verdicts(board):
             if until > now:
-                raise _spent(until - now, f"CoinMarketCap refused calls ({code}) until "
-                             f"{_iso(until)}", code)
+                raise budget_spent(until - now, f"CoinMarketCap refused calls ({code}) until "
+                                   f"{iso(until)}", code)
         policy = self.policy()
         minute_key = self._minute_key(now)
         if board.add(minute_key, 1, ttl=120) > policy.calls_allowed(purpose):
             board.give_back(minute_key, 1)
-            raise _spent(_next_minute(now) - now, "no more calls to CoinMarketCap this minute")
+            raise budget_spent(next_minute(now) - now,
+                               "no more calls to CoinMarketCap this minute")
         day = self._day(now)
         hot = self._hot_symbols(board) if purpose is Purpose.CONVERT else 0
         day_key = self._day_key(now, purpose)
@@ -221,7 +223,7 @@ class SharedCreditGovernor(CreditGovernor):
                                           purpose: day_key}
         if refusal is not None:
             board.give_back(minute_key, 1)
-            raise _spent(timedelta(seconds=day.seconds_left), refusal)
+            raise budget_spent(timedelta(seconds=day.seconds_left), refusal)
 
     def _spent(self, board: Board, now: datetime) -> Spent:
         """Today's credits by purpose, and under ELSEWHERE those CoinMarketCap counted that we
@@ -251,7 +253,7 @@ class SharedCreditGovernor(CreditGovernor):
         add the same difference."""
         now = self.clock.now()
         same_day = info.daily_reset is None or abs(
-            (info.daily_reset - _next_midnight(now)).total_seconds()) < 60
+            (info.daily_reset - next_midnight(now)).total_seconds()) < 60
         # Not comparable to ours: a plan whose day is not the UTC day, or a count asked for
         # before UTC midnight (yesterday's, maybe).
         if info.credits_used_today is None or not same_day or asked.date() != now.date():
@@ -284,40 +286,37 @@ class SharedCreditGovernor(CreditGovernor):
 
     def _hot_symbols(self, board: Board) -> int:
         (note,) = board.notes([f"{self._prefix}:hot"])
-        return int(note) if note is not None and note.isascii() and note.isdigit() \
-            and len(note) < 7 else 0
+        return hot_count_from_note(note)
 
     # -- CoinMarketCap's verdicts ---------------------------------------------------------------
 
     def _verdicts(self, board: Board) -> list[tuple[datetime, int]]:
         keys = [f"{self._prefix}:verdict:{scope}" for scope in LimitVerdict.SCOPES]
-        return [verdict for note in board.notes(keys) if (verdict := _verdict_from_note(note))]
+        return [verdict for note in board.notes(keys) if (verdict := verdict_from_note(note))]
 
     def _record_verdict(self, board: Board, scope: str, code: int, until: datetime,
                         now: datetime, known: bool) -> None:
         """Share a verdict. A shorter one never shortens a longer one in force, except that a
         reset CoinMarketCap told (key info, Retry-After) replaces a guessed day's or month's."""
         key = f"{self._prefix}:verdict:{scope}"
-        (current,) = (_verdict_from_note(note) for note in board.notes([key]))
+        (current,) = (verdict_from_note(note) for note in board.notes([key]))
         if current is not None and current[0] >= until and (scope == "minute" or not known):
             return
-        board.write_note(key, json.dumps([until.timestamp(), code]),
-                         (until - now).total_seconds() + 60)
+        board.write_note(key, verdict_note(until, code), (until - now).total_seconds() + 60)
 
     def _daily_reset(self, now: datetime, *, fresh: bool) -> tuple[datetime, bool]:
         """When today's credits come back, and whether CoinMarketCap said so (else a guess)."""
         info = self._key_info(force=fresh)
         if info is not None and info.daily_reset is not None and info.daily_reset > now:
             return info.daily_reset, True
-        return _next_midnight(now), False
+        return next_midnight(now), False
 
     def _monthly_reset(self, now: datetime, *, fresh: bool) -> tuple[datetime, bool]:
         """When the month's credits come back, and whether CoinMarketCap said so."""
         info = self._key_info(force=fresh)
         if info is not None and info.monthly_reset is not None and info.monthly_reset > now:
             return info.monthly_reset, True
-        year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
-        return datetime(year, month, 1, tzinfo=UTC), False
+        return next_month(now), False
 
     # -- the plan from /v1/key/info --------------------------------------------------------------
 
@@ -338,7 +337,7 @@ class SharedCreditGovernor(CreditGovernor):
     def _shared_key_info(self, board: Board, now: float, force: bool) -> KeyInfo | None:
         key = f"{self._prefix}:key-info"
         (note,) = board.notes([key])
-        known = _key_info_from_note(note) if note else None
+        known = key_info_from_note(note) if note else None
         if known is not None and not force and now - known[0] < self.key_info_every_seconds:
             return known[1]
         # One reader per 30 s across processes, except after a day's verdict (every reader pays
@@ -362,7 +361,7 @@ class SharedCreditGovernor(CreditGovernor):
             logger.warning("CoinMarketCap key info not read (%s); keeping the plan known so far",
                            type(exc).__name__)
             return known[1] if known else None
-        board.write_note(key, _key_info_note(now, info), MAX_TTL_SECONDS)
+        board.write_note(key, key_info_note(now, info), MAX_TTL_SECONDS)
         self._catch_up(board, info, asked)
         return info
 
@@ -397,64 +396,3 @@ class SharedCreditGovernor(CreditGovernor):
                 self._shared_down_until = time.monotonic() + _SHARED_RETRY_SECONDS
             self._count_on_locally()
         return operation(self._local)
-
-
-def _spent(wait: timedelta, why: str, code: int | None = None) -> BudgetSpent:
-    seconds = max(1, math.ceil(wait.total_seconds()))
-    return BudgetSpent(f"the CoinMarketCap credit budget is spent: {why}; try again in {seconds} s",
-                       retry_after=seconds, upstream_code=code)
-
-
-def _next_minute(now: datetime) -> datetime:
-    return now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-
-
-def _next_midnight(now: datetime) -> datetime:
-    return now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _verdict_from_note(note: str | None) -> tuple[datetime, int] | None:
-    # memcached has no authentication: a note that is not ours is no verdict.
-    try:
-        until, code = json.loads(note) if note else (None, None)
-        return (datetime.fromtimestamp(float(until), UTC), int(code)) if until is not None else None
-    except (ValueError, TypeError, OverflowError, OSError):
-        return None
-
-
-def _key_info_note(read_at: float, info: KeyInfo) -> str:
-    return json.dumps({
-        "read_at": read_at, "daily": info.daily_credits, "minute": info.calls_per_minute,
-        "monthly": info.monthly_credits, "used": info.credits_used_today,
-        "daily_reset": info.daily_reset.timestamp() if info.daily_reset else None,
-        "monthly_reset": info.monthly_reset.timestamp() if info.monthly_reset else None,
-    })
-
-
-def _key_info_from_note(note: str) -> tuple[float, KeyInfo] | None:
-    try:
-        data = json.loads(note)
-        return float(data["read_at"]), KeyInfo(
-            daily_credits=_count_or_none(data["daily"]),
-            calls_per_minute=_count_or_none(data["minute"]),
-            monthly_credits=_count_or_none(data["monthly"]),
-            credits_used_today=_count_or_none(data["used"]),
-            daily_reset=_time_or_none(data["daily_reset"]),
-            monthly_reset=_time_or_none(data["monthly_reset"]),
-        )
-    except (ValueError, KeyError, TypeError, OverflowError, OSError):
-        return None
-
-
-def _count_or_none(value: Any) -> int | None:
-    # memcached has no authentication: a figure of the wrong type is unknown, not a crash later.
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
-        else None
-
-
-def _time_or_none(epoch: float | None) -> datetime | None:
-    return datetime.fromtimestamp(epoch, UTC) if epoch else None
