@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -16,7 +17,6 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 
 HTTP_REQUESTS = Counter(
     "coinquote_http_requests", "HTTP requests answered, by route, method and status.",

@@ -10,7 +10,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Protocol
 
-from src.domain.errors import InvalidRequest, ProviderUnavailable, StorageError, UnknownSymbols
+from src.domain.errors import (
+    InvalidRequest,
+    ProviderUnavailable,
+    StorageError,
+    UnknownSymbols,
+)
 from src.domain.model import Coin, Quote
 from src.domain.ports import Clock
 

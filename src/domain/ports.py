@@ -13,7 +13,15 @@ from typing import Protocol
 
 from src.domain.deadline import Deadline
 from src.domain.errors import LimitVerdict
-from src.domain.model import CoinQuote, Fetched, FetchFailure, Plan, Purpose, Quote, RefreshRound
+from src.domain.model import (
+    CoinQuote,
+    Fetched,
+    FetchFailure,
+    Plan,
+    Purpose,
+    Quote,
+    RefreshRound,
+)
 
 
 class QuoteProvider(Protocol):

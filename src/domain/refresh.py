@@ -9,7 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from src.domain.deadline import Deadline
-from src.domain.errors import BudgetSpent, ProviderError, ProviderUnavailable, StorageError
+from src.domain.errors import (
+    BudgetSpent,
+    ProviderError,
+    ProviderUnavailable,
+    StorageError,
+)
 from src.domain.model import CoinQuote, Purpose, RefreshRound
 from src.domain.ports import (
     Clock,
@@ -20,7 +25,6 @@ from src.domain.ports import (
     RefreshLease,
     RequestLog,
 )
-
 from src.domain.spending import COINS_PER_CREDIT, due_after_seconds, paid_call
 
 logger = logging.getLogger(__name__)

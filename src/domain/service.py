@@ -20,8 +20,22 @@ from src.domain.errors import (
 )
 from src.domain.fetch_claims import FetchClaims, WaitOutcome, error_from, failure_note
 from src.domain.hot_set import HotSet
-from src.domain.model import CoinQuote, Fetched, Purpose, Quote, QuoteAnswer, ServedQuote, Source
-from src.domain.ports import Clock, CreditGovernor, QuoteCache, QuoteProvider, QuoteRepository
+from src.domain.model import (
+    CoinQuote,
+    Fetched,
+    Purpose,
+    Quote,
+    QuoteAnswer,
+    ServedQuote,
+    Source,
+)
+from src.domain.ports import (
+    Clock,
+    CreditGovernor,
+    QuoteCache,
+    QuoteProvider,
+    QuoteRepository,
+)
 from src.domain.single_flight import SingleFlight
 from src.domain.spending import due_after_seconds, paid_call, room_in_call
 

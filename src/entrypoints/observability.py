@@ -11,7 +11,12 @@ from collections import Counter
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from src.adapters.metrics import HTTP_LATENCY, HTTP_REQUESTS, QUOTES_SERVED, render_latest
+from src.adapters.metrics import (
+    HTTP_LATENCY,
+    HTTP_REQUESTS,
+    QUOTES_SERVED,
+    render_latest,
+)
 from src.domain.model import QuoteAnswer
 
 access_log = logging.getLogger("coinquote.access")

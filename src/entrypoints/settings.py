@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the service reads from its environment (contract §2)."""
+    """Everything the service reads from its environment (README "Configuration")."""
 
     cmc_api_key: str = field(repr=False)
     cmc_base_url: str
@@ -85,24 +85,19 @@ class Settings:
 
     def to_flask_config(self) -> dict[str, Any]:
         """The Flask and extension configuration keys (the only place they are spelled out)."""
-        config: dict[str, Any] = {
-            "SQLALCHEMY_DATABASE_URI": self.database_url,
-            # No pre-ping (a round trip per request): a connection found dead fails one query,
-            # which the service survives, and SQLAlchemy then replaces the whole pool.
-            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 1800},
-            "CACHE_DEFAULT_TIMEOUT": self.cache_ttl_seconds,
-            "CACHE_KEY_PREFIX": "coinquote:",
-        }
-        if self.memcached_servers:
-            config["CACHE_TYPE"] = "src.adapters.cache.memcached.PymemcacheCache"
-            config["CACHE_MEMCACHED_SERVERS"] = list(self.memcached_servers)
-        else:
-            config["CACHE_TYPE"] = "src.adapters.cache.local.LocalCache"  # thread-safe, unlike SimpleCache
+        return {"SQLALCHEMY_DATABASE_URI": self.database_url,
+                "SQLALCHEMY_ENGINE_OPTIONS": self.engine_options()}
+
+    def engine_options(self) -> dict[str, Any]:
+        """SQLAlchemy's engine options for DATABASE_URL (the session's and the reader's)."""
+        # No pre-ping (a round trip per request): a connection found dead fails one query,
+        # which the service survives, and SQLAlchemy then replaces the whole pool.
+        options: dict[str, Any] = {"pool_recycle": 1800}
         if self.database_url.startswith("postgresql"):
-            config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] = {"connect_timeout": 3}
+            options["connect_args"] = {"connect_timeout": 3}
             # The coin upsert (ON CONFLICT) is not batched by default: one round trip per row.
-            config["SQLALCHEMY_ENGINE_OPTIONS"]["executemany_mode"] = "values_plus_batch"
-        return config
+            options["executemany_mode"] = "values_plus_batch"
+        return options
 
 
 def _api_key(env: Mapping[str, str]) -> str:

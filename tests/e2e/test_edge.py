@@ -1,4 +1,4 @@
-"""The nginx fast path (contract §6): real nginx answering a cached coin from two memcached servers
+"""The nginx fast path (README "Deploy"): real nginx answering a cached coin from two memcached servers
 while every gunicorn is stopped; everything else, and a miss, still goes to the app."""
 
 from __future__ import annotations

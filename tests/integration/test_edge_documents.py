@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from src.adapters.cache.edge_documents import EdgeDocuments, edge_key
+from src.entrypoints.wiring import wiring
 from tests.fakes import coin_quote
 from tests.servers import free_port
 
@@ -92,7 +93,7 @@ def fetched_ago(seconds: float):
 
 
 def test_a_symbol_cached_as_unknown_loses_its_document(wired_app, memcached_probe):
-    cache = wired_app.extensions["coinquote"].cache
+    cache = wiring(wired_app).cache
     cache.set_many({"BTC": fetched_ago(0)}, "USD", 60)
     assert None not in written(memcached_probe, edge_key("BTC"))
 
@@ -105,7 +106,7 @@ def test_a_document_never_outlives_its_quotes_freshness_whoever_caches_it(wired_
                                                                           memcached_probe):
     # The refresher caches for CACHE_TTL_SECONDS whatever QUOTE_MAX_AGE_SECONDS (300 s) says;
     # the app would refetch such a quote after its max age, so nginx must stop serving it too.
-    cache = wired_app.extensions["coinquote"].cache
+    cache = wiring(wired_app).cache
     cache.set_many({"BTC": fetched_ago(295)}, "USD", 60)
 
     assert None not in written(memcached_probe, edge_key("BTC"))
@@ -113,7 +114,7 @@ def test_a_document_never_outlives_its_quotes_freshness_whoever_caches_it(wired_
 
 
 def test_a_quote_with_under_a_second_of_freshness_leaves_no_document(wired_app, memcached_probe):
-    cache = wired_app.extensions["coinquote"].cache
+    cache = wiring(wired_app).cache
     cache.set_many({"BTC": fetched_ago(0)}, "USD", 60)
     assert None not in written(memcached_probe, edge_key("BTC"))
 

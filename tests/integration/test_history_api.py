@@ -15,7 +15,11 @@ from src.entrypoints.settings import Settings
 from tests.conftest import NoServerErrorClient
 from tests.fake_cmc.market import TEST_KEY as FAKE_CMC_KEY
 from tests.fakes import FixedClock, coin_quote
-from tests.integration.history_support import BACKENDS, newest_per_interval, open_backend
+from tests.integration.history_support import (
+    BACKENDS,
+    newest_per_interval,
+    open_backend,
+)
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)

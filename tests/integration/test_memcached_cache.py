@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from flask import Flask
-from flask_caching import Cache
 from pymemcache.client.base import Client
 
 from src.adapters.cache.keys import cache_key
 from src.adapters.cache.quote_cache import FlaskCachingQuoteCache
+from src.bootstrap import cache_backend
 from src.domain.errors import StorageError
 from src.domain.model import FetchFailure
 from src.entrypoints.settings import Settings
@@ -21,9 +20,7 @@ from tests.servers import Memcached, free_port
 def make_cache(servers: list[str]) -> FlaskCachingQuoteCache:
     settings = Settings(cmc_api_key="unused", cmc_base_url="http://127.0.0.1:9",
                         memcached_servers=tuple(servers))
-    app = Flask(__name__)
-    app.config.update(settings.to_flask_config())
-    return FlaskCachingQuoteCache(Cache(app))
+    return FlaskCachingQuoteCache(cache_backend(settings))
 
 
 @pytest.fixture

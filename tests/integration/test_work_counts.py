@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import event
 
 from src.adapters.sql.orm import db
+from src.entrypoints.wiring import wiring
 
 FIFTY = [f"SYN{i}" for i in range(1, 51)]
 CACHE_METHODS = ("get", "get_many", "set", "set_many", "add", "delete", "delete_many")
@@ -38,7 +39,7 @@ class Work:
         self.edge = Counter()
         self.sql: list[str] = []
         self.commits = 0
-        quote_cache = app.extensions["coinquote"].cache
+        quote_cache = wiring(app).cache
         counting(self.cache, quote_cache.cache, CACHE_METHODS, monkeypatch)
         counting(self.memcached, quote_cache.backend.client, CLIENT_METHODS, monkeypatch)
         for server, client in quote_cache.edge.clients.items():
@@ -46,7 +47,7 @@ class Work:
         with app.app_context():
             engine = db.engine
         # Reads go through the repository's own autocommit engine: its statements count too.
-        self._engines = [engine, app.extensions["coinquote"].repository.reader]
+        self._engines = [engine, wiring(app).repository.reader]
         for each in self._engines:
             event.listen(each, "before_cursor_execute", self._statement)
             event.listen(each, "commit", self._commit)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from src.adapters.cache.memcached import TextSerde
 from src.adapters.cache.values import (
     NEGATIVE_ENTRY,
     UnreadableData,
@@ -17,7 +18,6 @@ from src.adapters.cache.values import (
     encode_failure,
     encode_quote,
 )
-from src.adapters.cache.memcached import TextSerde
 from src.domain.model import FetchFailure
 from tests.fakes import coin_quote
 

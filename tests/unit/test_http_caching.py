@@ -1,4 +1,4 @@
-"""HTTP caching of quote answers (contract §6): max-age from the cache's own lifetimes, ETag/304,
+"""HTTP caching of quote answers (README "Deploy", HTTP caching): max-age from the cache's own lifetimes, ETag/304,
 no-store on conversions and errors; documented in OpenAPI."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from src.domain.errors import ProviderUnavailable
 from src.entrypoints.app import create_app
 from src.entrypoints.settings import Settings
 from tests.conftest import NoServerErrorClient
-from tests.fakes import FixedClock, InMemoryQuoteRepository, T0, coin_quote
+from tests.fakes import T0, FixedClock, InMemoryQuoteRepository, coin_quote
 from tests.unit.conftest import BTC
 
 

@@ -8,7 +8,12 @@ from datetime import timedelta
 
 import pytest
 
-from src.domain.errors import ProviderError, ProviderTimeout, ProviderUnavailable, StorageError
+from src.domain.errors import (
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    StorageError,
+)
 from src.domain.model import Purpose
 from src.domain.refresh import Refresher, RefreshPolicy, refresh_status
 from tests.fakes import FakeQuoteProvider, coin_quote, verdict

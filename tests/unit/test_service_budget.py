@@ -1,4 +1,4 @@
-"""The service on a credit budget (contract §4): freshness, reservations by purpose, stale answers
+"""The service on a credit budget (README "Freshness and credits"): freshness, reservations by purpose, stale answers
 when the budget allows no call, CoinMarketCap's verdicts, conversions shared while in flight."""
 
 from __future__ import annotations
@@ -13,7 +13,12 @@ from limits.storage import MemoryStorage
 
 from src.adapters.budget.board import LimitsBoard
 from src.adapters.budget.governor import SharedCreditGovernor
-from src.domain.errors import BudgetSpent, InvalidCurrency, ProviderTimeout, ProviderUnavailable
+from src.domain.errors import (
+    BudgetSpent,
+    InvalidCurrency,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 from src.domain.model import Purpose, Source
 from src.domain.service import QuoteService
 from tests.fakes import T0, FakeQuoteProvider, coin_quote, verdict

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from src.domain.errors import BudgetSpent, InvalidCurrency, ProviderTimeout, ProviderUnavailable
+from src.domain.errors import (
+    BudgetSpent,
+    InvalidCurrency,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 from src.domain.model import Fetched, Purpose
 from src.domain.spending import (
     BudgetDay,
-    Spent,
     SpendingPolicy,
+    Spent,
     call_cost,
     call_purpose,
     due_after_seconds,
@@ -202,7 +207,7 @@ def test_a_retry_inside_a_call_is_reserved_for_the_calls_own_purpose():
 def test_the_wired_provider_reserves_each_retry_for_the_purpose_of_the_call_it_retries(
         requests_mock):
     # A refresh or conversion retried as a request took the request reserve of the minute.
-    from src.entrypoints.app import build_provider
+    from src.bootstrap import build_provider
     from src.entrypoints.settings import Settings
     from tests.unit.cmc_support import BASE, KEY, URL
 

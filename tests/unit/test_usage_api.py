@@ -1,4 +1,4 @@
-"""GET /usage and the budget gauges of /metrics (contract §4), over fakes and an in-process governor."""
+"""GET /usage and the budget gauges of /metrics (README "Freshness and credits"), over fakes and an in-process governor."""
 
 from __future__ import annotations
 

@@ -21,7 +21,13 @@ from src.adapters.budget.notes import (
     verdict_from_note,
     verdict_note,
 )
-from src.adapters.budget.periods import budget_spent, iso, next_midnight, next_minute, next_month
+from src.adapters.budget.periods import (
+    budget_spent,
+    iso,
+    next_midnight,
+    next_minute,
+    next_month,
+)
 from src.adapters.coinmarketcap.key_info import KeyInfo
 from src.domain.errors import BudgetSpent, LimitVerdict
 from src.domain.model import Plan, Purpose

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pymemcache.client.base import PooledClient
 from pymemcache.exceptions import MemcacheError
 
-from src.adapters.metrics import CACHE_ERRORS
 from src.adapters.cache.memcached import TextSerde, host_port, server_name
+from src.adapters.metrics import CACHE_ERRORS
 from src.domain.model import CoinQuote
 
 logger = logging.getLogger(__name__)

@@ -50,8 +50,13 @@ class LocalCache(BaseCache):
         self._lock = threading.Lock()
 
     @classmethod
+    def in_process(cls, default_timeout: int = 300) -> LocalCache:
+        """The backend coinquote runs on without memcached: quotes partitioned from the rest."""
+        return cls(default_timeout, limits=LOCAL_LIMITS, classify=partition_of)
+
+    @classmethod
     def factory(cls, app, config, args, kwargs):  # Flask-Caching calls it with these four
-        return cls(kwargs.get("default_timeout", 300), limits=LOCAL_LIMITS, classify=partition_of)
+        return cls.in_process(kwargs.get("default_timeout", 300))
 
     # --- helpers; the caller holds the lock -------------------------------------------------
 

@@ -6,8 +6,8 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 import mmh3
@@ -150,24 +150,34 @@ class PymemcacheCache(MemcachedCache):
         return _relative_ttl(timeout) if timeout > 0 else 0  # 0: never expires
 
     @classmethod
-    def factory(cls, app, config, args, kwargs):  # Flask-Caching calls it with these four
-        servers = config["CACHE_MEMCACHED_SERVERS"]
-        connect_timeout = config.get("CACHE_MEMCACHED_CONNECT_TIMEOUT", 0.25)
+    def for_servers(cls, servers: Sequence[str], *, default_timeout: int = 300,
+                    key_prefix: str = "", connect_timeout: float = 0.25, timeout: float = 0.25,
+                    dead_timeout: float = 10) -> PymemcacheCache:
+        """The backend over memcached `servers` ("host:port"), as coinquote runs it."""
         client = ObservedHashClient(
             [host_port(server) for server in servers],
             hasher=MurmurRendezvousHash,
             serde=TextSerde(),
             connect_timeout=connect_timeout,
-            timeout=config.get("CACHE_MEMCACHED_TIMEOUT", 0.25),
+            timeout=timeout,
             ignore_exc=True,
             default_noreply=False,  # with noreply, writes always "succeed" and has() lies
             use_pooling=True,  # the plain client is not thread-safe
             retry_attempts=1,
             retry_timeout=0.5,
-            dead_timeout=config.get("CACHE_MEMCACHED_DEAD_TIMEOUT", 10),
+            dead_timeout=dead_timeout,
         )
-        kwargs.update(key_prefix=config["CACHE_KEY_PREFIX"])
-        return cls(client, servers, connect_timeout=connect_timeout, **kwargs)
+        return cls(client, servers, connect_timeout=connect_timeout,
+                   default_timeout=default_timeout, key_prefix=key_prefix)
+
+    @classmethod
+    def factory(cls, app, config, args, kwargs):  # Flask-Caching calls it with these four
+        return cls.for_servers(
+            config["CACHE_MEMCACHED_SERVERS"], default_timeout=kwargs.get("default_timeout", 300),
+            key_prefix=config["CACHE_KEY_PREFIX"],
+            connect_timeout=config.get("CACHE_MEMCACHED_CONNECT_TIMEOUT", 0.25),
+            timeout=config.get("CACHE_MEMCACHED_TIMEOUT", 0.25),
+            dead_timeout=config.get("CACHE_MEMCACHED_DEAD_TIMEOUT", 10))
 
     def add_many(self, mapping: Mapping[str, str], timeout: float) -> list[str]:
         """`add` each key (stored only where absent); returns the keys this call stored."""

@@ -17,7 +17,12 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from src.adapters.coinmarketcap.wire import invalid_parameter, parse_time
-from src.domain.errors import LimitVerdict, ProviderError, ProviderTimeout, ProviderUnavailable
+from src.domain.errors import (
+    LimitVerdict,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 

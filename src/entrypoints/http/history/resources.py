@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
-from flask import Response, current_app
+from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from src.domain.history import HistoryAnswer, HistoryPoint
-from src.entrypoints.errors import ErrorSchema
-from src.entrypoints.history_schemas import HistoryQueryArgsSchema, HistoryResponseSchema
+from src.entrypoints.http.errors import ErrorSchema
+from src.entrypoints.http.fields import error_example
+from src.entrypoints.http.history.schemas import (
+    HistoryQueryArgsSchema,
+    HistoryResponseSchema,
+)
+from src.entrypoints.wiring import wiring
 
 blp = Blueprint(
     "history",
@@ -45,10 +49,6 @@ HISTORY_EXAMPLE = {
 }
 
 
-def _error_example(code: int, status: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {"code": code, "status": status, "message": message, **extra}
-
-
 @blp.route("/quotes/history")
 class QuoteHistory(MethodView):
     @blp.doc(operationId="get_quote_history")
@@ -57,14 +57,14 @@ class QuoteHistory(MethodView):
                   example=HISTORY_EXAMPLE)
     @blp.alt_response(
         404, schema=ErrorSchema, description="None of the requested symbols has any stored quote.",
-        example=_error_example(404, "Not Found", "unknown symbol(s): NOPE",
+        example=error_example(404, "Not Found", "unknown symbol(s): NOPE",
                                errors={"unknown_symbols": ["NOPE"]}),
     )
     @blp.alt_response(
         422, schema=ErrorSchema,
         description="A bad parameter: bad symbols or more than 10, an unparsable time, `time_start`"
         " after `time_end`, an unknown interval, `count` outside 1 to 10,000, or `convert`.",
-        example=_error_example(
+        example=error_example(
             422, "Unprocessable Entity",
             "Invalid query parameter 'interval': Must be one of: 5m, 15m, 30m, 1h, 2h, 6h, 12h,"
             " 1d, 7d, all.",
@@ -76,7 +76,7 @@ class QuoteHistory(MethodView):
         503, schema=ErrorSchema, description="The stored history cannot be read now.",
         headers={"Retry-After": {"description": "Seconds to wait before retrying.",
                                  "schema": {"type": "integer"}}},
-        example=_error_example(503, "Service Unavailable", "stored history cannot be read now"),
+        example=error_example(503, "Service Unavailable", "stored history cannot be read now"),
     )
     def get(self, symbol: tuple[str, ...], interval: str, count: int,
             time_start: datetime | None = None, time_end: datetime | None = None) -> Response:
@@ -90,7 +90,7 @@ class QuoteHistory(MethodView):
         ---
         Parse (the schema), ask the history service, render.
         """
-        answer = current_app.extensions["history"].get_history(
+        answer = wiring().history.get_history(
             symbol, time_start=time_start, time_end=time_end, interval=interval, count=count)
         return Response(render_history(answer), mimetype="application/json")
 

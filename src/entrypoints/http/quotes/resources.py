@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from werkzeug.exceptions import MethodNotAllowed
 
-from src.entrypoints.errors import ErrorSchema
-from src.entrypoints.http_caching import CACHE_HEADERS, quotes_response
+from src.entrypoints.http.caching import CACHE_HEADERS, quotes_response
+from src.entrypoints.http.errors import ErrorSchema
+from src.entrypoints.http.fields import error_example
+from src.entrypoints.http.quotes.schemas import (
+    QuoteQueryArgsSchema,
+    QuotesResponseSchema,
+)
 from src.entrypoints.observability import observe_answer
 from src.entrypoints.refresh_ahead import note_requested
-from src.entrypoints.schemas import QuoteQueryArgsSchema, QuotesResponseSchema
+from src.entrypoints.wiring import wiring
 
 blp = Blueprint(
     "quotes",
@@ -55,10 +59,6 @@ QUOTES_EXAMPLE = {
     "unknown_symbols": ["NOPE"],
     "unconverted_symbols": [],
 }
-
-
-def _error_example(code: int, status: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {"code": code, "status": status, "message": message, **extra}
 
 
 _RETRY_AFTER = {
@@ -113,7 +113,7 @@ class Quotes(MethodView):
         404,
         schema=ErrorSchema,
         description="None of the requested symbols exists.",
-        example=_error_example(404, "Not Found", "unknown symbol(s): NOPE",
+        example=error_example(404, "Not Found", "unknown symbol(s): NOPE",
                                errors={"unknown_symbols": ["NOPE"]}),
     )
     @blp.alt_response(
@@ -122,7 +122,7 @@ class Quotes(MethodView):
         description="Invalid `symbol` or `convert`: missing, empty, bad characters, too long,"
         " too many symbols, or an unknown `convert` currency (a 422 whatever the symbols, even"
         " when none of them exists).",
-        example=_error_example(
+        example=error_example(
             422, "Unprocessable Entity",
             "Invalid query parameter 'symbol': symbol 'B$C' may contain only the letters A-Z,"
             " a-z and the digits 0-9",
@@ -135,13 +135,13 @@ class Quotes(MethodView):
         schema=ErrorSchema,
         description="This client sent too many requests (only when the server sets RATE_LIMIT).",
         headers=_RETRY_AFTER,
-        example=_error_example(429, "Too Many Requests", "Too many requests: 120 per 1 minute"),
+        example=error_example(429, "Too Many Requests", "Too many requests: 120 per 1 minute"),
     )
     @blp.alt_response(
         502,
         schema=ErrorSchema,
         description="CoinMarketCap answered with something unusable, or rejected our credentials.",
-        example=_error_example(502, "Bad Gateway", "CoinMarketCap rejected our credentials or plan",
+        example=error_example(502, "Bad Gateway", "CoinMarketCap rejected our credentials or plan",
                                errors={"upstream_error_code": 1001}),
     )
     @blp.alt_response(
@@ -150,13 +150,13 @@ class Quotes(MethodView):
         description=("CoinMarketCap is unavailable or rate-limited, or the credit budget allows no"
                      " call now for a symbol with nothing stored or a conversion."),
         headers=_RETRY_AFTER,
-        example=_error_example(503, "Service Unavailable", "CoinMarketCap rate limit reached"),
+        example=error_example(503, "Service Unavailable", "CoinMarketCap rate limit reached"),
     )
     @blp.alt_response(
         504,
         schema=ErrorSchema,
         description="CoinMarketCap did not answer in time.",
-        example=_error_example(504, "Gateway Timeout", "CoinMarketCap did not answer in time"),
+        example=error_example(504, "Gateway Timeout", "CoinMarketCap did not answer in time"),
     )
     def get(self, symbol: tuple[str, ...], convert: str | None = None) -> Response:
         """Get the latest quotes of one or more coins
@@ -171,11 +171,11 @@ class Quotes(MethodView):
         Views stay thin: parse (done by the schema), ask the service, render. The body is
         assembled by QuoteRenderer from fragments the response schema produced.
         """
-        services = current_app.extensions["coinquote"]
-        answer = services.service.get_quotes(symbol, convert)
+        built = wiring()
+        answer = built.service.get_quotes(symbol, convert)
         note_requested(answer)
         observe_answer(answer)
-        service = services.service
-        return quotes_response(services.renderer.render(answer), answer, request,
+        service = built.service
+        return quotes_response(built.renderer.render(answer), answer, request,
                                service.clock.now(), service.cache_ttl_seconds, service.max_age)
 

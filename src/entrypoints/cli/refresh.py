@@ -1,4 +1,4 @@
-"""`flask --app wsgi refresh [--once]`: the refresher process (contract §1 and §4)."""
+"""`flask --app wsgi refresh [--once]`: the refresher process (README "Refresh-ahead")."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import signal
 import threading
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
 
 from src.domain.errors import StorageError
-from src.entrypoints.refresh_ahead import RefreshAhead
+from src.entrypoints.wiring import wiring
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +26,10 @@ def refresh(once: bool) -> None:
     round. Stops cleanly on SIGTERM or Ctrl-C, after the round under way. Also thins the
     stored history once a day (`history prune`).
     """
-    ahead: RefreshAhead | None = current_app.extensions.get("refresh")
-    if ahead is None or ahead.refresher is None:
+    refresher = wiring().refresh.refresher
+    if refresher is None:
         raise click.ClickException(
             "refresh-ahead needs the database (DATABASE_URL) and a credit governor")
-    refresher = ahead.refresher
     if refresher.policy.window_seconds <= 0:
         click.echo("refresh-ahead is off (REFRESH_WINDOW_SECONDS=0);"
                    " only the daily history pruning runs")

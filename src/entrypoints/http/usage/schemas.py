@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
-from src.entrypoints.schemas import Timestamp
+from src.entrypoints.http.fields import Timestamp
 
 
 class PlanSchema(Schema):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
 from src.domain.errors import StorageError
+from src.entrypoints.wiring import wiring
 
 history = AppGroup("history", help="The stored price history.")
 
@@ -17,7 +17,7 @@ history = AppGroup("history", help="The stored price history.")
 def prune(batch_size: int) -> None:
     """Keep every fetch for HISTORY_FULL_DAYS, then the newest per coin and hour up to
     HISTORY_HOURLY_DAYS, then the newest per coin and day. Safe to run again at any time."""
-    service = current_app.extensions["history"]
+    service = wiring().history
     try:
         report = service.prune(batch_size)
     except StorageError as exc:

@@ -17,8 +17,8 @@ CHART_CSP = "; ".join([
 blp = Blueprint(
     "chart",
     __name__,
-    template_folder="chart_templates",
-    static_folder="chart_assets",
+    template_folder="templates",
+    static_folder="assets",
     static_url_path="/chart-assets",
 )
 

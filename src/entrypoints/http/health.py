@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import Schema, fields
 
 from src.domain.errors import StorageError
-from src.entrypoints.schemas import HealthSchema
+from src.entrypoints.wiring import wiring
+
+
+class HealthSchema(Schema):
+    """Liveness or readiness, with each component's state."""
+
+    status = fields.String(required=True, metadata={
+        "description": "`ok`, or `failing: ` and the failing components.", "example": "ok"})
+    checks = fields.Dict(required=True, keys=fields.String(), values=fields.String(),
+                         metadata={"description": "Each component checked and its state (none"
+                                   " for liveness).",
+                                   "example": {"database": "ok", "cache": "ok"}})
+
 
 blp = Blueprint("health", __name__, description="Probes for load balancers and orchestrators.")
 
@@ -39,9 +51,9 @@ class Ready(MethodView):
     )
     def get(self) -> Any:
         """Readiness: 200 when the database and every cache server answer, 503 naming what fails"""
-        services = current_app.extensions["coinquote"]
+        built = wiring()
         checks = {}
-        for name, component in (("database", services.repository), ("cache", services.cache)):
+        for name, component in (("database", built.repository), ("cache", built.cache)):
             try:
                 component.ping()
                 checks[name] = "ok"

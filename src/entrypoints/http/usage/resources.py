@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from src.adapters.metrics import record_usage
+from src.entrypoints.http.usage.schemas import UsageSchema
 from src.entrypoints.refresh_ahead import refresh_usage
-from src.entrypoints.usage_schemas import UsageSchema
+from src.entrypoints.wiring import wiring
 
 blp = Blueprint("usage", __name__,
                 description="The CoinMarketCap credit budget (private, like /metrics).")
@@ -32,9 +33,10 @@ EXAMPLE = {
 
 def usage_report() -> dict[str, Any]:
     """The /usage body: the governor's figures, the refresher's, and the freshness bound."""
-    report = dict(current_app.extensions["governor"].usage())
+    built = wiring()
+    report = dict(built.governor.usage())
     report["refresh"] = refresh_usage()
-    settings = current_app.extensions["coinquote"].settings
+    settings = built.settings
     report["freshness"] = {"max_age_seconds": settings.quote_max_age_seconds,
                            **report.get("freshness", {})}
     return report
@@ -54,9 +56,8 @@ class Usage(MethodView):
         return usage_report()
 
 
-def register_usage(app: Flask, api: Any) -> None:
-    """Serve /usage, and put the same figures into the /metrics gauges when /metrics is read."""
-    api.register_blueprint(blp)
+def register_usage_gauges(app: Flask) -> None:
+    """Put /usage's figures into the /metrics gauges when /metrics is read."""
 
     @app.before_request
     def fill_usage_gauges() -> None:

@@ -17,7 +17,12 @@ from src.domain.history import (
     InvalidHistoryParameter,
     parse_time,
 )
-from src.entrypoints.schemas import REPEATED_SYMBOL_HELP, OneValueEach, SymbolList, Timestamp
+from src.entrypoints.http.fields import (
+    REPEATED_SYMBOL_HELP,
+    OneValueEach,
+    SymbolList,
+    Timestamp,
+)
 
 _DIGITS_RE = re.compile(r"[0-9]+", re.ASCII)
 

@@ -14,7 +14,7 @@ from typing import Any
 import simplejson
 
 from src.domain.model import Coin, CoinQuote, Quote, QuoteAnswer, ServedQuote, Source
-from src.entrypoints.schemas import CoinQuoteSchema, MarketQuoteSchema
+from src.entrypoints.http.quotes.schemas import CoinQuoteSchema, MarketQuoteSchema
 
 _COIN_FIELDS = (
     "id", "name", "symbol", "slug", "cmc_rank", "is_active", "num_market_pairs",

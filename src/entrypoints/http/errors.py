@@ -21,7 +21,7 @@ from src.domain.errors import (
     QuoteError,
     UnknownSymbols,
 )
-from src.entrypoints.openapi_fields import nullable_reference
+from src.entrypoints.http.fields import nullable_reference
 
 STATUS_BY_ERROR: dict[type[QuoteError], int] = {
     InvalidRequest: 422,
