@@ -1,8 +1,11 @@
 # syntax=docker/dockerfile:1
-# coinquote: gunicorn + Flask. Build: docker build -t coinquote .  Run: see docker-compose.yml.
+# coinquote: gunicorn + Flask. Build: make image (docker build -t coinquote .). Run: see
+# docker-compose.yml. PYTHON_IMAGE is the base; tests/e2e/test_image.py builds on a stand-in
+# made from Debian packages where the official one cannot be pulled (scripts/image.sh).
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- build: resolve and install the dependencies into a virtualenv -------------------------
-FROM python:3.11-slim-bookworm AS build
+FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /build
 COPY pyproject.toml setup.cfg README.md ./
@@ -14,9 +17,12 @@ RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip uninstall --yes coinquote
 
 # --- runtime: no compilers, no build files, an unprivileged user ----------------------------
-FROM python:3.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
+# A home of its own: gunicorn puts its control socket in ~/.gunicorn (with /app as home, which
+# the user cannot write, it logged "Control server error: Permission denied" at every start).
 RUN groupadd --system --gid 10001 coinquote \
-    && useradd --system --uid 10001 --gid coinquote --home-dir /app --no-create-home coinquote
+    && useradd --system --uid 10001 --gid coinquote --home-dir /home/coinquote --create-home \
+       coinquote
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY wsgi.py gunicorn.conf.py ./
@@ -32,6 +38,9 @@ ENV PATH=/opt/venv/bin:$PATH \
 # 8000 directly cannot pick its own address. docker-compose.yml trusts the compose network.
 USER 10001:10001
 EXPOSE 8000
-HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
+# The port follows GUNICORN_BIND: a run that moves it (say, on a shared host network) is
+# still checked. Any answer but 2xx, or none in 2 s, fails.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 CMD ["python", "-c", \
+    "import os, urllib.request as u; port = os.environ['GUNICORN_BIND'].rpartition(':')[2]; \
+     u.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=2)"]
 CMD ["gunicorn", "wsgi:app"]

@@ -6,7 +6,8 @@ FAKE_CMC_PORT ?= 8001
 
 LOWEST ?= .venv-lowest
 
-.PHONY: run demo test test-unit test-integration test-e2e test-lowest system-deps fake-cmc bench simulate clean
+.PHONY: run demo test test-unit test-integration test-e2e test-lowest system-deps fake-cmc bench \
+        simulate image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +40,8 @@ demo: $(VENV)/.test-deps
 fake-cmc: $(VENV)/.test-deps
 	$(BIN)/python -m tests.fake_cmc --port $(FAKE_CMC_PORT) $(if $(FAKE_CMC_KEY),--api-key $(FAKE_CMC_KEY))
 
-## system-deps: install the Debian packages the tests need (PostgreSQL, memcached, nginx, Chromium) if missing
+## system-deps: install the Debian packages the tests need (PostgreSQL, memcached, nginx, Chromium,
+## buildah, debootstrap) if missing
 system-deps:
 	PYTHON=$(PYTHON) scripts/ensure-system-packages.sh
 
@@ -72,6 +74,13 @@ bench: $(VENV)/.test-deps
 ## simulate: a compressed day of mixed traffic against a CoinMarketCap plan (bench/README.md)
 simulate: $(VENV)/.test-deps
 	$(BIN)/python -m bench.simulate $(SIMULATE_ARGS)
+
+IMAGE ?= coinquote:latest
+
+## image: build the image $(IMAGE): docker when its daemon answers, else buildah (as root), on the
+## Debian stand-in base when python:3.11-slim-bookworm cannot be pulled (README > Deploy)
+image:
+	scripts/image.sh build $(IMAGE)
 
 clean:
 	rm -rf $(VENV) $(LOWEST) .pytest_cache *.egg-info

@@ -207,6 +207,8 @@ def main() -> None:
                    args.day_seconds)
         return
 
+    # Stopped with SIGTERM, the run still stops what it started (the finally below).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     speed = args.speed
     seconds = args.hours * 3600 / speed
     budget = math.floor(args.daily_credits * args.hours / 24)
@@ -219,7 +221,8 @@ def main() -> None:
         "QUOTE_MAX_AGE_SECONDS": max(1, round(300 / speed)),
         "CACHE_TTL_SECONDS": max(1, round(60 / speed)),
         "REFRESH_WINDOW_SECONDS": max(1, round(900 / speed)),
-        "REFRESH_INTERVAL_SECONDS": max(1, math.ceil(interval_day / speed)),
+        # Rounded down to 10 ms: rounding up to whole seconds left no slack under the bound.
+        "REFRESH_INTERVAL_SECONDS": max(1, math.floor(interval_day / speed * 100) / 100),
     }
     print(f"simulating {args.hours:g} h of a {args.daily_credits}-credit day in {seconds:.0f} s:"
           f" budget {budget} credits; derived interval {interval_day:.0f} s a day;"

@@ -3,17 +3,20 @@
 #
 # The tiers start throwaway PostgreSQL, memcached and nginx processes themselves and drive Debian's
 # Chromium through Playwright (which downloads no browser): they need the programs, not running
-# services. As root this installs what is missing; otherwise through sudo when it needs no
-# password; otherwise it stops at once and prints the one command to run.
+# services. The image test (tests/e2e/test_image.py) builds and runs the image with buildah (no
+# daemon) on a base it makes with debootstrap. As root this installs what is missing; otherwise
+# through sudo when it needs no password; otherwise it stops at once and prints the one command
+# to run.
 set -euo pipefail
 
 if ! command -v dpkg-query >/dev/null; then
   # Not Debian: the tests themselves say which program is missing.
-  echo "system-deps: not a Debian system; PostgreSQL, memcached, nginx and Chromium must be installed" >&2
+  echo "system-deps: not a Debian system; PostgreSQL, memcached, nginx, Chromium, buildah and" \
+    "debootstrap must be installed" >&2
   exit 0
 fi
 
-packages=(make postgresql memcached nginx chromium)
+packages=(make postgresql memcached nginx chromium buildah debootstrap)
 # Debian's python3 has no venv (for .venv) without python3-venv.
 "${PYTHON:-python3}" -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
 

@@ -28,6 +28,7 @@ class FakeCreditGovernor(CreditGovernor):
     settled: list[tuple[Purpose, int, int | None]] = field(default_factory=list)
     refunded: list[tuple[Purpose, int]] = field(default_factory=list)
     honoured: list[tuple[int | None, float | None]] = field(default_factory=list)
+    hot_symbols: int | None = None  # as last told by refresh_interval
 
     def reserve(self, purpose: Purpose, credits: int) -> None:
         if self.allowed is not None and len(self.reserved) >= self.allowed:
@@ -46,6 +47,7 @@ class FakeCreditGovernor(CreditGovernor):
         return Plan(daily_credits=333, calls_per_minute=30, source="default")
 
     def refresh_interval(self, symbols: int) -> float:
+        self.hot_symbols = symbols
         return self.interval_seconds
 
     def usage(self) -> dict:

@@ -20,6 +20,8 @@ from src.domain.ports import Clock, QuoteRepository, RequestLog
 logger = logging.getLogger(__name__)
 
 _EPOCH_AGO = timedelta(days=36_500)
+# The most recently requested symbols read (their stored quotes too): a call carries 99 at most.
+MAX_READ = 500
 
 
 class HotSet:
@@ -81,7 +83,7 @@ class HotSet:
                 return dict(self._memo[1])
         try:
             symbols = self.request_log.requested_since(
-                now - timedelta(seconds=self.window_seconds))
+                now - timedelta(seconds=self.window_seconds))[:MAX_READ]
             stored = self.repository.newest(symbols, self.currency) if symbols else {}
         except StorageError:
             logger.warning("the hot set could not be read; calls carry only what they need")

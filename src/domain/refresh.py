@@ -98,10 +98,12 @@ class Refresher:
         self._coins: dict[str, int] = {}  # coins each symbol returned (namesakes), as learned
 
     def interval(self, symbols: int) -> float:
-        """Seconds between two rounds' starts: configured, or the governor's derivation."""
-        if self.policy.interval_seconds is not None:
-            return self.policy.interval_seconds
-        return self.governor.refresh_interval(symbols)
+        """Seconds between two rounds' starts: configured, or the governor's derivation. The
+        governor is asked either way: it tells every process how many symbols are hot, which
+        decides what refresh-ahead needs before conversions may spend."""
+        derived = self.governor.refresh_interval(symbols)
+        return self.policy.interval_seconds if self.policy.interval_seconds is not None \
+            else derived
 
     def run_round(self, *, due_now: bool = False,
                   stop: threading.Event | None = None) -> RefreshRound | None:
@@ -176,7 +178,8 @@ class Refresher:
             except Exception:  # the loop must outlive any one bad round (a bug, a daily job)
                 logger.exception("refresh: the round failed; trying again shortly")
                 wait = max_wait_seconds
-            stop.wait(min(max(wait, 0.5), max_wait_seconds))
+            # A small floor only: a round due in 0.2 s starts then, not half a second late.
+            stop.wait(min(max(wait, 0.05), max_wait_seconds))
 
     def seconds_until_due(self) -> float:
         """Seconds until the next round may start, as far as this process can tell."""
@@ -242,12 +245,14 @@ class Refresher:
             deadline=Deadline(self.policy.call_seconds, clock=self._seconds))
 
     def _riding_along(self, now: datetime, hot: Sequence[str]) -> list[str]:
-        """Symbols requested within the day but not the window, most recent first."""
+        """Symbols requested within the day but not the window, most recent first; no more than
+        could ride in one batch's room twice over (their stored quotes are read each round)."""
         if self.policy.ride_along_seconds <= self.policy.window_seconds or not hot:
             return []
         chosen = set(hot)
         since = now - timedelta(seconds=self.policy.ride_along_seconds)
-        return [s for s in self.request_log.requested_since(since) if s not in chosen]
+        riders = [s for s in self.request_log.requested_since(since) if s not in chosen]
+        return riders[:2 * COINS_PER_CREDIT]
 
     def _due(self, symbols: Sequence[str], now: datetime) -> set[str]:
         """The symbols whose stored quote is due for a refresh, or has none (all of them when

@@ -6,13 +6,15 @@ stands, how many symbols are hot). The credit governor adapter keeps the counts 
 between processes; every decision it takes is one of these functions.
 
 The order (README "Freshness and credits"), with D the day's credits:
-1. requests for symbols with nothing fresh stored may spend every credit; 10 % of D is kept free
-   of anything else (the request reserve), and 10 % of the minute's calls likewise;
+1. requests for symbols with nothing fresh stored: 10 % of D is theirs alone (the request
+   reserve, kept free of anything else), and 10 % of the minute's calls likewise;
 2. refresh-ahead gets what holding the hot symbols within the max age needs for the rest of the
-   day (one round per max age, never more often than every 60 s);
+   day (one round per max age, never more often than every 60 s); requests beyond their reserve
+   come after it;
 3. conversions may spend at most their share of D, and only what (1) and (2) leave;
-4. what nobody spends makes rounds more frequent: the interval spreads what is left over the rest
-   of the day, holding back for conversions only what their pace so far says they will spend.
+4. what nobody spends makes rounds more frequent (and serves requests beyond their reserve):
+   the interval spreads what is left over the rest of the day, holding back for conversions
+   only what their pace so far says they will spend.
 """
 
 from __future__ import annotations
@@ -131,7 +133,13 @@ class SpendingPolicy:
         """Why `credits` more for `purpose` would break the rules now; None when allowed."""
         total = spent.total + credits
         if purpose is Purpose.REQUEST:
-            return None if total <= self.daily_credits else "today's credits are used"
+            if total > self.daily_credits:
+                return "today's credits are used"
+            if spent.request + credits <= self.request_reserve:
+                return None  # their reserve, whatever else is needed
+            if total > self.daily_credits - self.refresh_need(day, hot_symbols):
+                return "what is left of today's credits keeps the most requested quotes fresh"
+            return None
         if total > self.daily_credits - self.request_reserve:
             return "what is left of today's credits is kept for symbols with nothing stored"
         if purpose is Purpose.CONVERT:

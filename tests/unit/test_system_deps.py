@@ -60,7 +60,7 @@ def machine(tmp_path):
     return Machine()
 
 
-EVERYTHING = ("make", "postgresql", "memcached", "nginx", "chromium")
+EVERYTHING = ("make", "postgresql", "memcached", "nginx", "chromium", "buildah", "debootstrap")
 
 
 def test_nothing_is_installed_when_every_package_is_there(machine):
@@ -80,11 +80,13 @@ def test_as_root_a_missing_package_is_installed_after_an_update(machine):
     result = machine.run()
 
     assert result.returncode == 0, result.stderr
-    assert machine.apt() == ["update -qq", "install -y -qq --no-install-recommends memcached nginx"]
+    # buildah and debootstrap: the image test builds and runs the image with them.
+    assert machine.apt() == [
+        "update -qq", "install -y -qq --no-install-recommends memcached nginx buildah debootstrap"]
 
 
 def test_without_root_a_passwordless_sudo_installs_them(machine):
-    machine.have("make", "postgresql", "memcached", "chromium")
+    machine.have("make", "postgresql", "memcached", "chromium", "buildah", "debootstrap")
     machine.user(1000)
     fake_command(machine.bin_dir, "sudo", '[ "$1" = -n ] && shift; [ "$1" = true ] && exit 0; echo sudo >> '
                  f'{machine.apt_calls}; exec "$@"')
@@ -96,7 +98,7 @@ def test_without_root_a_passwordless_sudo_installs_them(machine):
 
 
 def test_without_root_or_sudo_it_fails_at_once_with_the_one_command_to_run(machine):
-    machine.have("make", "postgresql", "chromium")
+    machine.have("make", "postgresql", "chromium", "buildah", "debootstrap")
     machine.user(1000)
 
     result = machine.run()

@@ -214,7 +214,7 @@ class SharedCreditGovernor(CreditGovernor):
             raise budget_spent(next_minute(now) - now,
                                "no more calls to CoinMarketCap this minute")
         day = self._day(now)
-        hot = self._hot_symbols(board) if purpose is Purpose.CONVERT else 0
+        hot = self._hot_symbols(board) if purpose is not Purpose.REFRESH else 0
         day_key = self._day_key(now, purpose)
         refusal = policy.refusal(purpose, credits, self._spent(board, now), day, hot)
         if refusal is None:
