@@ -12,7 +12,8 @@ class InvalidRequest(QuoteError):
 
 
 class InvalidSymbol(InvalidRequest):
-    """A requested symbol is malformed (empty, too long, characters outside A-Z a-z 0-9, too many)."""
+    """A requested symbol is malformed (empty, too long, characters outside A-Z a-z 0-9, too
+    many)."""
 
 
 class InvalidCurrency(InvalidRequest):
@@ -92,4 +93,5 @@ def charged_nothing(error: BaseException) -> bool:
         return True
     if isinstance(error, ProviderTimeout):
         return False
-    return isinstance(error, ProviderUnavailable) or getattr(error, "upstream_code", None) is not None
+    return (isinstance(error, ProviderUnavailable)
+            or getattr(error, "upstream_code", None) is not None)

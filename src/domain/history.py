@@ -8,7 +8,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Protocol
 
 from src.domain.errors import (
     InvalidRequest,
@@ -182,7 +181,7 @@ class PruneReport:
         return self.deleted_hourly + self.deleted_daily
 
 
-class HistoryRepository(Protocol):
+class HistoryRepository(abc.ABC):
     """Reads stored quote history in buckets, and thins it."""
 
     @abc.abstractmethod

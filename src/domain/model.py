@@ -48,7 +48,8 @@ class Quote:
 
 
 # The optional figures of a Quote, in declaration order (adapters map them one to one).
-QUOTE_FIGURES = tuple(f.name for f in fields(Quote) if f.name not in {"currency", "price", "last_updated"})
+QUOTE_FIGURES = tuple(f.name for f in fields(Quote)
+                      if f.name not in {"currency", "price", "last_updated"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from datetime import datetime, timedelta
 
 from src.domain.deadline import Deadline
@@ -15,7 +17,7 @@ from src.domain.errors import (
     ProviderUnavailable,
     StorageError,
 )
-from src.domain.model import CoinQuote, Purpose, RefreshRound
+from src.domain.model import CoinQuote, Fetched, Purpose, RefreshRound
 from src.domain.ports import (
     Clock,
     CreditGovernor,
@@ -153,6 +155,8 @@ class Refresher:
         return True
 
     def _daily_job_logged(self) -> None:
+        if self.daily_job is None:
+            return
         try:
             self.daily_job()
         except Exception:  # the next day's claim tries again
@@ -213,7 +217,7 @@ class Refresher:
             called: list[bool] = []
             try:
                 fetched = paid_call(self.governor, Purpose.REFRESH, self._coins_of(batch),
-                                    lambda b=batch: self._call(b, called))
+                                    functools.partial(self._call, batch, called))
             except BudgetSpent as exc:
                 calls += bool(called)
                 logger.info("refresh: the credit budget allows no call now (retry in %s s)",
@@ -238,7 +242,7 @@ class Refresher:
         return RefreshRound(started_at=started, finished_at=self.clock.now(), symbols=len(symbols),
                             refreshed=refreshed, calls=calls, stopped=stopped)
 
-    def _call(self, batch: list[str], called: list[bool]):
+    def _call(self, batch: list[str], called: list[bool]) -> Fetched[str, CoinQuote]:
         called.append(True)
         return self.provider.fetch_by_symbols(
             batch, self.policy.base_currency,
@@ -331,7 +335,7 @@ class _LeaseKeeper:
                 return
 
 
-def refresh_status(refresher: Refresher | None) -> dict:
+def refresh_status(refresher: Refresher | None) -> dict[str, Any]:
     """Plain data for /usage and /metrics: window, interval, symbols and the last round."""
     if refresher is None:
         return {"window_seconds": 0, "interval_seconds": None, "symbols": 0, "last_round_at": None}

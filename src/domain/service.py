@@ -151,26 +151,28 @@ class QuoteService:
         provider is needed and fails (unless a stale stored quote can stand in for each symbol
         concerned). A coin the conversion answer lacks is served with `converted` None.
         """
-        converting = convert is not None and convert != self.base_currency
-        currency_known = self._currency_memory(convert) if converting else None
+        # The currency to convert to, when it costs a call (`convert` is not the base currency).
+        target = convert if convert is not None and convert != self.base_currency else None
+        converting = target is not None
+        currency_known = self._currency_memory(target) if target is not None else None
 
         found, aged = self._too_old_as_missing(
             symbols, sort_cached(symbols, self.cache.get_many(symbols, self.base_currency)))
         # Made only when upstream work may follow, so a full cache hit stays one cache read.
         deadline = self._new_deadline() if found.missing or converting else None
-        if found.missing:
+        if found.missing and deadline is not None:
             found = found.then(self._resolve_missing(found.missing, deadline, aged))
         unknown = tuple(s for s in symbols if s in found.unknown)
 
         if not found.served:
-            if converting and not currency_known:
-                self._learn_currency(convert, deadline)
+            if target is not None and deadline is not None and not currency_known:
+                self._learn_currency(target, deadline)
             raise UnknownSymbols(unknown)
         quotes = {s: found.served[s] for s in symbols if s in found.served}
         if convert == self.base_currency:
             quotes = {s: replace(q, converted=q.coin_quote.quote) for s, q in quotes.items()}
-        elif converting:
-            quotes = self._convert(quotes, convert, currency_known, deadline)
+        elif target is not None and deadline is not None:
+            quotes = self._convert(quotes, target, currency_known, deadline)
         return QuoteAnswer(quotes=quotes, unknown_symbols=unknown, convert=convert)
 
     def _new_deadline(self) -> Deadline:
@@ -292,7 +294,7 @@ class QuoteService:
         known = any(s in stale for s in needed)
         if not known and max_age is None:
             return ()
-        older_than = due_after_seconds(max_age) if known else max_age
+        older_than = due_after_seconds(max_age) if known or max_age is None else max_age
         room = room_in_call(self.hot_set.coins(needed))
         candidates = self.hot_set.stalest(room, older_than, leave_out=needed)
         return claims.claim(candidates) if candidates else ()

@@ -20,11 +20,11 @@ The order (README "Freshness and credits"), with D the day's credits:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Iterator, TypeVar
+from typing import Any, TypeVar
 
 from src.domain.errors import LimitVerdict, QuoteError, charged_nothing
 from src.domain.model import Fetched, Purpose
@@ -38,7 +38,7 @@ DAY_SECONDS = 86_400.0
 # conversion in the day's first second is no pace for the whole day.
 MIN_PACE_SECONDS = 3_600.0
 
-_F = TypeVar("_F", bound=Fetched)
+_F = TypeVar("_F", bound=Fetched[Any, Any])
 _purpose: ContextVar[Purpose | None] = ContextVar("coinquote_call_purpose", default=None)
 
 
@@ -74,7 +74,8 @@ class Spent:
         return self.request + self.refresh + self.convert + self.elsewhere
 
     def of(self, purpose: Purpose) -> int:
-        return getattr(self, Purpose(purpose).value)
+        count: int = getattr(self, Purpose(purpose).value)
+        return count
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,7 +59,8 @@ API_CONFIG = {
                 " which is cached again for 60 s; else CoinMarketCap, whose answer is stored"
                 " and cached. Converted quotes (`convert`) are fetched for each request and"
                 " never cached or stored.\n\nPrice history of what was stored:"
-                " `/api/v1/quotes/history`, drawn as a chart at [/chart?symbol=BTC](chart?symbol=BTC)."
+                " `/api/v1/quotes/history`, drawn as a chart at"
+                " [/chart?symbol=BTC](chart?symbol=BTC)."
                 "\n\nClients need no credentials: the CoinMarketCap key"
                 " stays on the server."
             )
@@ -134,7 +135,8 @@ def register_api(app: Flask) -> None:
     def bound_the_query_string() -> None:
         if len(request.query_string) > MAX_QUERY_STRING_BYTES:
             error = UnprocessableEntity()
-            error.data = {"message": f"the query string is longer than {MAX_QUERY_STRING_BYTES} bytes"}
+            error.data = {  # type: ignore[attr-defined]  # read by the error handlers
+                "message": f"the query string is longer than {MAX_QUERY_STRING_BYTES} bytes"}
             raise error
 
     register_docs_assets(app)

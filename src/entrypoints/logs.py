@@ -58,7 +58,8 @@ def configure_logging(log_format: str, secret: str, level: str = "INFO") -> None
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter(secret))
     root.addHandler(handler)
     root.setLevel(level)

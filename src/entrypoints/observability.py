@@ -69,5 +69,6 @@ def _log_request(status: int, elapsed: float, request_id: str) -> None:
     if counts is not None:
         fields["symbols"], sources = counts
         fields["sources"] = dict(sources)
-        message += f" symbols={counts[0]} sources=" + ",".join(f"{k}:{v}" for k, v in sources.items())
+        message += f" symbols={counts[0]} sources=" + ",".join(
+            f"{k}:{v}" for k, v in sources.items())
     access_log.info(message, extra=fields)

@@ -79,7 +79,8 @@ class Settings:
             rate_limit=_rate_limit(env),
             trusted_proxies=_networks(env, "TRUSTED_PROXIES", DEFAULT_TRUSTED_PROXIES),
             log_format=_choice(env, "LOG_FORMAT", "text", ("text", "json")),
-            log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
+            log_level=_choice(env, "LOG_LEVEL", "info",
+                              ("debug", "info", "warning", "error")).upper(),
             uses_sandbox=uses_sandbox,
         )
 
@@ -227,7 +228,8 @@ def _history_hourly_days(env: Mapping[str, str]) -> int:
     full = _int(env, "HISTORY_FULL_DAYS", 7, minimum=1)
     hourly = _int(env, "HISTORY_HOURLY_DAYS", 90, minimum=1)
     if hourly < full:
-        raise ConfigError(f"HISTORY_HOURLY_DAYS must be at least HISTORY_FULL_DAYS ({full}), got {hourly}")
+        raise ConfigError(f"HISTORY_HOURLY_DAYS must be at least HISTORY_FULL_DAYS ({full}),"
+                          f" got {hourly}")
     return hourly
 
 

@@ -20,7 +20,16 @@ import requests
 from sqlalchemy.engine import make_url
 
 from src.adapters.cache.keys import cache_key
-from tests.e2e.conftest import ROOT, E2E_KEY, Process, base_env, migrate, service_env, spawn, start_gunicorn
+from tests.e2e.conftest import (
+    E2E_KEY,
+    ROOT,
+    Process,
+    base_env,
+    migrate,
+    service_env,
+    spawn,
+    start_gunicorn,
+)
 from tests.integration.conftest import MemcachedProbe
 from tests.servers import free_port, stop
 

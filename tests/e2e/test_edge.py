@@ -15,8 +15,7 @@ import pytest
 import requests
 from pymemcache.client.base import Client
 
-from tests.e2e.conftest import (Process, migrate, new_database, service_env, spawn,
-                                start_nginx)
+from tests.e2e.conftest import Process, migrate, new_database, service_env, spawn, start_nginx
 from tests.servers import Memcached, free_port, stop
 
 TTL = 6  # CACHE_TTL_SECONDS of this stack: long enough for the checks, short enough to wait out

@@ -24,7 +24,7 @@ import simplejson
 from flask import Flask, Response, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from tests.fake_cmc.market import FIAT_IDS, LIMIT_MESSAGES, Failure, FakeCoin, Market, Plan
+from tests.fake_cmc.market import FIAT_IDS, LIMIT_MESSAGES, Failure, FakeCoin, Market
 
 QUOTES_PARAMS = {"id", "slug", "symbol", "convert", "convert_id", "aux", "skip_invalid"}
 _SYMBOLS_RE = re.compile(r"[0-9A-Za-z$@-]+(,[0-9A-Za-z$@-]+)*")

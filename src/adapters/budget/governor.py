@@ -13,14 +13,8 @@ from typing import TypeVar
 
 from limits.storage import MemoryStorage
 
+from src.adapters.budget import notes
 from src.adapters.budget.board import MAX_TTL_SECONDS, Board, LimitsBoard
-from src.adapters.budget.notes import (
-    hot_count_from_note,
-    key_info_from_note,
-    key_info_note,
-    verdict_from_note,
-    verdict_note,
-)
 from src.adapters.budget.periods import (
     budget_spent,
     iso,
@@ -292,23 +286,23 @@ class SharedCreditGovernor(CreditGovernor):
 
     def _hot_symbols(self, board: Board) -> int:
         (note,) = board.notes([f"{self._prefix}:hot"])
-        return hot_count_from_note(note)
+        return notes.hot_count_from_note(note)
 
     # -- CoinMarketCap's verdicts ---------------------------------------------------------------
 
     def _verdicts(self, board: Board) -> list[tuple[datetime, int]]:
         keys = [f"{self._prefix}:verdict:{scope}" for scope in LimitVerdict.SCOPES]
-        return [verdict for note in board.notes(keys) if (verdict := verdict_from_note(note))]
+        return [verdict for note in board.notes(keys) if (verdict := notes.verdict_from_note(note))]
 
     def _record_verdict(self, board: Board, scope: str, code: int, until: datetime,
                         now: datetime, known: bool) -> None:
         """Share a verdict. A shorter one never shortens a longer one in force, except that a
         reset CoinMarketCap told (key info, Retry-After) replaces a guessed day's or month's."""
         key = f"{self._prefix}:verdict:{scope}"
-        (current,) = (verdict_from_note(note) for note in board.notes([key]))
+        (current,) = (notes.verdict_from_note(note) for note in board.notes([key]))
         if current is not None and current[0] >= until and (scope == "minute" or not known):
             return
-        board.write_note(key, verdict_note(until, code), (until - now).total_seconds() + 60)
+        board.write_note(key, notes.verdict_note(until, code), (until - now).total_seconds() + 60)
 
     def _daily_reset(self, now: datetime, *, fresh: bool) -> tuple[datetime, bool]:
         """When today's credits come back, and whether CoinMarketCap said so (else a guess)."""
@@ -343,7 +337,7 @@ class SharedCreditGovernor(CreditGovernor):
     def _shared_key_info(self, board: Board, now: float, force: bool) -> KeyInfo | None:
         key = f"{self._prefix}:key-info"
         (note,) = board.notes([key])
-        known = key_info_from_note(note) if note else None
+        known = notes.key_info_from_note(note) if note else None
         if known is not None and not force and now - known[0] < self.key_info_every_seconds:
             return known[1]
         # One reader per 30 s across processes, except after a day's verdict (every reader pays
@@ -367,7 +361,7 @@ class SharedCreditGovernor(CreditGovernor):
             logger.warning("CoinMarketCap key info not read (%s); keeping the plan known so far",
                            type(exc).__name__)
             return known[1] if known else None
-        board.write_note(key, key_info_note(now, info), MAX_TTL_SECONDS)
+        board.write_note(key, notes.key_info_note(now, info), MAX_TTL_SECONDS)
         self._catch_up(board, info, asked)
         return info
 

@@ -1,4 +1,4 @@
-"""The database: tables and the ports stored in SQL (PostgreSQL in production, SQLite for `make run`).
+"""The database: tables, and the ports kept in SQL (PostgreSQL in production, SQLite by default).
 
 One concern per module: `orm` (the tables, the only ones), `guard` (driver errors -> StorageError,
 shared by every module here), `quotes` (the QuoteRepository port), `history` (the SQL of price

@@ -79,7 +79,8 @@ def _coin_upsert(insert):
     )
 
 
-_COIN_UPSERTS = {"postgresql": _coin_upsert(postgresql.insert), "sqlite": _coin_upsert(sqlite.insert)}
+_COIN_UPSERTS = {"postgresql": _coin_upsert(postgresql.insert),
+                 "sqlite": _coin_upsert(sqlite.insert)}
 _INSERT_QUOTE = QuoteRow.__table__.insert()
 
 

@@ -1,4 +1,5 @@
-"""HTTP caching of quote answers (README "Deploy", HTTP caching): Cache-Control, ETag, 304; errors no-store."""
+"""HTTP caching of quote answers (README "Deploy", HTTP caching): Cache-Control, ETag, 304;
+errors no-store."""
 
 from __future__ import annotations
 

@@ -52,6 +52,7 @@ def register_docs_assets(app: Flask) -> None:
 
     @app.after_request
     def docs_security_headers(response: Response) -> Response:
-        if (request.endpoint or "").startswith("api-docs.openapi_") and response.mimetype == "text/html":
+        endpoint = request.endpoint or ""
+        if endpoint.startswith("api-docs.openapi_") and response.mimetype == "text/html":
             response.headers["Content-Security-Policy"] = DOCS_CSP
         return response

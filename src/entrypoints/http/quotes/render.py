@@ -61,7 +61,8 @@ class QuoteRenderer:
         coin_schema = CoinQuoteSchema(only=_COIN_FIELDS)
         self._quote_schema = MarketQuoteSchema()
         # `{"id":1,...}` without its braces, so source, stale and quote can follow.
-        self._coin = _Memo(lambda coin: _json(coin_schema.dump(_coin_data(coin)))[1:-1], max_entries)
+        self._coin = _Memo(lambda coin: _json(coin_schema.dump(_coin_data(coin)))[1:-1],
+                           max_entries)
         self._quote = _Memo(self._render_quote, max_entries)
 
     def _render_quote(self, quote: Quote) -> str:
