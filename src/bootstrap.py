@@ -20,7 +20,6 @@ from typing import Any
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, scoped_session
 
 from src.adapters.budget.board import Board, build_board
 from src.adapters.budget.governor import SharedCreditGovernor
@@ -29,10 +28,11 @@ from src.adapters.buffered_request_log import BufferedRequestLog
 from src.adapters.cache.edge_documents import EdgeDocuments
 from src.adapters.cache.local import LocalCache
 from src.adapters.cache.memcached import PymemcacheCache
-from src.adapters.cache.quote_cache import ClaimingBackend, FlaskCachingQuoteCache
+from src.adapters.cache.quote_cache import FlaskCachingQuoteCache
 from src.adapters.coinmarketcap import CoinMarketCapProvider
 from src.adapters.coinmarketcap.key_info import CoinMarketCapKeyInfo
 from src.adapters.sql.budget_board import SqlBoard
+from src.adapters.sql.guard import SessionLike
 from src.adapters.sql.history import SqlHistoryRepository
 from src.adapters.sql.lease import SqlRefreshLease
 from src.adapters.sql.quotes import SqlQuoteRepository
@@ -81,7 +81,7 @@ class Database:
     (the refresher's daily pruning) enters to use `session`.
     """
 
-    session: scoped_session[Session]
+    session: SessionLike
     engine: Engine | None
     context: Callable[[], AbstractContextManager[Any]]
 
@@ -190,7 +190,7 @@ def build_repository(settings: Settings, database: Database) -> QuoteRepository:
     return SqlQuoteRepository(database.session, reader=reader)
 
 
-def cache_backend(settings: Settings) -> ClaimingBackend:
+def cache_backend(settings: Settings) -> PymemcacheCache | LocalCache:
     """The shared cache's backend: memcached when MEMCACHED_SERVERS is set, else in-process
     (LocalCache: thread-safe, unlike Flask-Caching's SimpleCache)."""
     if settings.memcached_servers:

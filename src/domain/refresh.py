@@ -7,8 +7,8 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 from datetime import datetime, timedelta
+from typing import Any
 
 from src.domain.deadline import Deadline
 from src.domain.errors import (

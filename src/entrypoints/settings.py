@@ -7,7 +7,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_DATABASE_URL = "sqlite:///coinquote.db"  # relative: Flask-SQLAlchemy puts it in instance/
 # Loopback only: safe when gunicorn is reached directly, and right for an nginx on the same host.
 DEFAULT_TRUSTED_PROXIES = ("127.0.0.1", "::1")
+_WHOLE_NUMBER_RE = re.compile(r"-?[0-9]+", re.ASCII)
 _RATE_LIMIT_RE = re.compile(r"\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day)s?", re.I)
 
 
@@ -138,14 +139,20 @@ def _raw(env: Mapping[str, str], name: str) -> str | None:
     return value.strip()
 
 
+@overload
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int: ...
+@overload
+def _int(env: Mapping[str, str], name: str, default: None, *, minimum: int) -> int | None: ...
+
+
 def _int(env: Mapping[str, str], name: str, default: int | None, *, minimum: int) -> int | None:
     raw = _raw(env, name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    # ASCII digits only: int() would also take "1_000", "+5" and other scripts' digits.
+    if _WHOLE_NUMBER_RE.fullmatch(raw) is None:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}")
+    value = int(raw)
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value

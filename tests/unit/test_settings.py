@@ -193,3 +193,10 @@ def test_the_credit_budget_settings_are_read():
 def test_bad_credit_budget_settings_stop_start_up_naming_the_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize("value", ["1_000", "+5", "٣٠", "３０", "30.0"])
+def test_a_whole_number_is_written_in_ascii_digits_only(value):
+    # int() alone takes underscores, a plus sign and other scripts' digits.
+    with pytest.raises(ConfigError, match="CACHE_TTL_SECONDS must be a whole number"):
+        Settings.from_env({"CACHE_TTL_SECONDS": value})

@@ -63,7 +63,7 @@ def build_board(memcached_servers: Sequence[str]) -> LimitsBoard:
         # Short timeouts: a slow memcached must not hold a request; the governor then counts
         # in-process for a while.
         return LimitsBoard(MemcachedStorage("memcached://" + ",".join(memcached_servers),
-                                            connect_timeout=0.5, timeout=0.5))
+                                            connect_timeout=0.5, timeout=0.5))  # type: ignore[arg-type]
     return LimitsBoard(MemoryStorage())
 
 
@@ -102,10 +102,10 @@ class LimitsBoard(Board):
     def _replace_junk(self, key: str, amount: int, ttl: float) -> bool:
         """Put `amount` in place of a junk value, unless another process changed it first."""
         client = self._client
-        value, token = client.gets(key)
+        value, token = client.gets(key)  # type: ignore[union-attr]
         if value is None or count_of(value) is not None:
             return False  # gone or a counter again meanwhile: increment it
-        return bool(client.cas(key, str(amount), token, expire=int(ttl), noreply=False))
+        return bool(client.cas(key, str(amount), token, expire=int(ttl), noreply=False))  # type: ignore[union-attr]
 
     def give_back(self, key: str, amount: int) -> None:
         if amount <= 0:
@@ -116,7 +116,7 @@ class LimitsBoard(Board):
             except MemcacheClientError:
                 pass  # junk in place of the counter: nothing to give back, the next add resets it
         else:
-            self.storage.decr(key, amount)
+            self.storage.decr(key, amount)  # type: ignore[attr-defined]
 
     def raise_to(self, key: str, target: int, ttl: float) -> None:
         if (client := self._client) is None:

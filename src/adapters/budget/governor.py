@@ -355,8 +355,11 @@ class SharedCreditGovernor(CreditGovernor):
             board.give_back(minute_key, 1)
             return known[1] if known else None
         asked = self.clock.now()
+        read = self.read_key_info
+        if read is None:
+            return known[1] if known else None
         try:
-            info = self.read_key_info()
+            info = read()
         except Exception as exc:  # noqa: BLE001 - the plan falls back; nothing may reach a request
             logger.warning("CoinMarketCap key info not read (%s); keeping the plan known so far",
                            type(exc).__name__)

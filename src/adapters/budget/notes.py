@@ -26,7 +26,7 @@ def verdict_from_note(note: str | None) -> tuple[datetime, int] | None:
     # memcached has no authentication: a note that is not ours is no verdict.
     try:
         until, code = json.loads(note) if note else (None, None)
-        return (datetime.fromtimestamp(float(until), UTC), int(code)) if until is not None else None
+        return (datetime.fromtimestamp(float(until), UTC), int(code)) if until is not None else None  # type: ignore[arg-type]
     except (ValueError, TypeError, OverflowError, OSError):
         return None
 

@@ -73,7 +73,7 @@ class EdgeDocuments:
         gone: list[str] = []
         for symbol, quote in quotes.items():
             expire = 0 if quote is None else self._lifetime(quote, ttl_seconds, now)
-            if expire < 1:  # memcached would keep a 0 forever
+            if quote is None or expire < 1:  # memcached would keep a 0 forever
                 gone.append(edge_key(symbol))
             else:
                 documents.setdefault(expire, {})[edge_key(symbol)] = self._render(symbol, quote)

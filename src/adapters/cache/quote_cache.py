@@ -24,12 +24,7 @@ _CACHE_ERRORS = (MemcacheError, OSError)
 
 
 class ClaimingBackend(Protocol):
-    """What the port needs of a backend (PymemcacheCache and LocalCache have it): Flask-Caching's
-    API, and beyond it what claims need."""
-
-    def get_many(self, *keys: str) -> list[Any]: ...
-    def set_many(self, mapping: Mapping[str, Any], timeout: float | None = None) -> Any: ...
-    def set(self, key: str, value: Any, timeout: float | None = None) -> Any: ...
+    """What the port needs beyond Flask-Caching's API (PymemcacheCache and LocalCache have it)."""
 
     def add_many(self, mapping: Mapping[str, str], timeout: float) -> list[str]: ...
     def swap_many(self, changes: Mapping[str, tuple[str, str | None]],
@@ -53,14 +48,15 @@ class FlaskCachingQuoteCache(QuoteCache):
     swap), so a fetch that outlived its claim never releases the next fetcher's.
     """
 
-    def __init__(self, cache: Cache | ClaimingBackend, memo_entries: int = 4_096, *,
+    def __init__(self, cache: Any, memo_entries: int = 4_096, *,
                  edge: EdgePublisher | None = None,
                  now: Callable[[], float] = time.time) -> None:
         # Flask-Caching's own operations go through `cache` (observable in tests): a backend
         # (as src/bootstrap.py builds it), or Flask-Caching's `Cache` in front of one.
         self.cache: Any = cache
         # The claim operations Flask-Caching's API does not have.
-        self.backend: ClaimingBackend = cache.cache if isinstance(cache, Cache) else cache
+        backend: Any = cache.cache if isinstance(cache, Cache) else cache
+        self.backend: ClaimingBackend = backend
         # nginx's fast path reads what `edge` writes: each quote's answer, beside the quote.
         self.edge = edge
         self._now = now  # Unix seconds, for the expiry recorded in each quote entry

@@ -145,7 +145,7 @@ def parse_retry_after(header: str | None, now: datetime | None = None) -> float 
         when = parsedate_to_datetime(header)
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()  # type: ignore[assignment]
     except (TypeError, ValueError, OverflowError, IndexError):
         return None
     if not math.isfinite(seconds):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,7 +24,8 @@ from src.domain.errors import StorageError
 
 _TABLE = BudgetCounterRow.__table__
 _C = _TABLE.c
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+# PostgreSQL's and SQLite's inserts share the ON CONFLICT API, which the base Insert lacks.
+_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 _T = TypeVar("_T")
 
 
@@ -89,7 +90,7 @@ class SqlBoard(Board):
             set_={"note": insert.excluded.note, "expires_at": insert.excluded.expires_at})
         self._run(lambda conn: conn.execute(upsert))
 
-    def _live(self, keys: Sequence[str], column) -> list[tuple[str, object]]:
+    def _live(self, keys: Sequence[str], column: Any) -> list[tuple[str, Any]]:
         query = select(_C.name, column).where(_C.name.in_(list(keys)),
                                               _C.expires_at >= self.now())
         return [tuple(row) for row in self._run(lambda conn: conn.execute(query).all())]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, scoped_session
@@ -25,16 +26,21 @@ def storage_errors(failed: str, kind: str, *, also: tuple[type[Exception], ...] 
                    cleanup: Callable[[], None] | None = None) -> Iterator[None]:
     """Raise StorageError("<failed> (<error type>)") for a driver error (or one of `also`),
     counted under DATABASE_ERRORS[kind] after `cleanup` (a rollback) has run."""
+    caught: tuple[type[Exception], ...] = (SQLAlchemyError, *also)
     try:
         yield
-    except (SQLAlchemyError, *also) as exc:
+    except caught as exc:
         DATABASE_ERRORS.labels(kind).inc()
         if cleanup is not None:
             cleanup()
         raise StorageError(f"{failed} ({type(exc).__name__})") from exc
 
 
-def rollback_quietly(session: Session | scoped_session[Session]) -> None:
+# A session, or Flask-SQLAlchemy's scoped session standing for the current context's.
+SessionLike = Session | scoped_session[Any]
+
+
+def rollback_quietly(session: SessionLike) -> None:
     try:
         session.rollback()
     except SQLAlchemyError:  # the connection itself is gone; the pool will replace it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,9 +22,8 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.orm import Session
 
-from src.adapters.sql.guard import rollback_quietly, storage_errors
+from src.adapters.sql.guard import SessionLike, rollback_quietly, storage_errors
 from src.adapters.sql.orm import CoinRow, QuoteRow, UTCDateTime
 from src.domain.errors import StorageError
 from src.domain.history import (
@@ -208,7 +208,7 @@ class SqlHistoryRepository(HistoryRepository):
     transactions of a bounded size, so readers and writers never wait on it for long.
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: SessionLike) -> None:
         self.session = session
 
     def _dialect(self) -> str:
@@ -241,7 +241,7 @@ class SqlHistoryRepository(HistoryRepository):
             # The coins table is small; a DISTINCT over the history would read all of it.
             coin_ids = self.session.scalars(select(_COINS.c.id).order_by(_COINS.c.id)).all()
             self.session.commit()
-            oldest = dict(self.session.execute(
+            oldest: dict[int, datetime] = dict(self.session.execute(
                 select(_QUOTES.c.coin_id, func.min(_QUOTES.c.fetched_at))
                 .group_by(_QUOTES.c.coin_id)).all())
             self.session.commit()
@@ -260,8 +260,8 @@ class SqlHistoryRepository(HistoryRepository):
                             })
                             self.session.commit()  # one short transaction per batch
                             batches += 1
-                            deleted[zone] += result.rowcount
-                            if result.rowcount < batch_size:
+                            deleted[zone] += result.rowcount  # type: ignore[attr-defined]
+                            if result.rowcount < batch_size:  # type: ignore[attr-defined]
                                 break
         report = PruneReport(deleted["hourly"], deleted["daily"], batches)
         logger.info("history pruned: %d hourly and %d daily rows deleted in %d batches",
@@ -281,7 +281,7 @@ def _ceil(moment: datetime, seconds: int) -> datetime:
     return from_epoch((epoch_seconds(moment) // seconds + 1) * seconds)
 
 
-def _to_histories(rows: list[Any], currency: str) -> dict[str, CoinHistory]:
+def _to_histories(rows: Sequence[Any], currency: str) -> dict[str, CoinHistory]:
     coins: dict[str, Coin] = {}
     points: dict[str, list[HistoryPoint]] = {}
     # Positional unpacking, in history_statement's column order: the hot loop of a request.

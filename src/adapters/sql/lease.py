@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -17,7 +18,8 @@ from src.domain.ports import Clock, RefreshLease
 _TABLE = RefreshLeaseRow.__table__
 _C = _TABLE.c
 ROUND = "refresh"
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+# PostgreSQL's and SQLite's inserts share the ON CONFLICT API, which the base Insert lacks.
+_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 class SqlRefreshLease(RefreshLease):

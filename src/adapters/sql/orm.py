@@ -80,7 +80,7 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 
 
-class CoinRow(db.Model):
+class CoinRow(db.Model):  # type: ignore[name-defined]
     """A coin, keyed by its permanent CoinMarketCap id; metadata as of its newest fetch."""
 
     __tablename__ = "coins"
@@ -93,7 +93,7 @@ class CoinRow(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-class QuoteRow(db.Model):
+class QuoteRow(db.Model):  # type: ignore[name-defined]
     """One provider fetch of one coin in one currency: append-only history."""
 
     __tablename__ = "quotes"
@@ -135,7 +135,7 @@ class QuoteRow(db.Model):
     quote_last_updated: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-class RequestedSymbolRow(db.Model):
+class RequestedSymbolRow(db.Model):  # type: ignore[name-defined]
     """A symbol clients asked for and when last: what the refresher keeps fresh."""
 
     __tablename__ = "requested_symbols"
@@ -144,7 +144,7 @@ class RequestedSymbolRow(db.Model):
     last_requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
-class RefreshLeaseRow(db.Model):
+class RefreshLeaseRow(db.Model):  # type: ignore[name-defined]
     """One row per lease name: who runs the current refresh round, and what the last one did.
 
     Also the once-a-day claims of daily jobs (name "daily:<job>", only `round_started_at` used).
@@ -164,7 +164,7 @@ class RefreshLeaseRow(db.Model):
     last_stopped: Mapped[str | None] = mapped_column(String(32))
 
 
-class BudgetCounterRow(db.Model):
+class BudgetCounterRow(db.Model):  # type: ignore[name-defined]
     """A credit-governor counter or note shared by every process of a deployment without
     memcached (src/adapters/sql/budget_board.py): live until `expires_at` (Unix seconds)."""
 

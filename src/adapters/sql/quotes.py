@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.orm import Session
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -18,7 +17,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from src.adapters.sql.guard import rollback_quietly, storage_errors
+from src.adapters.sql.guard import SessionLike, rollback_quietly, storage_errors
 from src.adapters.sql.orm import CoinRow, QuoteRow
 from src.domain.errors import StorageError
 from src.domain.model import (
@@ -91,7 +90,7 @@ class SqlQuoteRepository(QuoteRepository):
     because symbols are not unique and the coin behind one can change.
     """
 
-    def __init__(self, session: Session, reader: Engine | None = None) -> None:
+    def __init__(self, session: SessionLike, reader: Engine | None = None) -> None:
         self.session = session
         # An engine whose connections are all autocommit (set once per connection): reads need
         # no per-request switch to autocommit and back, two driver calls and a reset on checkin
@@ -105,7 +104,7 @@ class SqlQuoteRepository(QuoteRepository):
             # An autocommit connection of its own: the read leaves no transaction open ("idle in
             # transaction") while the caller goes on to CoinMarketCap, and it saves the BEGIN
             # and ROLLBACK round trips.
-            with (self.reader or self.session.get_bind()).connect() as conn:
+            with (self.reader or self.session.get_bind()).connect() as conn:  # type: ignore[union-attr]
                 if self.reader is None:
                     conn.execution_options(isolation_level="AUTOCOMMIT")
                 rows = conn.execute(_newest_statement(len(symbols)), {

@@ -104,7 +104,7 @@ class CoinquoteApi(Api):
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             # RFC 9110: a 405 names the allowed methods (werkzeug's own header is not kept).
             data["headers"] = {**data.get("headers", {}), "Allow": ", ".join(error.valid_methods)}
-        error.data = data
+        error.data = data  # type: ignore[attr-defined]
         return super().handle_http_exception(error)
 
 
@@ -153,5 +153,5 @@ def register_error_handlers(app: Any, api: CoinquoteApi) -> None:
         retry_after = _retry_after_header(getattr(error, "retry_after", None))
         if retry_after is not None:
             data["headers"] = {"Retry-After": retry_after}
-        exc.data = data
+        exc.data = data  # type: ignore[attr-defined]
         return api.handle_http_exception(exc)

@@ -48,7 +48,7 @@ class SymbolList(DelimitedList):
         )
         self.max_symbols = max_symbols
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any,
+    def _deserialize(self, value: Any, attr: str | None, data: Any,  # type: ignore[override]
                      **kwargs: Any) -> tuple[str, ...]:
         if not isinstance(value, str):
             raise ValidationError("symbol must be a comma-separated string, e.g. BTC,ETH")

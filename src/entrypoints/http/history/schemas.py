@@ -52,7 +52,7 @@ class HistoryTime(fields.String):
     """ISO 8601 (UTC when no offset is given) or Unix seconds, loaded as an aware UTC datetime;
     only in the forms TIME_PATTERN documents."""
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:  # type: ignore[override]
         text = super()._deserialize(value, attr, data, **kwargs)
         try:
             moment = parse_time(text, attr or "time")

@@ -50,11 +50,11 @@ class QuoteQueryArgsSchema(OneValueEach):
              unknown: str | None = None) -> Any:
         raw = getattr(data, "data", None)  # webargs' MultiDictProxy over request.args
         if many or partial or not isinstance(raw, MultiDict):
-            return super().load(data, many=many, partial=partial, unknown=unknown)
+            return super().load(data, many=many, partial=partial, unknown=unknown)  # type: ignore[arg-type]
         key = (tuple(raw.items(multi=True)), unknown)
         loaded = self._loaded.get(key)
         if loaded is None:
-            loaded = super().load(data, many=many, partial=partial, unknown=unknown)
+            loaded = super().load(data, many=many, partial=partial, unknown=unknown)  # type: ignore[arg-type]
             if len(self._loaded) >= self._MAX_REMEMBERED:
                 self._loaded.clear()
             self._loaded[key] = loaded
