@@ -17,6 +17,7 @@ from src.domain.errors import (
     ProviderUnavailable,
     StorageError,
 )
+from src.domain.freshness import due_after_seconds
 from src.domain.model import CoinQuote, Fetched, Purpose, RefreshRound
 from src.domain.ports import (
     Clock,
@@ -27,7 +28,7 @@ from src.domain.ports import (
     RefreshLease,
     RequestLog,
 )
-from src.domain.spending import COINS_PER_CREDIT, due_after_seconds, paid_call
+from src.domain.spending import COINS_PER_CREDIT, paid_call
 
 logger = logging.getLogger(__name__)
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
+from src.domain import freshness
+from src.domain.conversion import Conversions
 from src.domain.deadline import Deadline
 from src.domain.errors import (
-    InvalidCurrency,
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
@@ -24,7 +24,6 @@ from src.domain.model import (
     CoinQuote,
     Fetched,
     Purpose,
-    Quote,
     QuoteAnswer,
     ServedQuote,
     Source,
@@ -36,14 +35,12 @@ from src.domain.ports import (
     QuoteProvider,
     QuoteRepository,
 )
-from src.domain.single_flight import SingleFlight
-from src.domain.spending import due_after_seconds, paid_call, room_in_call
+from src.domain.spending import paid_call, room_in_call
 
 logger = logging.getLogger(__name__)
 
 # The coin asked for in a conversion whose only purpose is to learn whether the currency
 # exists (CoinMarketCap id 1, Bitcoin: listed for good).
-_PROBE_COIN_ID = 1
 
 
 # Below this much time left a provider call cannot connect and read an answer (the adapter
@@ -141,7 +138,7 @@ class QuoteService:
         # Every provider call is reserved here first (None: no budget, e.g. in tests).
         self.governor = governor
         self.hot_set = hot_set
-        self._conversions: SingleFlight[dict[int, Quote]] = SingleFlight()
+        self._conversions = Conversions(self)
 
     def get_quotes(self, symbols: Sequence[str], convert: str | None = None) -> QuoteAnswer:
         """Return the quotes of `symbols` (normalised, distinct), converted when `convert` is set.
@@ -154,7 +151,7 @@ class QuoteService:
         # The currency to convert to, when it costs a call (`convert` is not the base currency).
         target = convert if convert is not None and convert != self.base_currency else None
         converting = target is not None
-        currency_known = self._currency_memory(target) if target is not None else None
+        currency_known = self._conversions.remembered(target) if target is not None else None
 
         found, aged = self._too_old_as_missing(
             symbols, sort_cached(symbols, self.cache.get_many(symbols, self.base_currency)))
@@ -166,14 +163,17 @@ class QuoteService:
 
         if not found.served:
             if target is not None and deadline is not None and not currency_known:
-                self._learn_currency(target, deadline)
+                self._conversions.learn(target, deadline)
             raise UnknownSymbols(unknown)
         quotes = {s: found.served[s] for s in symbols if s in found.served}
         if convert == self.base_currency:
             quotes = {s: replace(q, converted=q.coin_quote.quote) for s, q in quotes.items()}
         elif target is not None and deadline is not None:
-            quotes = self._convert(quotes, target, currency_known, deadline)
-        return QuoteAnswer(quotes=quotes, unknown_symbols=unknown, convert=convert)
+            quotes = self._conversions.convert(quotes, target, currency_known, deadline)
+        reuse = freshness.reuse_seconds(quotes.values(), self.clock.now(),
+                                        self.cache_ttl_seconds, self.max_age)
+        return QuoteAnswer(quotes=quotes, unknown_symbols=unknown, convert=convert,
+                           reuse_seconds=reuse)
 
     def _new_deadline(self) -> Deadline:
         return Deadline(self.upstream_budget_seconds, clock=self._seconds)
@@ -188,11 +188,8 @@ class QuoteService:
                             found: Lookup) -> tuple[Lookup, dict[str, CoinQuote]]:
         """Cache hits older than the max age count as missing; they are returned apart, to stand
         in (stale) if nothing fresher can be had."""
-        if self.max_age is None:
-            return found, {}
-        oldest_allowed = self.clock.now() - self.max_age
-        aged = {s: q.coin_quote for s, q in found.served.items()
-                if q.coin_quote.fetched_at < oldest_allowed}
+        _, aged = freshness.split_by_age({s: q.coin_quote for s, q in found.served.items()},
+                                         self.clock.now(), self.max_age)
         if not aged:
             return found, {}
         served = {s: q for s, q in found.served.items() if s not in aged}
@@ -200,12 +197,8 @@ class QuoteService:
         return Lookup(served, found.unknown, missing), aged
 
     def _ttl_within_max_age(self, quotes: Mapping[str, CoinQuote]) -> int:
-        """The cache TTL, shortened so that no entry outlives the freshness of the oldest quote."""
-        if self.max_age is None or not quotes:
-            return self.cache_ttl_seconds
-        now = self.clock.now()
-        left = min((q.fetched_at + self.max_age - now).total_seconds() for q in quotes.values())
-        return max(1, min(self.cache_ttl_seconds, math.floor(left)))
+        return freshness.ttl_within_max_age(quotes.values(), self.clock.now(),
+                                            self.cache_ttl_seconds, self.max_age)
 
     def _resolve_missing(self, missing: Sequence[str], deadline: Deadline,
                          aged: Mapping[str, CoinQuote]) -> Lookup:
@@ -294,7 +287,8 @@ class QuoteService:
         known = any(s in stale for s in needed)
         if not known and max_age is None:
             return ()
-        older_than = due_after_seconds(max_age) if known or max_age is None else max_age
+        older_than = (freshness.due_after_seconds(max_age) if known or max_age is None
+                      else max_age)
         room = room_in_call(self.hot_set.coins(needed))
         candidates = self.hot_set.stalest(room, older_than, leave_out=needed)
         return claims.claim(candidates) if candidates else ()
@@ -366,52 +360,9 @@ class QuoteService:
         self, stored: dict[str, CoinQuote]
     ) -> tuple[dict[str, CoinQuote], dict[str, CoinQuote]]:
         """Split stored quotes into those young enough to serve and those that count as missing."""
-        if self.max_age is None:
-            return stored, {}
-        oldest_allowed = self.clock.now() - self.max_age
-        fresh = {s: q for s, q in stored.items() if q.fetched_at >= oldest_allowed}
-        stale = {s: q for s, q in stored.items() if s not in fresh}
-        return fresh, stale
+        return freshness.split_by_age(stored, self.clock.now(), self.max_age)
 
-    # --- conversion ------------------------------------------------------------------------
-
-    def _currency_memory(self, currency: str) -> bool | None:
-        """Whether `currency` is remembered as valid (None: not remembered); raise
-        InvalidCurrency when it is remembered as unknown."""
-        known = self.cache.currency_known(currency)
-        if known is False:
-            raise InvalidCurrency(f"unknown convert currency {currency}")
-        return known
-
-    def _learn_currency(self, currency: str, deadline: Deadline) -> None:
-        """Find out (and remember) whether `currency` exists; raise InvalidCurrency if not."""
-        self._convert_ids((_PROBE_COIN_ID,), currency, None, deadline)
-
-    def _convert(self, quotes: dict[str, ServedQuote], currency: str, currency_known: bool | None,
-                 deadline: Deadline) -> dict[str, ServedQuote]:
-        """Each coin's quote in `currency`, in one call; a coin the answer lacks keeps None."""
-        coin_ids = tuple(dict.fromkeys(q.coin_quote.coin.id for q in quotes.values()))
-        converted = self._convert_ids(coin_ids, currency, currency_known, deadline)
-        missing = [s for s, q in quotes.items() if q.coin_quote.coin.id not in converted]
-        if missing:
-            logger.warning("no %s quote for %s in the conversion answer", currency,
-                           ",".join(missing))
-        return {s: replace(q, converted=converted.get(q.coin_quote.coin.id))
-                for s, q in quotes.items()}
-
-    def _convert_ids(self, coin_ids: tuple[int, ...], currency: str, currency_known: bool | None,
-                     deadline: Deadline) -> dict[int, Quote]:
-        """One conversion call; whether `currency` exists is remembered from its answer."""
-        try:
-            converted = self._call_ids(coin_ids, currency, deadline)
-        except InvalidCurrency:
-            self.cache.remember_currency(currency, False, self.unknown_currency_ttl_seconds)
-            raise
-        if not currency_known:
-            self.cache.remember_currency(currency, True, self.known_currency_ttl_seconds)
-        return converted
-
-    # --- the only two places that call the provider ----------------------------------------
+    # --- the one place a base quote calls the provider (conversions: src/domain/conversion.py)
 
     def _call_symbols(self, symbols: tuple[str, ...],
                       deadline: Deadline) -> Fetched[str, CoinQuote]:
@@ -423,15 +374,3 @@ class QuoteService:
         if self.hot_set is not None:
             self.hot_set.fetched(fetched.quotes, fetched.coins)
         return fetched
-
-    def _call_ids(self, coin_ids: tuple[int, ...], currency: str,
-                  deadline: Deadline) -> dict[int, Quote]:
-        """One conversion call, shared by the identical conversions in flight in this process."""
-        if deadline.expired:
-            raise ProviderTimeout("CoinMarketCap did not answer in time")
-
-        def call() -> dict[int, Quote]:
-            return paid_call(self.governor, Purpose.CONVERT, len(coin_ids), lambda: (
-                self.provider.fetch_by_ids(coin_ids, currency, deadline=deadline))).quotes
-
-        return self._conversions.run((coin_ids, currency), call, deadline.remaining())

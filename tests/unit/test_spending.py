@@ -11,6 +11,7 @@ from src.domain.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from src.domain.freshness import due_after_seconds
 from src.domain.model import Fetched, Purpose
 from src.domain.spending import (
     BudgetDay,
@@ -18,7 +19,6 @@ from src.domain.spending import (
     Spent,
     call_cost,
     call_purpose,
-    due_after_seconds,
     paid_call,
     room_in_call,
 )

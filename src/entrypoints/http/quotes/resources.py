@@ -169,13 +169,13 @@ class Quotes(MethodView):
         (`Allow: GET`), since each conversion costs a CoinMarketCap credit.
         ---
         Views stay thin: parse (done by the schema), ask the service, render. The body is
-        assembled by QuoteRenderer from fragments the response schema produced.
+        assembled by QuoteRenderer from fragments the response schema produced; the answer
+        says how long it may be reused. What was served is noted for refresh-ahead and the
+        metrics.
         """
         built = wiring()
         answer = built.service.get_quotes(symbol, convert)
         note_requested(answer)
         observe_answer(answer)
-        service = built.service
-        return quotes_response(built.renderer.render(answer), answer, request,
-                               service.clock.now(), service.cache_ttl_seconds, service.max_age)
+        return quotes_response(built.renderer.render(answer), answer, request)
 
