@@ -40,7 +40,15 @@ class ProviderError(QuoteError):
         self.upstream_code = upstream_code
 
 
-class ProviderUnavailable(QuoteError):
+class Unavailable(QuoteError):
+    """Something the answer depends on cannot answer now; `retry_after` (seconds) when known."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(Unavailable):
     """The quote provider is down or rate-limited; `retry_after` (seconds) when it is known.
 
     As for ProviderError, the message is ours and `upstream_code` the provider's code if any.
@@ -48,8 +56,7 @@ class ProviderUnavailable(QuoteError):
 
     def __init__(self, message: str, retry_after: float | None = None,
                  upstream_code: int | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+        super().__init__(message, retry_after)
         self.upstream_code = upstream_code
 
 

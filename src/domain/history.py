@@ -11,8 +11,8 @@ from decimal import Decimal, InvalidOperation
 
 from src.domain.errors import (
     InvalidRequest,
-    ProviderUnavailable,
     StorageError,
+    Unavailable,
     UnknownSymbols,
 )
 from src.domain.model import Coin, Quote
@@ -45,11 +45,9 @@ class InvalidHistoryParameter(InvalidRequest):
         super().__init__(f"{parameter}: {problem}")
 
 
-class HistoryUnavailable(ProviderUnavailable):
-    """The stored history cannot be read now.
-
-    A ProviderUnavailable so that the one error table answers 503: history has no fallback.
-    """
+class HistoryUnavailable(Unavailable):
+    """The stored history cannot be read now (the database failed): a 503, since history has
+    no fallback. Not a ProviderUnavailable: CoinMarketCap has no part in it."""
 
 
 def parse_interval(raw: str, parameter: str = "interval") -> int | None:

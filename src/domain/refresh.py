@@ -8,7 +8,6 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from src.domain.deadline import Deadline
 from src.domain.errors import (
@@ -59,6 +58,19 @@ class RefreshPolicy:
         return self.call_seconds + self.lease_margin_seconds
 
 
+@dataclass(frozen=True)
+class RefreshStatus:
+    """Where refresh-ahead stands; OFF when there is no refresher (no database)."""
+
+    window_seconds: int
+    interval_seconds: float | None
+    symbols: int
+    last_round_at: datetime | None
+
+
+REFRESH_OFF = RefreshStatus(window_seconds=0, interval_seconds=None, symbols=0, last_round_at=None)
+
+
 class Refresher:
     """Keeps every symbol requested within the window fresh, in rounds of batched calls.
 
@@ -107,6 +119,17 @@ class Refresher:
         derived = self.governor.refresh_interval(symbols)
         return self.policy.interval_seconds if self.policy.interval_seconds is not None \
             else derived
+
+    def status(self) -> RefreshStatus:
+        """Where refresh-ahead stands: its window, its interval, the last round (for /usage)."""
+        try:
+            last = self.lease.last_round()
+        except StorageError:
+            last = None
+        symbols = last.symbols if last else 0
+        return RefreshStatus(window_seconds=self.policy.window_seconds,
+                             interval_seconds=self.interval(symbols), symbols=symbols,
+                             last_round_at=last.finished_at if last else None)
 
     def run_round(self, *, due_now: bool = False,
                   stop: threading.Event | None = None) -> RefreshRound | None:
@@ -334,20 +357,3 @@ class _LeaseKeeper:
             if not renewed:
                 self.lost = True
                 return
-
-
-def refresh_status(refresher: Refresher | None) -> dict[str, Any]:
-    """Plain data for /usage and /metrics: window, interval, symbols and the last round."""
-    if refresher is None:
-        return {"window_seconds": 0, "interval_seconds": None, "symbols": 0, "last_round_at": None}
-    try:
-        last = refresher.lease.last_round()
-    except StorageError:
-        last = None
-    symbols = last.symbols if last else 0
-    return {
-        "window_seconds": refresher.policy.window_seconds,
-        "interval_seconds": refresher.interval(symbols),
-        "symbols": symbols,
-        "last_round_at": last.finished_at if last else None,
-    }

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from src.domain.model import QuoteAnswer
-from src.domain.refresh import refresh_status
+from src.domain.refresh import REFRESH_OFF
 from src.entrypoints.wiring import wiring
 
 
@@ -18,4 +19,5 @@ def note_requested(answer: QuoteAnswer) -> None:
 
 def refresh_usage() -> dict[str, Any]:
     """The "refresh" part of /usage and /metrics: window, interval, symbols, last round."""
-    return refresh_status(wiring().refresh.refresher)
+    refresher = wiring().refresh.refresher
+    return asdict(refresher.status() if refresher is not None else REFRESH_OFF)

@@ -17,8 +17,8 @@ from src.domain.errors import (
     InvalidSymbol,
     ProviderError,
     ProviderTimeout,
-    ProviderUnavailable,
     QuoteError,
+    Unavailable,
     UnknownSymbols,
 )
 from src.entrypoints.http.fields import nullable_reference
@@ -27,7 +27,7 @@ STATUS_BY_ERROR: dict[type[QuoteError], int] = {
     InvalidRequest: 422,
     UnknownSymbols: 404,
     ProviderError: 502,
-    ProviderUnavailable: 503,
+    Unavailable: 503,  # CoinMarketCap (ProviderUnavailable) or the stored history
     ProviderTimeout: 504,
 }
 
