@@ -69,3 +69,17 @@ def test_nothing_is_wired_by_string(path):
     if path.relative_to(SRC).as_posix() != "entrypoints/wiring.py":
         assert not _EXTENSION_KEY.search(text), f"{path}: use src.entrypoints.wiring.wiring()"
     assert not _DOTTED_PATH.search(text), f"{path}: build it in src/bootstrap.py, by its class"
+
+
+def test_no_module_is_over_400_lines():
+    long = {p.relative_to(SRC).as_posix(): n for p in SRC.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert long == {}
+
+
+def test_no_folder_holds_more_than_14_modules():
+    # A package's __init__.py is its map, not one of its modules.
+    crowded = {d.relative_to(SRC).as_posix() or ".": n for d in [SRC, *SRC.rglob("*/")]
+               if d.is_dir() and (n := len([p for p in d.glob("*.py")
+                                            if p.name != "__init__.py"])) > 14}
+    assert crowded == {}

@@ -13,15 +13,8 @@ from typing import TypeVar
 
 from limits.storage import MemoryStorage
 
-from src.adapters.budget import notes
+from src.adapters.budget import notes, periods
 from src.adapters.budget.board import MAX_TTL_SECONDS, Board, LimitsBoard
-from src.adapters.budget.periods import (
-    budget_spent,
-    iso,
-    next_midnight,
-    next_minute,
-    next_month,
-)
 from src.adapters.coinmarketcap.key_info import KeyInfo
 from src.domain.errors import BudgetSpent, LimitVerdict
 from src.domain.model import Plan, Purpose
@@ -122,7 +115,7 @@ class SharedCreditGovernor(CreditGovernor):
         now = self.clock.now()
         hinted = now + timedelta(seconds=verdict.retry_after) if verdict.retry_after else None
         if verdict.scope == "minute":
-            until, known = max(next_minute(now), hinted or now), True
+            until, known = max(periods.next_minute(now), hinted or now), True
         elif verdict.scope == "day":
             reset = self._daily_reset(now, fresh=True)
             until, known = hinted or reset[0], hinted is not None or reset[1]
@@ -130,7 +123,7 @@ class SharedCreditGovernor(CreditGovernor):
             reset = self._monthly_reset(now, fresh=True)
             until, known = hinted or reset[0], hinted is not None or reset[1]
         code = verdict.upstream_code or 0
-        logger.warning("CoinMarketCap answered %d: no calls until %s", code, iso(until))
+        logger.warning("CoinMarketCap answered %d: no calls until %s", code, periods.iso(until))
         self._on_board(lambda board: self._record_verdict(
             board, verdict.scope, code, until, now, known))
 
@@ -199,14 +192,15 @@ class SharedCreditGovernor(CreditGovernor):
         now = self.clock.now()
         for until, code in self._verdicts(board):
             if until > now:
-                raise budget_spent(until - now, f"CoinMarketCap refused calls ({code}) until "
-                                   f"{iso(until)}", code)
+                raise periods.budget_spent(
+                    until - now, f"CoinMarketCap refused calls ({code}) until"
+                    f" {periods.iso(until)}", code)
         policy = self.policy()
         minute_key = self._minute_key(now)
         if board.add(minute_key, 1, ttl=120) > policy.calls_allowed(purpose):
             board.give_back(minute_key, 1)
-            raise budget_spent(next_minute(now) - now,
-                               "no more calls to CoinMarketCap this minute")
+            raise periods.budget_spent(periods.next_minute(now) - now,
+                                       "no more calls to CoinMarketCap this minute")
         day = self._day(now)
         hot = self._hot_symbols(board) if purpose is not Purpose.REFRESH else 0
         day_key = self._day_key(now, purpose)
@@ -223,7 +217,7 @@ class SharedCreditGovernor(CreditGovernor):
                                           purpose: day_key}
         if refusal is not None:
             board.give_back(minute_key, 1)
-            raise budget_spent(timedelta(seconds=day.seconds_left), refusal)
+            raise periods.budget_spent(timedelta(seconds=day.seconds_left), refusal)
 
     def _spent(self, board: Board, now: datetime) -> Spent:
         """Today's credits by purpose, and under ELSEWHERE those CoinMarketCap counted that we
@@ -253,7 +247,7 @@ class SharedCreditGovernor(CreditGovernor):
         add the same difference."""
         now = self.clock.now()
         same_day = info.daily_reset is None or abs(
-            (info.daily_reset - next_midnight(now)).total_seconds()) < 60
+            (info.daily_reset - periods.next_midnight(now)).total_seconds()) < 60
         # Not comparable to ours: a plan whose day is not the UTC day, or a count asked for
         # before UTC midnight (yesterday's, maybe).
         if info.credits_used_today is None or not same_day or asked.date() != now.date():
@@ -309,14 +303,14 @@ class SharedCreditGovernor(CreditGovernor):
         info = self._key_info(force=fresh)
         if info is not None and info.daily_reset is not None and info.daily_reset > now:
             return info.daily_reset, True
-        return next_midnight(now), False
+        return periods.next_midnight(now), False
 
     def _monthly_reset(self, now: datetime, *, fresh: bool) -> tuple[datetime, bool]:
         """When the month's credits come back, and whether CoinMarketCap said so."""
         info = self._key_info(force=fresh)
         if info is not None and info.monthly_reset is not None and info.monthly_reset > now:
             return info.monthly_reset, True
-        return next_month(now), False
+        return periods.next_month(now), False
 
     # -- the plan from /v1/key/info --------------------------------------------------------------
 
