@@ -76,6 +76,15 @@ def sort_cached(symbols: Sequence[str], entries: Mapping[str, CoinQuote | None])
     return Lookup(served, tuple(unknown), tuple(missing))
 
 
+# Quotes past the max age, marked stale with where they were read, by symbol: what stands in
+# when the provider fails.
+StandIns = Mapping[str, ServedQuote]
+
+
+def _stand_ins(quotes: Mapping[str, CoinQuote], source: Source) -> dict[str, ServedQuote]:
+    return {s: ServedQuote(q, source, stale=True) for s, q in quotes.items()}
+
+
 class QuoteService:
     """Answers quote requests for many symbols at once, applying the rules to each symbol.
 
@@ -203,8 +212,8 @@ class QuoteService:
     def _resolve_missing(self, missing: Sequence[str], deadline: Deadline,
                          aged: Mapping[str, CoinQuote]) -> Lookup:
         """Settle cache misses from the database, then the provider for what is still missing."""
-        fresh, stale = self._split_by_age(self._read_stored(missing))
-        stale = {**aged, **stale}
+        fresh, old = self._split_by_age(self._read_stored(missing))
+        stale = {**_stand_ins(aged, Source.CACHE), **_stand_ins(old, Source.DATABASE)}
         if fresh:
             self.cache.set_many(fresh, self.base_currency, self._ttl_within_max_age(fresh))
         stored = Lookup({s: ServedQuote(q, Source.DATABASE) for s, q in fresh.items()},
@@ -213,7 +222,7 @@ class QuoteService:
             return stored
         return stored.then(self._fetch_shared(stored.missing, stale, deadline))
 
-    def _fetch_shared(self, missing: Sequence[str], stale: Mapping[str, CoinQuote],
+    def _fetch_shared(self, missing: Sequence[str], stale: StandIns,
                       deadline: Deadline) -> Lookup:
         """Fetch `missing`, at most one process per symbol at a time.
 
@@ -239,13 +248,13 @@ class QuoteService:
             waited = Lookup()
             if others:
                 waited, aged = self._after_others(claims.wait(others, deadline), stale)
-                stale.update(aged)
+                stale.update(_stand_ins(aged, Source.CACHE))
             # What is still missing: the symbols whose claim vanished, to be claimed again.
             found = found.then(fetched).then(waited)
         return found
 
     def _fetch_claimed(self, mine: tuple[str, ...], claims: FetchClaims,
-                       stale: Mapping[str, CoinQuote], deadline: Deadline) -> Lookup:
+                       stale: StandIns, deadline: Deadline) -> Lookup:
         """Fetch the symbols we hold claims on; release them, with a failure note if it failed."""
         found = Lookup(missing=mine)
         carried: tuple[str, ...] = ()
@@ -272,7 +281,7 @@ class QuoteService:
         claims.release(mine + carried)
         return found
 
-    def _carry(self, needed: tuple[str, ...], stale: Mapping[str, CoinQuote],
+    def _carry(self, needed: tuple[str, ...], stale: StandIns,
                 claims: FetchClaims) -> tuple[str, ...]:
         """The hot symbols a call for `needed` carries in the room its credits pay for anyway,
         stalest first; a symbol another process is fetching is left to it.
@@ -294,7 +303,7 @@ class QuoteService:
         return claims.claim(candidates) if candidates else ()
 
     def _after_others(self, waited: WaitOutcome,
-                      stale: Mapping[str, CoinQuote]) -> tuple[Lookup, dict[str, CoinQuote]]:
+                      stale: StandIns) -> tuple[Lookup, dict[str, CoinQuote]]:
         """What the fetches of others left: their results, their failures (or stale stand-ins),
         a timeout for what is still pending, and the symbols to claim again: those whose claim
         vanished, and those whose result is already past the max age (returned apart too, to
@@ -310,17 +319,17 @@ class QuoteService:
             found = found.then(self._stand_in(waited.pending, stale, timeout))
         return found.then(Lookup(missing=waited.vanished + too_old)), aged
 
-    def _stand_in(self, symbols: tuple[str, ...], stale: Mapping[str, CoinQuote],
+    def _stand_in(self, symbols: tuple[str, ...], stale: StandIns,
                   error: QuoteError) -> Lookup:
-        """Stale stored quotes for `symbols` after a provider failure, or raise `error`."""
+        """Stale quotes for `symbols` after a provider failure, or raise `error`."""
         if any(s not in stale for s in symbols):
             raise error
         logger.warning("provider failed (%s); serving %d stale stored quote(s)", error,
                        len(symbols))
-        return Lookup({s: ServedQuote(stale[s], Source.DATABASE, stale=True) for s in symbols})
+        return Lookup({s: stale[s] for s in symbols})
 
     def _fetch_from_provider(self, symbols: tuple[str, ...], carried: tuple[str, ...],
-                             stale: Mapping[str, CoinQuote], deadline: Deadline) -> Lookup:
+                             stale: StandIns, deadline: Deadline) -> Lookup:
         """One provider call for `symbols` (and the `carried` hot symbols); store and cache the
         answer, unknown symbols too. A symbol answered with nothing readable is a failed fetch
         of it: served stale, never cached as unknown."""

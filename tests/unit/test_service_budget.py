@@ -190,6 +190,7 @@ def test_an_old_cached_quote_stands_in_stale_when_the_budget_is_spent_and_nothin
 
     assert answer.quotes["BTC"].stale is True
     assert answer.quotes["BTC"].coin_quote.quote.price == Decimal("60000")
+    assert answer.quotes["BTC"].source is Source.CACHE  # where it was read: not the database
 
 
 def test_an_outage_does_not_drain_the_days_credits(provider, repo, cache, clock):
