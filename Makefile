@@ -7,7 +7,7 @@ FAKE_CMC_PORT ?= 8001
 LOWEST ?= .venv-lowest
 
 .PHONY: run demo test lint test-unit test-integration test-e2e test-lowest system-deps fake-cmc bench \
-        simulate image clean
+        simulate chaos image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,11 +74,16 @@ test-lowest: $(LOWEST)/.test-deps
 
 ## bench: the benchmark (needs wrk, PostgreSQL and memcached installed); see bench/README.md
 bench: $(VENV)/.test-deps
-	$(BIN)/python -m bench.run --duration 10 --rounds 3 --soak 300
+	$(BIN)/python -m bench.run --duration 10 --rounds 3 --flood 100000 --soak 300
 
 ## simulate: a compressed day of mixed traffic against a CoinMarketCap plan (bench/README.md)
 simulate: $(VENV)/.test-deps
 	$(BIN)/python -m bench.simulate $(SIMULATE_ARGS)
+
+## chaos: the production shape under mixed load while its parts are killed; per-phase figures,
+## exit 1 when an invariant breaks (bench/README.md, Chaos). CHAOS_ARGS=--short: CI's version
+chaos: system-deps $(VENV)/.test-deps
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 IMAGE ?= coinquote:latest
 

@@ -38,16 +38,41 @@ KEY = "bench-key-not-secret"
 STATIC = "nginx static file, same body (ceiling)"
 FAST_PATH = "nginx fast path (memcached), 1 symbol"
 APP_VIA_NGINX = "cache hit through nginx (no fast path)"
+TEN_STATIC = "nginx static file, 10-symbol body (ceiling)"
+TEN_EDGE = "nginx edge, 10-symbol list"
+TEN_APP = "10-symbol list through nginx to the app"
+FIFTY_STATIC = "nginx static file, 50-symbol body (ceiling)"
+FIFTY_EDGE = "nginx edge, 50-symbol list"
 CACHE_HIT = "cache hit, 1 symbol"
 DATABASE_HIT = "database hit, 1 symbol"
 # Issue 12's targets, each a ratio of two scenarios measured in the same run.
 TARGETS = [
     ("fast path / nginx static", FAST_PATH, STATIC, 0.50),
     ("fast path / cache hit through nginx", FAST_PATH, APP_VIA_NGINX, 10.0),
+    # Issue 18: a list at the edge against nginx serving the same body as a file.
+    ("10-symbol list at the edge / nginx static", TEN_EDGE, TEN_STATIC, 0.50),
+    ("50-symbol list at the edge / nginx static", FIFTY_EDGE, FIFTY_STATIC, 0.50),
     ("cache hit / floor", CACHE_HIT, "baseline", 0.65),
     ("database hit / floor", DATABASE_HIT, "baseline", 0.35),
 ]
 FIFTY = ",".join(f"SYN{i}" for i in range(1, 51))
+TEN = ",".join(f"SYN{i}" for i in range(1, 11))
+
+# Issue 18's flood: each request a list of ten cached coins, the n-th of junk_list() below
+# from the offset given (a list the edge could serve, so one the app would write).
+FLOOD_LUA = """
+local counter = 0
+local offset = 0
+function init(args) offset = tonumber(args[1]) end
+function request()
+  counter = counter + 1
+  local n = offset + counter
+  local symbols = {}
+  for k = 1, 3 do symbols[#symbols + 1] = "SYN" .. (n % 50 + 1); n = math.floor(n / 50) end
+  for k = 44, 50 do symbols[#symbols + 1] = "SYN" .. k end
+  return wrk.format("GET", "/api/v1/quotes?symbol=" .. table.concat(symbols, ","))
+end
+"""
 
 # Each request asks for 50 synthetic coins nobody has seen: the provider path every time.
 PROVIDER_LUA = """
@@ -150,12 +175,13 @@ def nginx(upstream: str, memcached: str, workdir: Path, edit=None) -> tuple[subp
     return process, f"http://127.0.0.1:{port}"
 
 
-def with_static_copy(path: Path):
-    """An edit adding `/bench/static.json`: nginx serving `path` from disk (the ceiling)."""
+def with_static_copies(directory: Path):
+    """An edit adding `/bench/<name>.json`: nginx serving the files in `directory` from disk
+    (the ceiling for the same body)."""
     def edit(text: str) -> str:
-        location = (f"        location = /bench/static.json {{\n"
+        location = (f"        location /bench/ {{\n"
                     f"            default_type application/json;\n"
-                    f"            alias {path};\n        }}\n\n        location / {{")
+                    f"            alias {directory}/;\n        }}\n\n        location / {{")
         return text.replace("        location / {", location, 1)
     return edit
 
@@ -189,6 +215,8 @@ def main() -> None:
     parser.add_argument("--worker-class", help="GUNICORN_WORKER_CLASS for every server (default: the config's)")
     parser.add_argument("--workers", type=int, help="GUNICORN_WORKERS for every server")
     parser.add_argument("--threads", type=int, help="GUNICORN_THREADS for every server")
+    parser.add_argument("--flood", type=int, default=0,
+                        help="then this many distinct lists through nginx: hit shares before/after")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
@@ -208,7 +236,9 @@ def main() -> None:
                                 "--api-key", KEY], base_env, fake_port, workdir / "fake.log"))
         env = {**base_env, "CMC_API_KEY": KEY, "CMC_BASE_URL": f"http://127.0.0.1:{fake_port}",
                "DATABASE_URL": postgres.url, "MEMCACHED_SERVERS": memcached.address,
-               "CACHE_TTL_SECONDS": "3600", "PYTHONUNBUFFERED": "1"}
+               "CACHE_TTL_SECONDS": "3600", "PYTHONUNBUFFERED": "1",
+               # Edge documents live no longer than their quotes are fresh: keep them for the run.
+               "QUOTE_MAX_AGE_SECONDS": "86400"}
         subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT,
                        env=env, check=True, capture_output=True)
         app, app_url = gunicorn("wsgi:app", env, workdir / "coinquote.log")
@@ -226,26 +256,41 @@ def main() -> None:
 
         host, _, port = memcached.address.rpartition(":")
         Client((host, int(port))).set("baseline:BTC", btc.content, expire=0)
-        # The static copy is the app's answer from the cache, the bytes the fast path serves.
-        hit = requests.get(app_url + "/api/v1/quotes?symbol=BTC", timeout=60)
-        assert hit.json()["data"]["BTC"]["source"] == "cache", hit.text
-        (workdir / "btc.json").write_bytes(hit.content)
-        (workdir / "btc.json").chmod(0o644)
+        # The static copies are the app's answers from the cache, the bytes the edge serves.
+        static = workdir / "static"
+        static.mkdir()
+        static.chmod(0o755)
+        bodies = {}
+        for name, symbols in (("btc", "BTC"), ("ten", TEN), ("fifty", FIFTY)):
+            requests.get(app_url + f"/api/v1/quotes?symbol={symbols}", timeout=60)
+            hit = requests.get(app_url + f"/api/v1/quotes?symbol={symbols}", timeout=60)
+            assert {c["source"] for c in hit.json()["data"].values()} == {"cache"}, hit.text
+            (static / f"{name}.json").write_bytes(hit.content)
+            (static / f"{name}.json").chmod(0o644)
+            bodies[name] = hit.content
         app_address = app_url.removeprefix("http://")
         edge, edge_url = nginx(app_address, memcached.address, workdir / "nginx-edge",
-                               with_static_copy(workdir / "btc.json"))
+                               with_static_copies(static))
         plain, plain_url = nginx(app_address, memcached.address, workdir / "nginx-plain",
                                  without_fast_path)
         processes += [edge, plain]
-        fast = requests.get(edge_url + "/api/v1/quotes?symbol=BTC", timeout=10)
-        assert fast.content == hit.content and fast.headers["Cache-Control"].endswith("=0"), fast.headers
-        assert requests.get(edge_url + "/bench/static.json", timeout=10).content == hit.content
+        for name, symbols in (("btc", "BTC"), ("ten", TEN), ("fifty", FIFTY)):
+            fast = requests.get(edge_url + f"/api/v1/quotes?symbol={symbols.lower()}", timeout=10)
+            assert fast.content == bodies[name], (name, fast.headers)
+            assert fast.headers["Cache-Control"].endswith("=0"), fast.headers
+            served = requests.get(edge_url + f"/bench/{name}.json", timeout=10).content
+            assert served == bodies[name], name
         assert requests.get(plain_url + "/api/v1/quotes?symbol=BTC", timeout=10).headers["ETag"]
 
         scenarios = [
-            (STATIC, edge_url + "/bench/static.json", None),
+            (STATIC, edge_url + "/bench/btc.json", None),
             (FAST_PATH, edge_url + "/api/v1/quotes?symbol=BTC", None),
             (APP_VIA_NGINX, plain_url + "/api/v1/quotes?symbol=BTC", None),
+            (TEN_STATIC, edge_url + "/bench/ten.json", None),
+            (TEN_EDGE, edge_url + f"/api/v1/quotes?symbol={TEN}", None),
+            (TEN_APP, plain_url + f"/api/v1/quotes?symbol={TEN}", None),
+            (FIFTY_STATIC, edge_url + "/bench/fifty.json", None),
+            (FIFTY_EDGE, edge_url + f"/api/v1/quotes?symbol={FIFTY}", None),
             (CACHE_HIT, app_url + "/api/v1/quotes?symbol=BTC", None),
             ("cache hit, 50 symbols", app_url + f"/api/v1/quotes?symbol={FIFTY}", None),
             (DATABASE_HIT, dbhit_url + "/api/v1/quotes?symbol=BTC", None),
@@ -271,19 +316,88 @@ def main() -> None:
 
         report = summarise(runs)
         ratios = target_ratios(report)
-        soak = run_soak(app, app_url, args) if args.soak else None
-        print_report(report, soak)
+        print_report(report, None)
         print_targets(ratios)
+        results = {"machine": machine(), "args": vars(args), "medians": report,
+                   "targets": ratios, "runs": [asdict(r) for r in runs]}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"machine": machine(), "args": vars(args),
-                                              "medians": report, "targets": ratios, "soak": soak,
-                                              "runs": [asdict(r) for r in runs]}, indent=2))
+        Path(args.out).write_text(json.dumps(results, indent=2))
+        if args.flood:
+            results["flood"] = run_flood(edge_url, workdir / "nginx-edge", memcached.address, args)
+        if args.soak:
+            results["soak"] = soak = run_soak(app, app_url, args)
+            print_report({}, soak)
+        Path(args.out).write_text(json.dumps(results, indent=2))
         print(f"\nwritten to {args.out}; logs in {workdir}")
     finally:
         for process in reversed(processes):
             stop(process)
         memcached.close()
         postgres.close()
+
+
+def memcached_stats(address: str) -> dict[str, int]:
+    from pymemcache.client.base import Client
+
+    host, _, port = address.rpartition(":")
+    stats = Client((host, int(port))).stats()
+    return {name: int(stats[name.encode()]) for name in
+            ("evictions", "curr_items", "total_items", "bytes", "limit_maxbytes")}
+
+
+def edge_share(url: str, nginx_dir: Path, tag: str, count: int = 500) -> dict[str, float]:
+    """Of `count` requests for each hot answer (one coin, a ten-coin list), the share nginx
+    served from memcached, and whether the very first one was (before anything refilled it)."""
+    shares = {}
+    for name, query in (("single", "BTC"), ("list", TEN)):
+        with requests.Session() as session:
+            for i in range(count):
+                session.get(url + f"/api/v1/quotes?symbol={query}", timeout=10,
+                            headers={"X-Request-ID": f"{tag}-{name}-{i}"}).raise_for_status()
+        time.sleep(0.5)  # the access log is written just after each answer
+        served = {}
+        for line in (nginx_dir / "access.log").read_text().splitlines():
+            if f'"request_id":"{tag}-{name}-' in line:
+                entry = json.loads(line)
+                served[entry["request_id"]] = entry["served_by"]
+        shares[name] = sum(v == "edge" for v in served.values()) / count
+        shares[f"{name}_first_by_edge"] = served.get(f"{tag}-{name}-0") == "edge"
+    return shares
+
+
+def junk_list(n: int) -> str:
+    """The n-th of about 125,000 distinct lists of ten cached coins (three vary, seven fixed);
+    FLOOD_LUA builds the same."""
+    varying = [f"SYN{(n // 50 ** k) % 50 + 1}" for k in range(3)]
+    return ",".join([*varying, *(f"SYN{k}" for k in range(44, 51))])
+
+
+def flood_lists(url: str, count: int, connections: int) -> dict[str, int]:
+    """At least `count` distinct lists through nginx, in 10 s wrk runs; answers and errors."""
+    done, errors = 0, 0
+    while done < count:
+        run = wrk("flood", url + "/api/v1/quotes", 10, connections, FLOOD_LUA, [str(done)])
+        done += run.requests
+        errors += run.non_2xx + run.socket_errors
+    return {"requests": done, "errors": errors}
+
+
+def run_flood(url: str, nginx_dir: Path, memcached: str, args) -> dict:
+    """Issue 18, acceptance 4: `--flood` distinct lists through nginx; the hot answers' edge
+    share and memcached's evictions before and after."""
+    before = {"edge": edge_share(url, nginx_dir, "before"), "memcached": memcached_stats(memcached)}
+    print(f"flood: {args.flood} distinct ten-coin lists through nginx", flush=True)
+    started = time.monotonic()
+    sent = flood_lists(url, args.flood, args.connections)
+    seconds = time.monotonic() - started
+    after_stats = memcached_stats(memcached)  # before the probes refill anything
+    after = {"edge": edge_share(url, nginx_dir, "after"), "memcached": after_stats}
+    distinct = len({tuple(dict.fromkeys(junk_list(n).split(",")))
+                    for n in range(1, sent["requests"] + 1)})
+    flood = {**sent, "distinct_lists": distinct, "seconds": round(seconds, 1),
+             "before": before, "after": after}
+    print(json.dumps(flood, indent=2), flush=True)
+    return flood
 
 
 def summarise(runs: list[Run]) -> dict[str, dict[str, float]]:
@@ -341,8 +455,9 @@ def run_soak(app: subprocess.Popen, url: str, args) -> dict[str, float]:
 
 
 def print_report(report: dict[str, dict[str, float]], soak: dict | None) -> None:
-    print("\n| scenario | req/s | p50 ms | p99 ms | vs baseline | errors |")
-    print("|---|---:|---:|---:|---:|---:|")
+    if report:
+        print("\n| scenario | req/s | p50 ms | p99 ms | vs baseline | errors |")
+        print("|---|---:|---:|---:|---:|---:|")
     for name, row in report.items():
         print(f"| {name} | {row['rps']:,.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} "
               f"| {row['vs_baseline']:.0%} | {row['errors']:.0f} |")

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import requests
 
-from src.domain.spending import BudgetDay, SpendingPolicy, Spent
+from src.domain.spending import BudgetDay, SpendingPolicy, Spent, call_cost
 from tests.fake_cmc.app import FakeCmcServer
 from tests.fake_cmc.market import Market, Plan, synthetic_coin
 from tests.servers import Memcached, Postgres, free_port, stop, wait_for_port
@@ -107,6 +107,13 @@ def derived_interval(daily_credits: int, convert_share: float, symbols: int,
     (src/domain/spending.py)."""
     policy = SpendingPolicy(daily_credits, 30, convert_share, max_age_seconds)
     return policy.refresh_interval(Spent(), BudgetDay(seconds_gone=0, seconds_left=DAY), symbols)
+
+
+def run_interval(budget: int, seconds: float, symbols: int) -> float:
+    """Seconds between rounds in a run of `seconds` with `budget` credits, nothing spent yet."""
+    policy = SpendingPolicy(budget, 30)
+    rounds = max(1, (budget - policy.request_reserve) // call_cost(symbols))
+    return max(1.0, math.floor(seconds / rounds * 100) / 100)
 
 
 def plan_requests(rng: random.Random, seconds: float, rate: float, speed: float,
@@ -221,8 +228,9 @@ def main() -> None:
         "QUOTE_MAX_AGE_SECONDS": max(1, round(300 / speed)),
         "CACHE_TTL_SECONDS": max(1, round(60 / speed)),
         "REFRESH_WINDOW_SECONDS": max(1, round(900 / speed)),
-        # Rounded down to 10 ms: rounding up to whole seconds left no slack under the bound.
-        "REFRESH_INTERVAL_SECONDS": max(1, math.floor(interval_day / speed * 100) / 100),
+        # The governor's derivation for the compressed day itself (its credits beyond the request
+        # reserve spread over the run; its 60 s floor is not scaled), rounded down to 10 ms.
+        "REFRESH_INTERVAL_SECONDS": run_interval(budget, seconds, window_symbols),
     }
     print(f"simulating {args.hours:g} h of a {args.daily_credits}-credit day in {seconds:.0f} s:"
           f" budget {budget} credits; derived interval {interval_day:.0f} s a day;"

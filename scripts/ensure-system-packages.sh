@@ -16,7 +16,9 @@ if ! command -v dpkg-query >/dev/null; then
   exit 0
 fi
 
-packages=(make postgresql memcached nginx chromium buildah debootstrap)
+# libnginx-mod-http-js: njs, which deploy/nginx.conf loads for the edge (deploy/coinquote-edge.js);
+# buildah and debootstrap: the image test builds and runs the image with them.
+packages=(make postgresql memcached nginx libnginx-mod-http-js chromium buildah debootstrap)
 # Debian's python3 has no venv (for .venv) without python3-venv.
 "${PYTHON:-python3}" -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
 

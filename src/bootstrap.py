@@ -26,6 +26,7 @@ from src.adapters.budget.governor import SharedCreditGovernor
 from src.adapters.budget.notes import budget_namespace
 from src.adapters.buffered_request_log import BufferedRequestLog
 from src.adapters.cache.edge_documents import EdgeDocuments
+from src.adapters.cache.edge_lists import EdgeLists
 from src.adapters.cache.local import LocalCache
 from src.adapters.cache.memcached import PymemcacheCache
 from src.adapters.cache.quote_cache import FlaskCachingQuoteCache
@@ -54,8 +55,6 @@ from src.domain.service import QuoteService
 from src.domain.spending import call_purpose
 from src.entrypoints.http.quotes.render import QuoteRenderer
 from src.entrypoints.settings import Settings
-
-CACHE_KEY_PREFIX = "coinquote:"
 
 
 @dataclass(frozen=True)
@@ -105,6 +104,7 @@ class Wiring:
     repository: QuoteRepository
     cache: QuoteCache
     renderer: QuoteRenderer
+    edge_lists: EdgeLists
     governor: CreditGovernor
     history: HistoryService
     refresh: RefreshAhead
@@ -129,7 +129,8 @@ def bootstrap(settings: Settings, database: Database | None,
                       window_seconds=settings.refresh_window_seconds)
                if request_log is not None and settings.refresh_window_seconds > 0 else None)
     provider = overrides.provider or build_provider(settings, governor)
-    cache = overrides.cache or build_cache(settings, renderer, clock)
+    edge = build_edge(settings, renderer, clock)
+    cache = overrides.cache or build_cache(settings, edge, clock)
     service = QuoteService(
         provider=provider, repository=repository, cache=cache, clock=clock,
         base_currency=settings.base_currency, cache_ttl_seconds=settings.cache_ttl_seconds,
@@ -137,14 +138,18 @@ def bootstrap(settings: Settings, database: Database | None,
                  if settings.quote_max_age_seconds else None),
         governor=governor, hot_set=hot_set,
     )
+    # A fake cache is no memcached: nginx could not read what the lists would write.
+    edge_lists = EdgeLists(edge if isinstance(cache, FlaskCachingQuoteCache) else None,
+                           max_age_seconds=settings.quote_max_age_seconds or None,
+                           now=lambda: clock.now().timestamp())
     history = build_history(settings, clock, overrides.history_repository, database)
     refresh = build_refresh(
         settings, clock, provider=provider, repository=repository, cache=cache,
         governor=governor, engine=engine, request_log=request_log,
         lease=overrides.refresh_lease, history=history,
         context=database.context if database is not None else None)
-    return Wiring(settings, clock, service, repository, cache, renderer, governor, history,
-                  refresh)
+    return Wiring(settings, clock, service, repository, cache, renderer, edge_lists, governor,
+                  history, refresh)
 
 
 def _required(database: Database | None) -> Database:
@@ -163,11 +168,12 @@ def build_provider(settings: Settings, governor: CreditGovernor) -> QuoteProvide
 
 def build_governor(settings: Settings, clock: Clock, *, read_key_info: bool = True,
                    engine: Engine | None = None) -> CreditGovernor:
-    """The credit budget, shared by every process: through memcached when configured, else
-    through the deployment's database, else (no database either: tests) in this process."""
+    """The credit budget, shared by every process through the deployment's database: counts
+    must outlive a memcached node that restarts or evicts them (the chaos run lost them so).
+    Without a database (tests that replace the repository): memcached, else this process."""
     key_info = CoinMarketCapKeyInfo(base_url=settings.cmc_base_url, api_key=settings.cmc_api_key)
-    board: Board = (SqlBoard(engine) if engine is not None and not settings.memcached_servers
-                    else build_board(settings.memcached_servers))
+    board: Board = SqlBoard(engine) if engine is not None else build_board(
+        settings.memcached_servers)
     return SharedCreditGovernor(
         board=board, clock=clock,
         read_key_info=key_info.read if read_key_info else None,
@@ -192,21 +198,29 @@ def build_repository(settings: Settings, database: Database) -> QuoteRepository:
 
 def cache_backend(settings: Settings) -> PymemcacheCache | LocalCache:
     """The shared cache's backend: memcached when MEMCACHED_SERVERS is set, else in-process
-    (LocalCache: thread-safe, unlike Flask-Caching's SimpleCache)."""
+    (LocalCache: thread-safe, unlike Flask-Caching's SimpleCache). Every key starts with the
+    deployment's part (CACHE_NAMESPACE); quote and claim keys name the currency."""
     if settings.memcached_servers:
         return PymemcacheCache.for_servers(settings.memcached_servers,
                                            default_timeout=settings.cache_ttl_seconds,
-                                           key_prefix=CACHE_KEY_PREFIX)
+                                           key_prefix=f"{settings.cache_namespace}:")
     return LocalCache.in_process(settings.cache_ttl_seconds)
 
 
-def build_cache(settings: Settings, renderer: QuoteRenderer, clock: Clock) -> QuoteCache:
-    """The shared cache; with memcached, each quote cached also leaves its ready answer there for
-    nginx's fast path (deploy/nginx.conf), rendered by the same renderer as the app's."""
-    edge = (EdgeDocuments(settings.memcached_servers, renderer.render_cached,
-                          max_age_seconds=settings.quote_max_age_seconds or None,
-                          now=lambda: clock.now().timestamp())
-            if settings.memcached_servers else None)
+def build_edge(settings: Settings, renderer: QuoteRenderer, clock: Clock) -> EdgeDocuments | None:
+    """With memcached, each quote cached also leaves its ready answer there for nginx's edge
+    (deploy/nginx.conf), rendered by the same renderer as the app's, under this deployment's
+    key namespace (CACHE_NAMESPACE:BASE_CURRENCY)."""
+    if not settings.memcached_servers:
+        return None
+    return EdgeDocuments(settings.memcached_servers, renderer.render_cached,
+                         namespace=settings.key_namespace,
+                         max_age_seconds=settings.quote_max_age_seconds or None,
+                         now=lambda: clock.now().timestamp())
+
+
+def build_cache(settings: Settings, edge: EdgeDocuments | None, clock: Clock) -> QuoteCache:
+    """The shared cache, writing nginx's edge documents beside the quotes when `edge` is set."""
     return FlaskCachingQuoteCache(cache_backend(settings), edge=edge,
                                   now=lambda: clock.now().timestamp())
 

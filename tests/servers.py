@@ -45,6 +45,17 @@ def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen | 
     raise ServerUnavailable(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
+def eventually(check, timeout: float = 5.0) -> bool:
+    """Whether `check()` comes true within `timeout` s (logs and noreply writes land just after
+    the answer): a deadline, never a fixed sleep at the edge of one."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _find_binary(name: str, pattern: str) -> str | None:
     found = shutil.which(name)
     if found:

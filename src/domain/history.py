@@ -34,6 +34,7 @@ _UNIX_SECONDS_RE = re.compile(r"[0-9]{1,12}(\.[0-9]{1,6})?", re.ASCII)
 _SPACED_OFFSET_RE = re.compile(r"[0-9] [0-9]{2}(:?[0-9]{2})?$", re.ASCII)
 _MAX_TIME_TEXT = 40
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FIRST_SECOND = -62135596800  # 0001-01-01T00:00:00Z, the calendar's first second
 
 
 class InvalidHistoryParameter(InvalidRequest):
@@ -99,6 +100,14 @@ def epoch_seconds(moment: datetime) -> int:
 def bucket_of(moment: datetime, interval_seconds: int) -> int:
     """The epoch-aligned interval holding `moment`: integer epoch seconds // interval."""
     return epoch_seconds(moment) // interval_seconds
+
+
+def earliest_start(time_end: datetime, interval_seconds: int, count: int) -> datetime:
+    """The start of the oldest of the `count` intervals that end with the one holding
+    `time_end`: a history request reads no fetch older, so that its cost follows what it can
+    return, not how much history is stored (an index range scan, never the whole history)."""
+    start = (bucket_of(time_end, interval_seconds) - count + 1) * interval_seconds
+    return from_epoch(max(start, _FIRST_SECOND))
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,8 +239,10 @@ class HistoryService:
     def get_history(self, symbols: Sequence[str], *, time_start: datetime | None = None,
                     time_end: datetime | None = None, interval: str = DEFAULT_INTERVAL,
                     count: int = DEFAULT_COUNT) -> HistoryAnswer:
-        """History of `symbols` (normalised); raises InvalidHistoryParameter, UnknownSymbols
-        (none was ever stored) or HistoryUnavailable."""
+        """History of `symbols` (normalised): per coin, the newest fetch of each of the `count`
+        newest intervals in [time_start, time_end] that hold one (with interval `all`, the
+        `count` newest fetches). Raises InvalidHistoryParameter, UnknownSymbols (none was ever
+        stored) or HistoryUnavailable."""
         if len(symbols) > MAX_HISTORY_SYMBOLS:
             raise InvalidHistoryParameter("symbol",
                                           f"at most {MAX_HISTORY_SYMBOLS} symbols per request")
@@ -242,8 +253,11 @@ class HistoryService:
             shown = "now" if time_end is None else _iso(end)
             raise InvalidHistoryParameter("time_start",
                                           f"{_iso(time_start)} is after time_end ({shown})")
-        query = HistoryQuery(tuple(symbols), self.base_currency, end, time_start,
-                             parse_interval(interval), count)
+        seconds = parse_interval(interval)
+        if seconds is not None:  # `all` is bounded per coin by the repository (its count rows)
+            bound = earliest_start(end, seconds, count)
+            time_start = bound if time_start is None else max(time_start, bound)
+        query = HistoryQuery(tuple(symbols), self.base_currency, end, time_start, seconds, count)
         try:
             found = self.repository.history(query)
         except StorageError as exc:

@@ -7,7 +7,8 @@ between processes; every decision it takes is one of these functions.
 
 The order (README "Freshness and credits"), with D the day's credits:
 1. requests for symbols with nothing fresh stored: 10 % of D is theirs alone (the request
-   reserve, kept free of anything else), and 10 % of the minute's calls likewise;
+   reserve: what they have not spent of it is kept free of anything else), and 10 % of the
+   minute's calls likewise;
 2. refresh-ahead gets what holding the hot symbols within the max age needs for the rest of the
    day (one round per max age, never more often than every 60 s); requests beyond their reserve
    come after it;
@@ -96,29 +97,39 @@ class SpendingPolicy:
         return min(self.daily_credits,
                    max(1, math.ceil(self.daily_credits * REQUEST_RESERVE_SHARE)))
 
+    def unused_reserve(self, spent: Spent) -> int:
+        """What is left of the request reserve: kept free of anything but requests."""
+        return max(0, self.request_reserve - spent.request)
+
     @property
     def convert_share_credits(self) -> int:
         return math.floor(self.daily_credits * self.convert_share)
 
-    def calls_allowed(self, purpose: Purpose) -> int:
-        """Calls this minute `purpose` may take part in (requests: all of them)."""
+    def calls_allowed(self, purpose: Purpose, *, alone: bool = False) -> int:
+        """Calls this minute `purpose` may take part in (requests: all of them). A process
+        counting `alone` (the shared counters unreachable), beside an unknown number doing the
+        same, takes requests only, a tenth of the minute each."""
+        if alone:
+            return max(1, math.floor(self.calls_per_minute * REQUEST_RESERVE_SHARE)) \
+                if purpose is Purpose.REQUEST else 0
         if purpose is Purpose.REQUEST:
             return self.calls_per_minute
         return self.calls_per_minute - math.floor(self.calls_per_minute * REQUEST_RESERVE_SHARE)
 
     def refresh_need(self, day: BudgetDay, hot_symbols: int) -> int:
         """Credits refresh-ahead needs for the rest of the day to hold `hot_symbols` within the
-        max age: a round per max age, each costing a credit per 100 symbols. Rounds are never
-        more frequent than a configured interval allows, else than every 60 s."""
+        max age: a round per max age (never more often than every 60 s), each costing a credit
+        per 100 symbols. A configured interval is what the rounds will do, so what they need:
+        nobody adapts it to what others spent."""
         if hot_symbols <= 0 or self.max_age_seconds is None:
             return 0
-        every = max(self.max_age_seconds, self.interval_seconds
-                    if self.interval_seconds is not None else MIN_REFRESH_INTERVAL_SECONDS)
+        every = (self.interval_seconds if self.interval_seconds is not None
+                 else max(MIN_REFRESH_INTERVAL_SECONDS, self.max_age_seconds))
         return math.ceil(day.seconds_left / every) * call_cost(hot_symbols)
 
     def convert_cap(self, spent: Spent, day: BudgetDay, hot_symbols: int) -> int:
         """What conversions may have spent by the end of the day, what they spent included."""
-        left_for_them = (self.daily_credits - self.request_reserve
+        left_for_them = (self.daily_credits - self.unused_reserve(spent)
                          - self.refresh_need(day, hot_symbols) - (spent.total - spent.convert))
         return max(0, min(self.convert_share_credits, left_for_them))
 
@@ -134,7 +145,7 @@ class SpendingPolicy:
             if total > self.daily_credits - self.refresh_need(day, hot_symbols):
                 return "what is left of today's credits keeps the most requested quotes fresh"
             return None
-        if total > self.daily_credits - self.request_reserve:
+        if total > self.daily_credits - self.unused_reserve(spent):
             return "what is left of today's credits is kept for symbols with nothing stored"
         if purpose is Purpose.CONVERT:
             if spent.convert + credits > self.convert_share_credits:
@@ -149,7 +160,7 @@ class SpendingPolicy:
         if self.interval_seconds is not None:
             return self.interval_seconds
         per_round = call_cost(max(1, hot_symbols))
-        left = (self.daily_credits - self.request_reserve - spent.total
+        left = (self.daily_credits - self.unused_reserve(spent) - spent.total
                 - self._convert_hold(spent, day, hot_symbols))
         rounds = left // per_round
         if rounds < 1:

@@ -22,8 +22,14 @@ from src.domain.model import QuoteAnswer
 access_log = logging.getLogger("coinquote.access")
 
 # A client's id is kept only if it is short and plain: it goes into logs and response headers.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# deploy/nginx.conf applies the same rule (one id per request in its log, ours and the response).
+REQUEST_ID_PATTERN = r"[A-Za-z0-9._:-]{1,128}"
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 _QUIET_ROUTES = {"/healthz", "/metrics"}
+# The methods of HTTP (RFC 9110) and PATCH; any other is one label, so that no client can
+# grow /metrics with made-up methods.
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",
+                            "TRACE", "PATCH"})
 
 
 def observe_answer(answer: QuoteAnswer) -> None:
@@ -47,7 +53,8 @@ def register_observability(app: Flask) -> None:
         route = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
         request_id = g.get("request_id") or uuid.uuid4().hex
         response.headers["X-Request-ID"] = request_id
-        HTTP_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        method = request.method if request.method in _KNOWN_METHODS else "other"
+        HTTP_REQUESTS.labels(route, method, str(response.status_code)).inc()
         HTTP_LATENCY.labels(route).observe(elapsed)
         if route not in _QUIET_ROUTES:
             _log_request(response.status_code, elapsed, request_id)

@@ -37,7 +37,7 @@ def register_rate_limit(app: Flask, settings: Settings) -> Limiter | None:
         headers_enabled=True,
         swallow_errors=True,
         in_memory_fallback_enabled=True,
-        key_prefix="coinquote-rl",
+        key_prefix=f"{settings.cache_namespace}:rl",  # deployments sharing memcached stay apart
     )
 
     @limiter.request_filter

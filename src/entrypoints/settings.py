@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any, overload
 from urllib.parse import urlsplit
 
+from limits import parse as parse_limit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from src.adapters.cache.keys import NAMESPACE_PART, key_namespace
 from src.adapters.coinmarketcap import PRODUCTION_URL, SANDBOX_KEY, SANDBOX_URL
 from src.domain.errors import InvalidSymbol
 from src.domain.model import normalise_symbol
@@ -24,6 +26,15 @@ DEFAULT_DATABASE_URL = "sqlite:///coinquote.db"  # relative: Flask-SQLAlchemy pu
 DEFAULT_TRUSTED_PROXIES = ("127.0.0.1", "::1")
 _WHOLE_NUMBER_RE = re.compile(r"-?[0-9]+", re.ASCII)
 _RATE_LIMIT_RE = re.compile(r"\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day)s?", re.I)
+
+# The bounds of what works (issue 21): memcached reads a lifetime over 30 days as a Unix date
+# (so an entry, an edge document or a counter would expire at once); a time span far beyond a
+# year overflows the date arithmetic of every request (a 500) or of start-up.
+_MEMCACHED_MAX_SECONDS = 30 * 86400
+_DAY = 86400
+_YEAR = 365 * _DAY
+_MAX_COUNT = 10**9
+_MAX_HISTORY_DAYS = 36_500  # a century; older cutoffs reach before the Unix epoch
 
 
 class ConfigError(ValueError):
@@ -40,6 +51,7 @@ class Settings:
     memcached_servers: tuple[str, ...] = ()
     cache_ttl_seconds: int = 60
     base_currency: str = "USD"
+    cache_namespace: str = "coinquote"  # with base_currency, names every shared memcached key
     quote_max_age_seconds: int = 300
     refresh_window_seconds: int = 900  # 0: refresh-ahead off
     refresh_interval_seconds: float | None = None  # None: derived from the credit budget
@@ -67,15 +79,23 @@ class Settings:
             cmc_base_url=base_url,
             database_url=_database_url(env),
             memcached_servers=_servers(env),
-            cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 60, minimum=1),
+            cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 60, minimum=1,
+                                   maximum=_MEMCACHED_MAX_SECONDS, unit="seconds (30 days:"
+                                   " memcached reads a longer lifetime as a date)"),
             base_currency=_currency(env, "BASE_CURRENCY", "USD"),
-            quote_max_age_seconds=_int(env, "QUOTE_MAX_AGE_SECONDS", 300, minimum=1),
-            refresh_window_seconds=_int(env, "REFRESH_WINDOW_SECONDS", 900, minimum=0),
-            refresh_interval_seconds=_seconds(env, "REFRESH_INTERVAL_SECONDS", minimum=1),
-            cmc_daily_credits=_int(env, "CMC_DAILY_CREDITS", None, minimum=1),
-            cmc_calls_per_minute=_int(env, "CMC_CALLS_PER_MINUTE", None, minimum=1),
+            cache_namespace=_cache_namespace(env),
+            quote_max_age_seconds=_int(env, "QUOTE_MAX_AGE_SECONDS", 300, minimum=1,
+                                       maximum=_YEAR, unit="seconds (a year)"),
+            refresh_window_seconds=_int(env, "REFRESH_WINDOW_SECONDS", 900, minimum=0,
+                                        maximum=_YEAR, unit="seconds (a year)"),
+            refresh_interval_seconds=_seconds(env, "REFRESH_INTERVAL_SECONDS", minimum=1,
+                                              maximum=_DAY, unit="seconds (a day)"),
+            cmc_daily_credits=_int(env, "CMC_DAILY_CREDITS", None, minimum=1,
+                                   maximum=_MAX_COUNT),
+            cmc_calls_per_minute=_int(env, "CMC_CALLS_PER_MINUTE", None, minimum=1,
+                                      maximum=_MAX_COUNT),
             convert_credit_share=_share(env, "CONVERT_CREDIT_SHARE", 0.5),
-            history_full_days=_int(env, "HISTORY_FULL_DAYS", 7, minimum=1),
+            history_full_days=_history_days(env, "HISTORY_FULL_DAYS", 7),
             history_hourly_days=_history_hourly_days(env),
             rate_limit=_rate_limit(env),
             trusted_proxies=_networks(env, "TRUSTED_PROXIES", DEFAULT_TRUSTED_PROXIES),
@@ -84,6 +104,11 @@ class Settings:
                               ("debug", "info", "warning", "error")).upper(),
             uses_sandbox=uses_sandbox,
         )
+
+    @property
+    def key_namespace(self) -> str:
+        """`CACHE_NAMESPACE:BASE_CURRENCY`: what every key this deployment shares starts with."""
+        return key_namespace(self.cache_namespace, self.base_currency)
 
     def to_flask_config(self) -> dict[str, Any]:
         """The Flask and extension configuration keys (the only place they are spelled out)."""
@@ -140,25 +165,29 @@ def _raw(env: Mapping[str, str], name: str) -> str | None:
 
 
 @overload
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int: ...
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int,
+         unit: str = "") -> int: ...
 @overload
-def _int(env: Mapping[str, str], name: str, default: None, *, minimum: int) -> int | None: ...
+def _int(env: Mapping[str, str], name: str, default: None, *, minimum: int, maximum: int,
+         unit: str = "") -> int | None: ...
 
 
-def _int(env: Mapping[str, str], name: str, default: int | None, *, minimum: int) -> int | None:
+def _int(env: Mapping[str, str], name: str, default: int | None, *, minimum: int,
+         maximum: int, unit: str = "") -> int | None:
     raw = _raw(env, name)
     if raw is None:
         return default
     # ASCII digits only: int() would also take "1_000", "+5" and other scripts' digits.
-    if _WHOLE_NUMBER_RE.fullmatch(raw) is None:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}")
-    value = int(raw)
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    value = int(raw) if _WHOLE_NUMBER_RE.fullmatch(raw) else None
+    if value is None or not minimum <= value <= maximum:
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise ConfigError(f"{name} must be a whole number from {minimum} to {maximum}"
+                          f"{' ' + unit if unit else ''}, got {shown!r}")
     return value
 
 
-def _seconds(env: Mapping[str, str], name: str, *, minimum: float) -> float | None:
+def _seconds(env: Mapping[str, str], name: str, *, minimum: float, maximum: float,
+             unit: str) -> float | None:
     """A duration in seconds, fractions allowed (e.g. 4.8); None when unset."""
     raw = _raw(env, name)
     if raw is None:
@@ -166,10 +195,16 @@ def _seconds(env: Mapping[str, str], name: str, *, minimum: float) -> float | No
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not minimum <= value < 10**9:  # also refuses nan and inf
-        raise ConfigError(f"{name} must be a number of seconds from {minimum:g}, got {raw!r}")
+        value = None
+    if value is None or not minimum <= value <= maximum:  # also refuses nan and inf
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise ConfigError(f"{name} must be a number from {minimum:g} to {maximum:g} {unit},"
+                          f" got {shown!r}")
     return value
+
+
+def _history_days(env: Mapping[str, str], name: str, default: int) -> int:
+    return _int(env, name, default, minimum=1, maximum=_MAX_HISTORY_DAYS, unit="days (a century)")
 
 
 def _share(env: Mapping[str, str], name: str, default: float) -> float:
@@ -232,8 +267,8 @@ def _reason(exc: ValueError) -> str:
 
 
 def _history_hourly_days(env: Mapping[str, str]) -> int:
-    full = _int(env, "HISTORY_FULL_DAYS", 7, minimum=1)
-    hourly = _int(env, "HISTORY_HOURLY_DAYS", 90, minimum=1)
+    full = _history_days(env, "HISTORY_FULL_DAYS", 7)
+    hourly = _history_days(env, "HISTORY_HOURLY_DAYS", 90)
     if hourly < full:
         raise ConfigError(f"HISTORY_HOURLY_DAYS must be at least HISTORY_FULL_DAYS ({full}),"
                           f" got {hourly}")
@@ -280,10 +315,27 @@ def _currency(env: Mapping[str, str], name: str, default: str) -> str:
         raise ConfigError(f"{name} must be a currency symbol such as USD, got {raw!r}") from None
 
 
+def _cache_namespace(env: Mapping[str, str]) -> str:
+    raw = _raw(env, "CACHE_NAMESPACE")
+    if raw is None:
+        return "coinquote"
+    if not NAMESPACE_PART.fullmatch(raw):
+        raise ConfigError(f"CACHE_NAMESPACE must be 1-32 letters, digits, '_' or '-', got {raw!r}")
+    return raw
+
+
 def _rate_limit(env: Mapping[str, str]) -> str | None:
     raw = _raw(env, "RATE_LIMIT")
-    if raw is not None and not _RATE_LIMIT_RE.fullmatch(raw):
+    if raw is None:
+        return None
+    if not _RATE_LIMIT_RE.fullmatch(raw):
         raise ConfigError(f"RATE_LIMIT must look like '120/minute', got {raw!r}")
+    limit = parse_limit(raw)
+    if limit.amount < 1:  # 0/minute would refuse every request
+        raise ConfigError(f"RATE_LIMIT must allow at least 1 request, got {raw!r}")
+    if limit.get_expiry() > _MEMCACHED_MAX_SECONDS:
+        raise ConfigError(f"RATE_LIMIT must count over 30 days at most (memcached reads a longer"
+                          f" lifetime as a date), got {raw!r}")
     return raw
 
 

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,6 +47,18 @@ def spawn(args: list[str], env: dict[str, str], port: int, log: Path) -> Process
         stop(process)
         pytest.fail(f"{args[:3]} did not start:\n{log.read_text(errors='replace')[-3000:]}", pytrace=False)
     return Process(process, f"http://127.0.0.1:{port}", log)
+
+
+def wait_for(condition: Callable[[], object], seconds: float, every: float = 0.2) -> object:
+    """`condition()` once it is truthy, polled every `every` seconds until `seconds` have
+    passed; then its last value. A timing test waits for its condition with a deadline, never
+    a fixed sleep at the edge of one (a shared 2-core machine can be late by seconds)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if (found := condition()):
+            return found
+        time.sleep(every)
+    return condition()
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -151,6 +164,8 @@ def render_nginx_conf(upstreams: list[str], port: int, workdir: Path,
             out.append(f"{indent}error_log {workdir}/error.log warn;")
         elif what == "pid":
             out.append(f"{indent}pid {workdir}/nginx.pid;")
+        elif what == "js":
+            out.append(f"{indent}js_import coinquote from {ROOT / 'deploy' / 'coinquote-edge.js'};")
         elif what == "temp":
             out.append(f"{indent}{directive} {workdir}/{directive};")
         else:
@@ -159,8 +174,9 @@ def render_nginx_conf(upstreams: list[str], port: int, workdir: Path,
 
 
 def start_nginx(upstreams: list[str], workdir: Path, edit: Callable[[str], str] | None = None,
-                memcached: list[str] | None = None) -> Process:
-    """Real nginx with deploy/nginx.conf (rendered, then passed through `edit`) in front of `upstreams`."""
+                memcached: list[str] | None = None, env: dict[str, str] | None = None) -> Process:
+    """Real nginx with deploy/nginx.conf (rendered, then passed through `edit`) in front of
+    `upstreams`; `env`: its environment's extra variables (CACHE_NAMESPACE, BASE_CURRENCY)."""
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if binary is None:
         pytest.fail("nginx is needed for the reverse-proxy tests: make system-deps", pytrace=False)
@@ -172,9 +188,12 @@ def start_nginx(upstreams: list[str], workdir: Path, edit: Callable[[str], str] 
     conf.write_text(edit(text) if edit else text)
     checked = subprocess.run([binary, "-t", "-c", str(conf), "-e", str(workdir / "startup.log")],
                              capture_output=True, text=True)
+    if "ngx_http_js_module" in checked.stderr:
+        pytest.fail("nginx's njs module is needed for the edge: make system-deps"
+                    " (Debian: libnginx-mod-http-js)", pytrace=False)
     assert checked.returncode == 0, checked.stderr
     proc = spawn([binary, "-c", str(conf), "-e", str(workdir / "startup.log"), "-g", "daemon off;"],
-                 base_env(), port, workdir / "stdout.log")
+                 base_env(**(env or {})), port, workdir / "stdout.log")
     proc.extra["access_log"] = workdir / "access.log"
     proc.extra["error_log"] = workdir / "error.log"
     return proc

@@ -31,8 +31,20 @@ def run(command: list[str], **env: str) -> subprocess.CompletedProcess:
     ],
 )
 def test_a_bad_url_or_port_stops_the_command_with_one_line_naming_the_variable(command, name, value):
-    result = run(command, **{name: value})
+    assert_stopped_with_one_line(run(command, **{name: value}), name)
 
+
+@pytest.mark.parametrize("name, value", [
+    ("QUOTE_MAX_AGE_SECONDS", "100000000000000"),  # was a traceback (OverflowError)
+    ("QUOTE_MAX_AGE_SECONDS", "100000000000"),  # was accepted, and every request a 500
+    ("CACHE_TTL_SECONDS", "2592001"),  # was accepted, and memcached read it as a 1970 date
+    ("RATE_LIMIT", "0/minute"),  # was accepted, and refused every request
+])
+def test_a_value_beyond_what_works_stops_start_up_with_one_line_naming_the_variable(name, value):
+    assert_stopped_with_one_line(run([sys.executable, "-c", "import wsgi"], **{name: value}), name)
+
+
+def assert_stopped_with_one_line(result: subprocess.CompletedProcess, name: str) -> None:
     lines = (result.stdout + result.stderr).strip().splitlines()
     assert result.returncode != 0
     assert len(lines) == 1, lines

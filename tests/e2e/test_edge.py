@@ -15,11 +15,19 @@ import pytest
 import requests
 from pymemcache.client.base import Client
 
-from tests.e2e.conftest import Process, migrate, new_database, service_env, spawn, start_nginx
-from tests.servers import Memcached, free_port, stop
+from tests.e2e.conftest import (
+    Process,
+    migrate,
+    new_database,
+    service_env,
+    spawn,
+    start_gunicorn,
+    start_nginx,
+)
+from tests.servers import Memcached, eventually, free_port, stop
 
 TTL = 6  # CACHE_TTL_SECONDS of this stack: long enough for the checks, short enough to wait out
-EDGE_KEY = "coinquote-edge:v1:BTC"
+EDGE_KEY = "coinquote:USD:edge:v2:BTC"  # CACHE_NAMESPACE:BASE_CURRENCY, defaults
 
 
 @dataclass
@@ -42,6 +50,14 @@ class EdgeStack:
         if self.gunicorn is not None:
             stop(self.gunicorn.process, signal.SIGQUIT)  # quick shutdown: workers too
             self.gunicorn = None
+
+    def restart_all(self) -> None:
+        """Every memcached server up (an earlier test may have stopped one), and a fresh app."""
+        self.stop_app()
+        for server in self.memcached:
+            if server.process is None or server.process.poll() is not None:
+                server.start()
+        self.start_app()
 
     def edge_documents(self) -> list[bytes | None]:
         found = []
@@ -182,3 +198,93 @@ def test_requests_outside_the_fast_path_are_logged_without_a_warning_each(edge):
 
     assert edge.logged(uri="/openapi.json", served_by="")
     assert "uninitialized" not in edge.nginx.extra["error_log"].read_text()
+
+
+def test_a_list_asked_twice_is_served_by_nginx_alone_until_its_quotes_expire(edge):
+    """Issue 18, acceptance 1 and 2: byte-identical, every spelling of the list, nothing more."""
+    edge.restart_all()
+    symbols = [f"SYN{n}" for n in range(31_001, 31_011)]  # ten coins no other test asks for
+    url = edge.nginx.url + "/api/v1/quotes?symbol=" + ",".join(symbols)
+    fetched = requests.get(url, timeout=10)
+    assert fetched.status_code == 200
+    assert {c["source"] for c in fetched.json()["data"].values()} == {"provider"}
+    cached_at = time.monotonic()  # every entry was written before this
+
+    from_cache = requests.get(url, timeout=10, headers={"X-Request-ID": "list-rid-1"})
+    assert from_cache.status_code == 200
+    assert {c["source"] for c in from_cache.json()["data"].values()} == {"cache"}
+    assert edge.logged(served_by="app", request_id="list-rid-1")
+    edge.stop_app()
+
+    assert eventually(lambda: requests.get(url, timeout=5).status_code == 200)
+    lower = ",".join(symbols).lower()
+    same = [url, edge.nginx.url + "/api/v1/quotes?symbol=" + lower,
+            edge.nginx.url + "/api/v1/quotes?symbol=" + ",".join(symbols + symbols[:3]),
+            edge.nginx.url + "/api/v1/quotes?symbol=" + lower.replace("syn31001", "Syn31001")]
+    for spelling in same:
+        served = requests.get(spelling, timeout=5, headers={"X-Request-ID": "list-rid-2"})
+        assert served.status_code == 200, spelling
+        assert served.content == from_cache.content
+        assert served.headers["Content-Type"] == "application/json"
+        assert served.headers["X-Request-ID"] == "list-rid-2"
+        # Never more than what remains of the entries (TTL s from `cached_at`): nothing at all.
+        assert served.headers["Cache-Control"] == "public, max-age=0"
+    assert edge.logged(served_by="edge", request_id="list-rid-2", status=200)
+    head = requests.head(url, timeout=5)
+    assert head.status_code == 200 and head.content == b""
+
+    # Another order is another answer; convert, an unknown symbol or anything but `symbol` are
+    # the app's to answer, and the app is gone: nginx's own 502.
+    listed = ",".join(symbols)
+    for query in (",".join(reversed(symbols)), listed + "&convert=EUR", listed + ",NOPE0",
+                  listed + "&x=1", listed.replace(",", "%2C"), listed + ",", symbols[0] + ",,"
+                  + symbols[1]):
+        refused = requests.get(edge.nginx.url + "/api/v1/quotes?symbol=" + query, timeout=5)
+        assert refused.status_code == 502, query
+    assert time.monotonic() - cached_at < TTL, "the checks outlived the entries: raise TTL"
+
+    # After the quotes' life the document is gone with them.
+    time.sleep(max(0.0, cached_at + TTL + 1.5 - time.monotonic()))
+    assert requests.get(url, timeout=5).status_code == 502
+    edge.start_app()
+
+
+def test_deployments_sharing_memcached_never_serve_each_others_documents(e2e_dir, edge):
+    """Issue 21, defect 5: a EUR deployment on the same memcached; the USD nginx must not serve
+    its documents, whose own nginx does. Likewise another CACHE_NAMESPACE in the same currency."""
+    edge.restart_all()
+    eur_env = {**edge.env, "BASE_CURRENCY": "EUR"}
+    eur = start_gunicorn(eur_env, e2e_dir / "edge-eur-gunicorn.log", workers=1)
+    servers = [s.address for s in edge.memcached]
+    eur_nginx = start_nginx([eur.url.removeprefix("http://")], e2e_dir / "edge-eur-nginx",
+                            memcached=servers, env={"BASE_CURRENCY": "EUR"})
+    other_nginx = start_nginx([eur.url.removeprefix("http://")], e2e_dir / "edge-other-nginx",
+                              memcached=servers,
+                              env={"BASE_CURRENCY": "EUR", "CACHE_NAMESPACE": "other"})
+    edge.stop_app()  # whatever the USD nginx answers now, it answers alone
+    try:
+        for query in ("symbol=SYN31600", "symbol=SYN31600,SYN31601"):
+            requests.get(eur.url + "/api/v1/quotes?" + query, timeout=10)  # fetched
+            in_eur = requests.get(eur.url + "/api/v1/quotes?" + query, timeout=10)  # cached
+            assert "EUR" in next(iter(in_eur.json()["data"].values()))["quote"]
+            via_eur = eur_nginx.url + "/api/v1/quotes?" + query
+
+            assert eventually(lambda: requests.get(via_eur, timeout=5).content
+                              == in_eur.content), query
+            usd = requests.get(edge.nginx.url + "/api/v1/quotes?" + query, timeout=5)
+            assert usd.status_code == 502, query  # a miss, sent to the (stopped) USD app
+            other = requests.get(other_nginx.url + "/api/v1/quotes?" + query, timeout=5)
+            assert other.status_code == 200, query  # the EUR app answered, not the edge:
+            assert eventually_logged(other_nginx, served_by="app", uri="/api/v1/quotes?" + query)
+    finally:
+        stop(eur_nginx.process, signal.SIGQUIT)
+        stop(other_nginx.process, signal.SIGQUIT)
+        stop(eur.process)
+        edge.start_app()
+
+
+def eventually_logged(proxy: Process, **fields: object) -> bool:
+    return eventually(lambda: any(
+        fields.items() <= json.loads(line).items()
+        for line in (proxy.extra["access_log"].read_text().splitlines()
+                     if proxy.extra["access_log"].exists() else [])))

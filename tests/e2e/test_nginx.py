@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import http.client as http_client
 import json
 import random
 import re
@@ -18,17 +19,7 @@ import pytest
 
 from tests.e2e.browser import local_only_page, screenshot
 from tests.e2e.conftest import start_nginx
-from tests.servers import free_port, stop
-
-
-def eventually(check, timeout: float = 5.0) -> bool:
-    """Logs are written just after the response is sent: give them a moment."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+from tests.servers import eventually, free_port, stop
 
 
 def served_by(replicas, request_id: str) -> int:
@@ -69,6 +60,50 @@ def test_nginx_makes_a_request_id_when_the_client_sends_none(nginx, replicas, ht
     assert len(rid) == 32
     served_by(replicas, rid)  # the same id reached the app and its log
     assert eventually(lambda: f'"request_id":"{rid}"' in nginx.extra["access_log"].read_text())
+
+
+def test_one_request_id_per_request_even_when_the_clients_is_refused(nginx, replicas, http):
+    """Issue 21, defect 9: nginx kept a client's invalid id the app replaced; now one id."""
+    evil = "evil id <script>"
+
+    response = http.get(nginx.url + "/api/v1/quotes?symbol=BTC,ETH", headers={"X-Request-ID": evil})
+    too_long = http.get(nginx.url + "/api/v1/quotes?symbol=BTC",
+                        headers={"X-Request-ID": "a" * 129})
+
+    for answer in (response, too_long):
+        rid = answer.headers["X-Request-ID"]
+        assert re.fullmatch(r"[0-9a-f]{32}", rid)  # nginx's own, as the client's was refused
+        served_by(replicas, rid)  # the app logged that same id
+        assert eventually(lambda: f'"request_id":"{rid}"' in nginx.extra["access_log"].read_text())
+    assert "evil" not in nginx.extra["access_log"].read_text()
+
+
+def raw_get(url: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    """GET `path` exactly as written (requests and urllib3 would resolve `.` and `..` first)."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = http_client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        return answer.status, dict(answer.getheaders()), answer.read()
+    finally:
+        connection.close()
+
+
+def test_one_path_one_answer_however_the_client_spells_it(nginx):
+    """Issue 21, defect 4: `//`, `/./` and `/x/../` reached the app as sent (a 308 HTML page)."""
+    symbol = f"SYN{random.randint(40_000, 49_999)}"  # not cached: the app answers, not the edge
+
+    for path in (f"/api/v1//quotes?symbol={symbol}", f"/api/v1/./quotes?symbol={symbol}",
+                 f"/api/v1/x/../quotes?symbol={symbol}", f"//api/v1/quotes?symbol={symbol}"):
+        status, headers, body = raw_get(nginx.url, path)
+        assert status == 200, (path, status)
+        assert headers["Content-Type"] == "application/json"
+        assert json.loads(body)["data"][symbol]["symbol"] == symbol
+    for path in ("//healthz", "/api/v1//quotes/history?symbol=BTC", "/./openapi.json"):
+        status, headers, _ = raw_get(nginx.url, path)
+        assert status in (200, 404), (path, status)  # the app's answer for that path, no 308
+        assert "Location" not in headers
 
 
 def test_json_is_gzipped_and_healthz_is_not_logged(nginx, http):

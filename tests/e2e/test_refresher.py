@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg2
 import pytest
 import requests
+from sqlalchemy.engine import make_url
 
 from tests.e2e.conftest import (
     ROOT,
@@ -24,6 +26,7 @@ from tests.e2e.conftest import (
     service_env,
     start_fake_cmc,
     start_gunicorn,
+    wait_for,
 )
 from tests.servers import free_port, stop, wait_for_port
 
@@ -62,6 +65,19 @@ class Stack:
     def log(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
 
+    def requested(self, symbols: list[str]) -> bool:
+        """Whether the workers have handed every one of `symbols` over as requested (their
+        buffers flush every 2 s: wait for this rather than for a fixed time)."""
+        url = make_url(self.env["DATABASE_URL"])
+        with psycopg2.connect(host=url.host, port=url.port, user=url.username,
+                              password=url.password, dbname=url.database) as conn:
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM requested_symbols WHERE symbol = ANY(%s)",
+                            (symbols,))
+                found = cur.fetchone()[0]
+        conn.close()
+        return found == len(set(symbols))
+
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, database_url, memcached_servers) -> Iterator[Stack]:
@@ -84,15 +100,6 @@ def fresh(stack, flush_memcached) -> Stack:
     """Nothing cached from an earlier test; upstream back to its defaults."""
     requests.post(stack.fake.url + "/__fake__/reset", timeout=5).raise_for_status()
     return stack
-
-
-def wait_for(condition, seconds: float, every: float = 0.2):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if (found := condition()):
-            return found
-        time.sleep(every)
-    return condition()
 
 
 def rounds_logged(text: str) -> list[int]:
@@ -131,7 +138,7 @@ def test_each_round_is_one_upstream_call_per_100_symbols(fresh):
     symbols = [f"SYN{i}" for i in range(1, 251)]
     for start in range(0, 250, 100):
         assert fresh.get(",".join(symbols[start:start + 100])).status_code == 200
-    time.sleep(3)  # the workers' buffers flush every 2 s
+    assert wait_for(lambda: fresh.requested(symbols), 30), "the workers never noted the symbols"
     before = len(fresh.quote_calls())
 
     done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "refresh", "--once"],
@@ -147,18 +154,23 @@ def test_each_round_is_one_upstream_call_per_100_symbols(fresh):
 
 def test_two_refreshers_running_at_once_make_one_round_per_interval_between_them(fresh):
     assert fresh.get("BTC").status_code == 200
-    time.sleep(3)
+    assert wait_for(lambda: fresh.requested(["BTC"]), 30), "the workers never noted BTC"
+    before = len(fresh.quote_calls())
     first, second = fresh.refresher("pair-a"), fresh.refresher("pair-b")
     started = time.monotonic()
-    before = len(fresh.quote_calls())
-    time.sleep(12)
+    # A loaded machine can take seconds to start them: count from when both are running.
+    both_up = wait_for(lambda: "refresher " in fresh.log("pair-a")
+                       and "refresher " in fresh.log("pair-b"), 60)
+    up_at = time.monotonic()
+    time.sleep(max(0.0, up_at + 12 - time.monotonic()))  # the observed stretch, not an edge
     stop(first)
     stop(second)  # each ends the round under way first
-    elapsed = time.monotonic() - started
+    ended = time.monotonic()
     calls = len(fresh.quote_calls()) - before
 
     rounds = rounds_logged(fresh.log("pair-a")) + rounds_logged(fresh.log("pair-b"))
-    assert len(rounds) <= elapsed / INTERVAL + 1  # never two rounds in one interval
+    assert both_up, "the refreshers did not start within 60 s"
+    assert len(rounds) <= (ended - started) / INTERVAL + 1  # never two rounds in one interval
     # ... and rounds did happen (how many a loaded 2-core machine fits in is not the point).
     assert len(rounds) >= 2
     assert sum(rounds) == calls
@@ -166,7 +178,7 @@ def test_two_refreshers_running_at_once_make_one_round_per_interval_between_them
 
 def test_a_refresher_killed_mid_round_does_not_stop_the_next_round(fresh):
     assert fresh.get("BTC").status_code == 200
-    time.sleep(3)
+    assert wait_for(lambda: fresh.requested(["BTC"]), 30), "the workers never noted BTC"
     fresh.set_latency(4)  # the killed refresher's call is under way for 4 s
     before = len(fresh.quote_calls())
     killed = fresh.refresher("killed")
@@ -214,14 +226,22 @@ def test_sigterm_inside_a_round_stops_the_refresher_between_batches(fresh):
 
 def test_history_is_pruned_once_a_day_whichever_refresher_runs(stack):
     first, second = stack.refresher("prune-a"), stack.refresher("prune-b")
-    time.sleep(8)
+    started = time.monotonic()
+
+    def logs() -> list[str]:
+        # Every refresher this module started, on the one database.
+        return [path.read_text(errors="replace") for path in stack.workdir.glob("*.log")
+                if path.name not in ("gunicorn.log", "fake.log")]
+
+    pruned = wait_for(lambda: any("history pruned" in log for log in logs()), 30)
+    # Then watch for a second pruning while each has asked for the day's claim after a round
+    # (at least every 5 s): a longer watch only makes the check stricter.
+    time.sleep(max(0.0, started + 8 - time.monotonic()))
     stop(first)
     stop(second)
 
-    # Every refresher this module started, on the one database: one pruning between them.
-    logs = [path.read_text(errors="replace") for path in stack.workdir.glob("*.log")
-            if path.name not in ("gunicorn.log", "fake.log")]
-    assert sum(log.count("history pruned") for log in logs) == 1
+    assert pruned, "no refresher pruned within 30 s"
+    assert sum(log.count("history pruned") for log in logs()) == 1  # one between them
 
 
 def process_group(pgid: int) -> dict[int, str]:

@@ -145,7 +145,7 @@ def create_fake_app(market: Market) -> Flask:
 
     @app.get("/v2/cryptocurrency/quotes/latest")
     def quotes_latest() -> Response:
-        market.record(request.path, request.args.items(multi=True))
+        call = market.record(request.path, request.args.items(multi=True))
         if (denied := authenticate()) is not None:
             return denied
         if (refused := market.admit_call()) is not None:
@@ -207,6 +207,7 @@ def create_fake_app(market: Market) -> Flask:
         credits = max(1, math.ceil(coins_returned / 100)) + (len(converts) - 1 if converts else 0)
         if (refused := market.charge(credits)) is not None:
             return _limit(refused)
+        market.answered(call, currency, list(data))
         return _json({"status": _status(credits=credits), "data": data})
 
     @app.get("/v1/fiat/map")
@@ -252,6 +253,12 @@ def create_fake_app(market: Market) -> Flask:
     def add_failure() -> Response:
         with market.lock:
             market.failures.append(Failure(**request.get_json(force=True)))
+        return _json({"ok": True})
+
+    @app.delete("/__fake__/failures")
+    def clear_failures() -> Response:
+        with market.lock:
+            market.failures.clear()
         return _json({"ok": True})
 
     @app.post("/__fake__/latency")

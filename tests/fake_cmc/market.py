@@ -177,9 +177,17 @@ class Market:
                     if coin.symbol.upper() == symbol.upper() and coin.is_active:
                         coin.price_usd = Decimal(str(price))
 
-    def record(self, path: str, params: Iterable[tuple[str, str]]) -> None:
+    def record(self, path: str, params: Iterable[tuple[str, str]]) -> dict[str, Any]:
+        """Note a call; the entry returned is completed with what the call was answered."""
+        entry: dict[str, Any] = {"path": path, "params": dict(params)}
         with self.lock:
-            self.calls.append({"path": path, "params": dict(params)})
+            self.calls.append(entry)
+        return entry
+
+    def answered(self, entry: dict[str, Any], currency: str, keys: list[str]) -> None:
+        """Note that the call `entry` got quotes in `currency` for `keys` (symbols or ids)."""
+        with self.lock:
+            entry.update(answered=keys, currency=currency, answered_at=time.time())
 
     def next_failure(self) -> Failure | None:
         with self.lock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -51,7 +51,11 @@ def open_backend(dialect: str, request: pytest.FixtureRequest, directory: Path) 
 
 def newest_per_interval(times: Iterable[datetime], seconds: int | None, start: datetime,
                         end: datetime, count: int) -> list[datetime]:
-    """The contract's rule written out plainly (fetch times are distinct here)."""
+    """The contract's rule written out plainly (fetch times are distinct here): of the `count`
+    newest intervals of the range, the newest fetch of each that holds one."""
+    if seconds is not None:
+        oldest_interval = int(end.timestamp()) // seconds - count + 1
+        start = max(start, datetime.fromtimestamp(oldest_interval * seconds, UTC))
     inside = sorted(t for t in times if start <= t <= end)
     if seconds is None:
         return inside[-count:]

@@ -7,12 +7,18 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 
-from src.adapters.cache.edge_documents import EdgeDocuments, edge_key
+from src.adapters.cache.edge_documents import EdgeDocuments
+from src.adapters.cache.keys import edge_key as namespaced_edge_key
 from src.entrypoints.wiring import wiring
 from tests.fakes import coin_quote
 from tests.servers import free_port
 
 BTC = coin_quote("BTC", 1, "67250.12")
+NAMESPACE = "coinquote:USD"  # the wired app's (Settings defaults)
+
+
+def edge_key(symbol: str) -> str:
+    return namespaced_edge_key(NAMESPACE, symbol)
 
 
 def render(symbol, quote) -> str:
@@ -30,17 +36,19 @@ def written(probe, key: str, timeout: float = 2.0) -> list[bytes | None]:
 
 def test_each_document_goes_to_every_server_as_plain_text(memcached_servers, memcached_probe,
                                                            flush_memcached):
-    EdgeDocuments(memcached_servers, render).publish({"BTC": BTC}, ttl_seconds=60)
+    edge = EdgeDocuments(memcached_servers, render, namespace=NAMESPACE)
+    edge.publish({"BTC": BTC}, ttl_seconds=60)
 
     found = written(memcached_probe, edge_key("BTC"))
     assert found == [b'{"symbol":"BTC","price":"67250.12"}'] * len(memcached_servers)
     for client in memcached_probe.clients:  # flag 0: what nginx's memcached module serves as is
-        assert client.raw_command(b"mg coinquote-edge:v1:BTC f", b"\r\n") == b"HD f0"
+        assert client.raw_command(f"mg {edge_key('BTC')} f".encode(), b"\r\n") == b"HD f0"
 
 
 def test_a_document_expires_with_its_quotes_lifetime(memcached_servers, memcached_probe,
                                                      flush_memcached):
-    EdgeDocuments(memcached_servers, render).publish({"BTC": BTC}, ttl_seconds=1)
+    edge = EdgeDocuments(memcached_servers, render, namespace=NAMESPACE)
+    edge.publish({"BTC": BTC}, ttl_seconds=1)
 
     assert None not in written(memcached_probe, edge_key("BTC"))
     time.sleep(2.1)
@@ -51,7 +59,8 @@ def test_a_failing_server_is_skipped_for_a_while_and_the_others_still_written(
         memcached_servers, memcached_probe, flush_memcached, caplog):
     now = [100.0]
     closed = f"127.0.0.1:{free_port()}"
-    edge = EdgeDocuments([closed, *memcached_servers], render, dead_seconds=10,
+    edge = EdgeDocuments([closed, *memcached_servers], render, namespace=NAMESPACE,
+                         dead_seconds=10,
                          clock=lambda: now[0])
     attempts = []
     original = edge.clients[closed].set_many

@@ -216,7 +216,8 @@ def test_each_prune_batch_ranks_one_week_of_history_not_all_of_it(request, tmp_p
     with backend.engine.connect() as conn:
         cursor = conn.connection.cursor()
         cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + str(statement), {
-            **statement.params, "coin_id": 1001, "window_from": window_from, "window_before": window_before,
+            **statement.params, "coin_id": 1001, "currency": "USD", "window_from": window_from,
+            "window_before": window_before,
             "zone_from": from_epoch(0), "zone_before": daily_before, "batch": 100})
         plan = cursor.fetchone()[0][0]["Plan"]
         conn.rollback()  # EXPLAIN ANALYZE ran the DELETE
@@ -224,6 +225,46 @@ def test_each_prune_batch_ranks_one_week_of_history_not_all_of_it(request, tmp_p
 
     ranked = [node["Actual Rows"] for node in _nodes(plan) if node["Node Type"] == "WindowAgg"]
     assert ranked and 0 < max(ranked) <= 7 * 96  # at most a week at four an hour, of ~19,000
+
+
+def test_a_prune_batch_reads_its_coin_currency_and_window_through_the_index_not_the_table(
+        request, tmp_path):
+    # 211,000 rows made one batch a sequential scan of the table (113 ms), then another for the
+    # DELETE ... IN: a batch must cost what its window holds, however large the table.
+    backend = open_backend("postgresql", request, tmp_path)
+    generate_history(backend.engine, coins=2, days=28, step_minutes=5, now=NOW)
+    columns = "coin_id, lookup_symbol, fetched_at, cmc_rank, is_active, price, quote_last_updated"
+    with backend.engine.begin() as conn:  # the same history in a second currency
+        conn.execute(text(f"INSERT INTO quotes (currency, {columns})"
+                          f" SELECT 'EUR', {columns} FROM quotes"))
+        conn.execute(text("ANALYZE quotes"))
+    hourly_from, _ = POLICY.cutoffs(NOW)
+    rank_before = from_epoch((epoch_seconds(hourly_from) // 3600 + 1) * 3600)
+    window_from, window_before = prune_windows(NOW - timedelta(days=28), hourly_from,
+                                               rank_before)[0]
+    statement = prune_statement("postgresql", 3600).compile(
+        dialect=backend.engine.dialect, compile_kwargs={"render_postcompile": True})
+
+    with backend.engine.connect() as conn:
+        cursor = conn.connection.cursor()
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + str(statement), {
+            **statement.params, "coin_id": 1001, "currency": "USD", "window_from": window_from,
+            "window_before": window_before, "zone_from": from_epoch(0),
+            "zone_before": hourly_from, "batch": 5000})
+        plan = cursor.fetchone()[0][0]["Plan"]
+        conn.rollback()  # EXPLAIN ANALYZE ran the DELETE
+    backend.engine.dispose()
+
+    scans = [node for node in _nodes(plan) if node.get("Relation Name") == "quotes"
+             and node["Node Type"] != "ModifyTable"]
+    week = 7 * 24 * 12  # the window's rows: a week of one coin in one currency, of 16,000
+    assert scans and not [n for n in scans if "Seq" in n["Node Type"]], scans
+    for node in scans:
+        bounds = node.get("Index Cond", "") + node.get("Recheck Cond", "")
+        by_range = "currency" in bounds and "fetched_at >=" in bounds
+        by_victim = bounds.startswith("(id = ")  # one primary-key look-up per row deleted
+        assert by_range or by_victim, node
+        assert node["Actual Rows"] * node["Actual Loops"] <= week + 1, node
 
 
 def _nodes(node):

@@ -43,7 +43,8 @@ class Work:
         counting(self.cache, quote_cache.cache, CACHE_METHODS, monkeypatch)
         counting(self.memcached, quote_cache.backend.client, CLIENT_METHODS, monkeypatch)
         for server, client in quote_cache.edge.clients.items():
-            counting(self.edge, client, ("set_many",), monkeypatch, prefix=f"{server} ")
+            counting(self.edge, client, ("get", "add", "append", "set", "set_many"), monkeypatch,
+                     prefix=f"{server} ")
         with app.app_context():
             engine = db.engine
         # Reads go through the repository's own autocommit engine: its statements count too.
@@ -95,7 +96,11 @@ def test_a_cache_hit_is_one_cache_call_and_no_sql(wired_app, work):
     assert set(sources.values()) == {"cache"}
     assert work.cache == Counter(get_many=1)
     assert work.memcached == Counter()  # nothing claimed, nothing written
-    assert work.edge == Counter()
+    # The edge, per server: the epoch read before the quotes, the list's document written and
+    # registered (the register is new: `append` finds none, `add` makes it), the epoch re-read.
+    assert work.edge == Counter({f"{server} {op}": n for server in wiring(
+        wired_app).cache.edge.clients for op, n in (("get", 2), ("set", 1), ("append", 1),
+                                                      ("add", 1))})
     assert work.sql == []
 
 
@@ -111,8 +116,11 @@ def test_a_fifty_symbol_provider_path_is_one_call_one_cache_write_one_transactio
     assert work.cache["get_many"] == 2  # the miss, and a second look once the claims are ours
     # Per-symbol claims: 50 `add`s to claim, one `gets_many` and 50 `cas` to release them.
     assert work.memcached == Counter(add=50, gets_many=1, cas=50)
-    # The 50 edge documents in one (noreply) write per memcached server.
-    assert work.edge == Counter({f"{server} set_many": 1 for server in memcached_servers})
+    # Per memcached server: the list's epoch read (none yet: one added, read back), the 50 edge
+    # documents in one (noreply) write, and a new epoch for the new quotes (acknowledged).
+    assert work.edge == Counter({f"{server} {op}": n for server in memcached_servers
+                                 for op, n in (("get", 2), ("add", 1), ("set_many", 1),
+                                               ("set", 1))})
     assert work.commits == 1
     # The stored quotes, and the hot set a call carries (read at most every few seconds).
     assert work.sql.count("SELECT") == 2
@@ -133,4 +141,7 @@ def test_a_fifty_symbol_database_hit_is_one_select(wired_app, work, flush_memcac
     assert work.commits == 0
     assert work.cache == Counter(get_many=1, set_many=1)  # the miss, then the re-cache
     assert work.memcached == Counter()  # no claim: the database answered every symbol
-    assert sum(work.edge.values()) == len(memcached_servers)  # the documents, re-written
+    # The documents re-written in one write per server (and the flushed epoch read and made
+    # again; a quote fetched within its entry's life counts as new: a new epoch).
+    assert [work.edge[f"{server} set_many"] for server in memcached_servers] \
+        == [1] * len(memcached_servers)

@@ -45,7 +45,19 @@ class TestQuotesBySymbol:
         assert btc.coin.max_supply == Decimal("21000000")
         assert found["ETH"].coin.max_supply is None
         assert btc.quote.last_updated == datetime(2026, 11, 26, 3, 29, tzinfo=UTC)
-        assert btc.fetched_at == datetime(2026, 11, 26, 3, 29, 13, 142000, tzinfo=UTC)
+
+    def test_fetched_at_is_when_we_fetched_not_the_providers_status_time(self, provider,
+                                                                          requests_mock):
+        payload = body("quotes_latest_v2_BTC_ETH.json")
+        payload["status"]["timestamp"] = "2026-11-26T03:29:13.142Z"  # CoinMarketCap's clock
+        requests_mock.get(URL, json=payload)
+        before = datetime.now(UTC)
+
+        found = provider.latest_by_symbols(["BTC", "ETH"], "USD")
+
+        # The history's `timestamp` (README, Price history): when coinquote fetched the quote.
+        assert before <= found["BTC"].fetched_at <= datetime.now(UTC)
+        assert found["ETH"].fetched_at == found["BTC"].fetched_at
 
     def test_sends_the_key_only_in_the_header(self, provider, requests_mock):
         requests_mock.get(URL, json=body("quotes_latest_v2_BTC_ETH.json"))

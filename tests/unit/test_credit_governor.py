@@ -104,9 +104,9 @@ def test_conversions_stop_at_their_share_of_the_day():
 
 def test_requests_beyond_their_reserve_leave_conversions_only_what_is_left_above_it():
     gov = governor(convert_credit_share=0.5)
-    spend(gov, Purpose.REQUEST, 12)  # of 20; 2 are the reserve: 6 are left for anyone else
+    spend(gov, Purpose.REQUEST, 12)  # of 20, their reserve of 2 included: 8 are left
 
-    assert spend(gov, Purpose.CONVERT, 10) == 6
+    assert spend(gov, Purpose.CONVERT, 10) == 8
 
 
 def test_a_refused_reservation_spends_nothing():
@@ -493,3 +493,12 @@ def test_a_plan_too_small_for_the_max_age_says_so_once_with_the_bound_it_holds(c
     assert len(warnings) == 1 and "960 s" in warnings[0]
     assert governor(daily_credits=333, max_age_seconds=300).plan() and len(
         [r for r in caplog.records if "cannot keep" in r.getMessage()]) == 1
+
+
+def test_counting_alone_a_process_takes_requests_only_and_a_tenth_of_the_minute():
+    # Beside an unknown number of processes doing the same, the minute must still hold.
+    gov = governor(storage=BrokenStorage(), calls_per_minute=30, daily_credits=1000)
+
+    assert spend(gov, Purpose.REFRESH, 5) == 0
+    assert spend(gov, Purpose.CONVERT, 5) == 0
+    assert spend(gov, Purpose.REQUEST, 10) == 3

@@ -110,6 +110,20 @@ def test_scripted_failures_answer_then_clear(client, market):
     assert get(client, "symbol=BTC").status_code == 200
 
 
+def test_each_call_notes_the_quotes_it_answered_and_failures_can_be_called_off(client):
+    client.post("/__fake__/failures", json={"status": 500, "times": 1000})
+    failed = get(client, "symbol=BTC")
+    client.delete("/__fake__/failures")
+
+    answered = get(client, "symbol=BTC,ETH,NOPE")
+
+    calls = client.get("/__fake__/calls").get_json()["calls"]
+    assert (failed.status_code, answered.status_code) == (500, 200)
+    assert "answered" not in calls[0]  # a failure sent no quote
+    assert calls[1]["answered"] == ["BTC", "ETH"] and calls[1]["currency"] == "USD"
+    assert calls[1]["answered_at"] > 0
+
+
 def test_synthetic_coins_exist_for_any_number(client):
     data = get(client, "symbol=SYN1,SYN4242").get_json()["data"]
 

@@ -96,9 +96,36 @@ def service(repo):
 def test_time_end_defaults_to_now_and_the_query_carries_the_parameters(service, repo):
     answer = service.get_history(("BTC",), interval="1h", count=3)
 
-    assert repo.queries == [HistoryQuery(("BTC",), "USD", NOW, None, 3600, 3)]
+    # Bounded by what count and interval can return: the 3 hours ending with NOW's.
+    hour = NOW.replace(minute=0, second=0, microsecond=0)
+    assert repo.queries == [HistoryQuery(("BTC",), "USD", NOW, hour - timedelta(hours=2), 3600, 3)]
     assert [p.fetched_at for p in answer.data["BTC"].points] == [
         NOW - timedelta(minutes=62), NOW - timedelta(minutes=2), NOW]
+
+
+def test_a_request_reads_only_the_count_newest_intervals_whatever_its_time_start(service, repo):
+    service.get_history(("BTC",))
+    service.get_history(("BTC",), time_start=NOW - timedelta(days=3650), interval="1d", count=2)
+    service.get_history(("BTC",), time_start=NOW - timedelta(minutes=7))
+    service.get_history(("BTC",), interval="all", count=5)
+
+    five_minutes = NOW.replace(minute=NOW.minute // 5 * 5, second=0, microsecond=0)
+    day = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+    assert [q.time_start for q in repo.queries] == [
+        five_minutes - timedelta(minutes=45),  # the default: 10 five-minute intervals
+        day - timedelta(days=1),
+        NOW - timedelta(minutes=7),  # a later time_start stands
+        None,  # `all`: the repository reads each coin's count newest fetches only
+    ]
+
+
+def test_a_coin_silent_for_longer_than_the_intervals_asked_has_no_point():
+    repo = InMemoryHistoryRepository(rows=[
+        ("BTC", coin_quote("BTC", 1, "60000", fetched_at=NOW - timedelta(hours=5)))])
+    service = HistoryService(repo, FixedClock(NOW), "USD")
+
+    assert service.get_history(("BTC",)).data["BTC"].points == ()
+    assert len(service.get_history(("BTC",), interval="1h").data["BTC"].points) == 1
 
 
 def test_time_start_after_time_end_is_invalid(service, repo):

@@ -47,13 +47,28 @@ def test_a_matching_if_none_match_gets_a_304_without_a_body(client):
     assert (other.status_code, other.data) == (200, first.data)
 
 
-def test_the_etag_follows_the_body(client):
+def test_the_etag_follows_the_quotes_not_where_they_were_found(client, cache):
     fetched = client.get("/api/v1/quotes?symbol=BTC")  # "source":"provider"
     hit = client.get("/api/v1/quotes?symbol=BTC")  # "source":"cache"
+    cache.entries.clear()
+    from_database = client.get("/api/v1/quotes?symbol=BTC")  # "source":"database"
     both = client.get("/api/v1/quotes?symbol=BTC,ETH")
 
-    assert len({fetched.headers["ETag"], hit.headers["ETag"], both.headers["ETag"]}) == 3
+    assert [r.json["data"]["BTC"]["source"] for r in (fetched, hit, from_database)] == [
+        "provider", "cache", "database"]
+    assert fetched.headers["ETag"] == hit.headers["ETag"] == from_database.headers["ETag"]
+    assert both.headers["ETag"] != hit.headers["ETag"]
     assert client.get("/api/v1/quotes?symbol=btc").headers["ETag"] == hit.headers["ETag"]
+
+
+def test_revalidation_after_the_cache_entry_expired_is_a_304(client, cache):
+    cached = client.get("/api/v1/quotes?symbol=BTC")
+    cache.entries.clear()  # the entry expired: the same quote now comes from the database
+
+    again = client.get("/api/v1/quotes?symbol=BTC",
+                       headers={"If-None-Match": cached.headers["ETag"]})
+
+    assert (again.status_code, again.data) == (304, b"")
 
 
 @pytest.mark.parametrize("query, status", [

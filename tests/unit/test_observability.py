@@ -104,6 +104,22 @@ class TestMetrics:
         assert delta(before, after, "coinquote_http_requests_total",
                      route="/api/v1/quotes", method="GET", status="503") == 1
 
+    def test_made_up_methods_share_one_label(self, client):
+        before = samples(client)
+
+        for method in ("FOOA", "FOOB", "BREW"):
+            client.open("/api/v1/quotes?symbol=BTC", method=method)
+        client.open("/api/v1/quotes?symbol=BTC", method="OPTIONS")
+
+        after = samples(client)
+        methods = {dict(labels).get("method") for name, labels in after
+                   if name == "coinquote_http_requests_total"}
+        assert not methods & {"FOOA", "FOOB", "BREW"}
+        assert delta(before, after, "coinquote_http_requests_total",
+                     route="(unmatched)", method="other", status="405") == 3
+        assert delta(before, after, "coinquote_http_requests_total",
+                     route="/api/v1/quotes", method="OPTIONS", status="200") == 1
+
     def test_latency_histogram_is_exposed(self, client):
         client.get("/api/v1/quotes?symbol=BTC")
 

@@ -94,7 +94,8 @@ def test_closing_writes_what_is_pending_and_stops_the_flusher_thread():
     buffer.close()
 
     assert "BTC" in target.last_requested
-    assert set(flusher_threads()) == before
+    # Its thread is gone (an earlier test's, still ending when `before` was taken, may go too).
+    assert set(flusher_threads()) <= before
 
 
 def test_a_closed_buffer_whose_last_write_fails_keeps_nothing_to_write_at_exit():

@@ -200,3 +200,39 @@ def test_a_whole_number_is_written_in_ascii_digits_only(value):
     # int() alone takes underscores, a plus sign and other scripts' digits.
     with pytest.raises(ConfigError, match="CACHE_TTL_SECONDS must be a whole number"):
         Settings.from_env({"CACHE_TTL_SECONDS": value})
+
+
+@pytest.mark.parametrize("name, value", [
+    ("QUOTE_MAX_AGE_SECONDS", "100000000000"),  # every request a 500 (OverflowError)
+    ("QUOTE_MAX_AGE_SECONDS", "100000000000000"),  # a traceback at start-up
+    ("QUOTE_MAX_AGE_SECONDS", "1e14"),
+    ("CACHE_TTL_SECONDS", "2592001"),  # memcached reads it as a 1970 date
+    ("REFRESH_WINDOW_SECONDS", "99999999999999"),
+    ("REFRESH_INTERVAL_SECONDS", "86401"),
+    ("CMC_DAILY_CREDITS", "1" + "0" * 30),
+    ("CMC_CALLS_PER_MINUTE", "1" + "0" * 30),
+    ("HISTORY_FULL_DAYS", "99999999"),
+    ("HISTORY_HOURLY_DAYS", "99999999"),
+    ("RATE_LIMIT", "0/minute"),  # refuses everything
+    ("RATE_LIMIT", "0 per 1 second"),
+    ("RATE_LIMIT", "5/100 days"),  # a counter memcached would expire at once
+])
+def test_a_value_beyond_what_works_stops_start_up_with_one_line_naming_the_variable(name, value):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({name: value})
+
+    message = str(raised.value)
+    assert message.startswith(name) and "\n" not in message
+    assert len(message) < 200
+
+
+def test_the_bounds_themselves_are_accepted():
+    settings = Settings.from_env({
+        "CACHE_TTL_SECONDS": "2592000", "QUOTE_MAX_AGE_SECONDS": "31536000",
+        "REFRESH_WINDOW_SECONDS": "31536000", "REFRESH_INTERVAL_SECONDS": "86400",
+        "HISTORY_FULL_DAYS": "36500", "HISTORY_HOURLY_DAYS": "36500",
+        "RATE_LIMIT": "1/30 days",
+    })
+
+    assert (settings.cache_ttl_seconds, settings.quote_max_age_seconds) == (2592000, 31536000)
+    assert settings.rate_limit == "1/30 days"

@@ -68,11 +68,20 @@ def test_a_tenth_of_the_day_is_kept_for_requests_alone():
     left = Spent(refresh=299)  # 333 - 34
     assert BASIC.refusal(Purpose.REFRESH, 1, left, MORNING, 50) is not None
     assert BASIC.refusal(Purpose.REFRESH, 1, Spent(refresh=298), MORNING, 50) is None
+    # What requests spent of it is spent: what they have not is all that is held for them.
+    assert BASIC.refusal(Purpose.REFRESH, 1, Spent(refresh=298, request=10), MORNING, 50) is None
+    assert BASIC.refusal(Purpose.REFRESH, 1, Spent(refresh=299, request=10), MORNING, 50)
 
 
 def test_a_tenth_of_the_minute_is_kept_for_requests_alone():
     assert BASIC.calls_allowed(Purpose.REQUEST) == 30
     assert BASIC.calls_allowed(Purpose.REFRESH) == BASIC.calls_allowed(Purpose.CONVERT) == 27
+
+
+def test_a_process_counting_alone_takes_requests_only_a_tenth_of_the_minute():
+    assert BASIC.calls_allowed(Purpose.REQUEST, alone=True) == 3
+    assert BASIC.calls_allowed(Purpose.REFRESH, alone=True) == 0
+    assert BASIC.calls_allowed(Purpose.CONVERT, alone=True) == 0
 
 
 def test_refresh_ahead_needs_a_round_per_max_age_for_the_rest_of_the_day():
@@ -84,11 +93,13 @@ def test_refresh_ahead_needs_a_round_per_max_age_for_the_rest_of_the_day():
     assert no_bound.refresh_need(MORNING, 100) == 0
 
 
-def test_refresh_ahead_never_needs_rounds_more_often_than_a_minute_or_the_configured_interval():
+def test_refresh_ahead_needs_a_round_a_minute_at_most_or_what_a_configured_interval_runs():
     short_bound = SpendingPolicy(333, 30, max_age_seconds=10)
-    configured = SpendingPolicy(333, 30, max_age_seconds=300, interval_seconds=600)
+    slower = SpendingPolicy(333, 30, max_age_seconds=300, interval_seconds=600)
+    faster = SpendingPolicy(3333, 30, max_age_seconds=300, interval_seconds=150)
     assert short_bound.refresh_need(MORNING, 1) == 1440
-    assert configured.refresh_need(MORNING, 1) == 144
+    assert slower.refresh_need(MORNING, 1) == 144
+    assert faster.refresh_need(MORNING, 1) == 576  # not adapted to others: its rounds come first
 
 
 def test_conversions_get_what_refresh_ahead_leaves_on_basic():
@@ -106,8 +117,9 @@ def test_conversions_never_pass_their_share_of_the_day():
 
 
 def test_requests_beyond_the_reserve_leave_conversions_less():
-    assert BASIC.convert_cap(Spent(request=40), MORNING, 50) == 0
-    assert BASIC.convert_cap(Spent(request=5), NOON, 50) == 333 - 34 - 144 - 5
+    assert BASIC.convert_cap(Spent(request=40), MORNING, 50) == 333 - 288 - 40
+    assert BASIC.convert_cap(Spent(request=45), MORNING, 50) == 0
+    assert BASIC.convert_cap(Spent(request=5), NOON, 50) == 333 - 29 - 144 - 5
 
 
 def test_without_hot_symbols_conversions_get_their_whole_share():

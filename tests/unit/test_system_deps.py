@@ -60,7 +60,8 @@ def machine(tmp_path):
     return Machine()
 
 
-EVERYTHING = ("make", "postgresql", "memcached", "nginx", "chromium", "buildah", "debootstrap")
+EVERYTHING = ("make", "postgresql", "memcached", "nginx", "libnginx-mod-http-js", "chromium",
+              "buildah", "debootstrap")
 
 
 def test_nothing_is_installed_when_every_package_is_there(machine):
@@ -82,7 +83,8 @@ def test_as_root_a_missing_package_is_installed_after_an_update(machine):
     assert result.returncode == 0, result.stderr
     # buildah and debootstrap: the image test builds and runs the image with them.
     assert machine.apt() == [
-        "update -qq", "install -y -qq --no-install-recommends memcached nginx buildah debootstrap"]
+        "update -qq", "install -y -qq --no-install-recommends memcached nginx libnginx-mod-http-js"
+        " buildah debootstrap"]
 
 
 def test_without_root_a_passwordless_sudo_installs_them(machine):
@@ -94,7 +96,8 @@ def test_without_root_a_passwordless_sudo_installs_them(machine):
     result = machine.run()
 
     assert result.returncode == 0, result.stderr
-    assert machine.apt() == ["sudo", "update -qq", "install -y -qq --no-install-recommends nginx"]
+    assert machine.apt() == ["sudo", "update -qq",
+                            "install -y -qq --no-install-recommends nginx libnginx-mod-http-js"]
 
 
 def test_without_root_or_sudo_it_fails_at_once_with_the_one_command_to_run(machine):
@@ -106,7 +109,8 @@ def test_without_root_or_sudo_it_fails_at_once_with_the_one_command_to_run(machi
     assert result.returncode == 1
     assert machine.apt() == []
     command = re.search(r"^  (sudo sh -c '.*')$", result.stderr, re.M).group(1)
-    assert "apt-get update" in command and command.endswith("--no-install-recommends memcached nginx'")
+    assert "apt-get update" in command and command.endswith(
+        "--no-install-recommends memcached nginx libnginx-mod-http-js'")
 
 
 def test_on_a_system_without_dpkg_it_leaves_the_check_to_the_tests(machine):

@@ -197,7 +197,8 @@ class SharedCreditGovernor(CreditGovernor):
                     f" {periods.iso(until)}", code)
         policy = self.policy()
         minute_key = self._minute_key(now)
-        if board.add(minute_key, 1, ttl=120) > policy.calls_allowed(purpose):
+        allowed = policy.calls_allowed(purpose, alone=board is not self._shared)
+        if board.add(minute_key, 1, ttl=120) > allowed:
             board.give_back(minute_key, 1)
             raise periods.budget_spent(periods.next_minute(now) - now,
                                        "no more calls to CoinMarketCap this minute")

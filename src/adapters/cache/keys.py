@@ -1,15 +1,34 @@
-"""The one place cache keys are built (only A-Z 0-9 : _ -, which memcached and cachelib accept)."""
+"""The one place cache keys are built (only A-Z a-z 0-9 : _ -, which memcached and cachelib accept).
+
+Every key one deployment puts in a shared memcached names its deployment and base currency: the
+app's entries start with `CACHE_NAMESPACE:` (Flask-Caching's key prefix) and name the currency
+(`quote:v1:USD:BTC`); the edge documents start with `key_namespace`, `CACHE_NAMESPACE:BASE`.
+nginx builds the edge keys itself (deploy/coinquote-edge.js): change both together.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Sequence
 
 KEY_VERSION = "v1"
+EDGE_VERSION = "v2"
 _KEY_PART = re.compile(r"[A-Z0-9_-]{1,64}")
+NAMESPACE_PART = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+def key_namespace(deployment: str, base_currency: str) -> str:
+    """`coinquote:USD`: what every shared key of one deployment and base currency starts with."""
+    if not (NAMESPACE_PART.fullmatch(deployment) and _KEY_PART.fullmatch(base_currency)):
+        raise ValueError("a namespace is a deployment name and a normalised currency")
+    return f"{deployment}:{base_currency}"
 
 
 def cache_key(currency: str, symbol: str, kind: str = "quote") -> str:
-    """`quote:v1:USD:BTC`, or another `kind` of entry about one symbol (`fetch:v1:USD:BTC`)."""
+    """`quote:v1:USD:BTC`, or another `kind` of entry about one symbol (`fetch:v1:USD:BTC`).
+
+    The deployment's part is Flask-Caching's key prefix (settings' CACHE_KEY_PREFIX)."""
     if not (_KEY_PART.fullmatch(currency) and _KEY_PART.fullmatch(symbol)):
         raise ValueError("cache key parts must be normalised symbols")
     return f"{kind}:{KEY_VERSION}:{currency}:{symbol}"
@@ -25,3 +44,30 @@ def currency_key(currency: str) -> str:
     if not _KEY_PART.fullmatch(currency):
         raise ValueError("cache key parts must be normalised currencies")
     return f"currency:{KEY_VERSION}:{currency}"
+
+
+def edge_key(namespace: str, symbol: str) -> str:
+    """The document nginx serves for `GET /api/v1/quotes?symbol=<symbol in any case>`."""
+    if not _KEY_PART.fullmatch(symbol):
+        raise ValueError("cache key parts must be normalised symbols")
+    return f"{namespace}:edge:{EDGE_VERSION}:{symbol}"
+
+
+def edge_epoch_key(namespace: str) -> str:
+    """The epoch: a new one each time a newly fetched quote is cached (EdgeDocuments)."""
+    return f"{namespace}:edge:{EDGE_VERSION}:epoch"
+
+
+def edge_lists_key(namespace: str) -> str:
+    """The register of the list documents written since the last new epoch (EdgeDocuments)."""
+    return f"{namespace}:edge:{EDGE_VERSION}:lists"
+
+
+def edge_list_digest(symbols: Sequence[str]) -> str:
+    """The name of one normalised symbol list (nginx computes the same, coinquote-edge.js)."""
+    return hashlib.sha256(",".join(symbols).encode()).hexdigest()
+
+
+def edge_list_key(namespace: str, digest: str) -> str:
+    """The document nginx serves for the list named `digest`."""
+    return f"{namespace}:edge:{EDGE_VERSION}:list:{digest}"

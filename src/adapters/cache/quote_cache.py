@@ -122,8 +122,15 @@ class FlaskCachingQuoteCache(QuoteCache):
         expires_at = self._now() + ttl_seconds
         mapping = {cache_key(currency, symbol): self._encode(entry, expires_at)
                    for symbol, entry in entries.items()}
-        if self.edge is not None:
-            self.edge.publish(entries, ttl_seconds)  # a negative entry takes its document away
+        try:
+            self._write(mapping, ttl_seconds)
+        finally:
+            if self.edge is not None:
+                # After the entries: a new quote's new epoch must follow its entry (EdgeDocuments).
+                # A negative entry takes its document away.
+                self.edge.publish(entries, ttl_seconds)
+
+    def _write(self, mapping: dict[str, str], ttl_seconds: int) -> None:
         try:
             stored = self.cache.set_many(mapping, timeout=ttl_seconds)
         except _CACHE_ERRORS as exc:

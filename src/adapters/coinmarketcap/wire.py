@@ -6,7 +6,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -24,7 +24,6 @@ _INVALID_VALUE_RE = re.compile(r'Invalid values? for "([A-Za-z_]{1,32})"', re.AS
 _TEXT_LIMITS = {"name": 255, "slug": 255, "symbol": 64}
 _INT_RANGE = range(-2**31, 2**31)  # INTEGER columns (cmc_rank, num_market_pairs)
 _MAX_AMOUNT_EXPONENT = 100  # far beyond any price or supply; NUMERIC holds it exactly
-_CLOCK_SKEW = timedelta(minutes=1)  # how far ahead of ours CoinMarketCap's clock may be
 
 
 class MalformedCoin(ValueError):
@@ -48,7 +47,9 @@ def quotes_by_symbol(body: Mapping[str, Any], symbols: Sequence[str],
     (each malformed coin logged): not unknown (it exists), and failing the whole answer would
     fail every symbol fetched with it.
     """
-    fetched_at = _fetch_time(body["status"].get("timestamp"))
+    # When coinquote fetched the quotes, by our clock: the history's `timestamp`. CoinMarketCap's
+    # status.timestamp is its own clock's, which may be behind or ahead of ours.
+    fetched_at = datetime.now(UTC)
     data = {str(key).upper(): value for key, value in body["data"].items()}
     found: dict[str, CoinQuote] = {}
     coins: dict[str, int] = {}
@@ -74,17 +75,6 @@ def credit_count(body: Mapping[str, Any]) -> int | None:
     if isinstance(credits, int) and not isinstance(credits, bool) and 0 <= credits < 10_000:
         return credits
     return None
-
-
-def _fetch_time(timestamp: Any) -> datetime:
-    """When CoinMarketCap answered, by its clock; ours when it says a time ahead of us.
-
-    A time in the future would keep the quote fresh that much longer (in the database too),
-    and one near the calendar's end overflows when the quote's age is added to it.
-    """
-    now = datetime.now(UTC)
-    said = parse_time(timestamp)
-    return said if said is not None and said <= now + _CLOCK_SKEW else now
 
 
 def quotes_by_id(body: Mapping[str, Any], currency: str) -> Fetched[int, Quote]:

@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 _QUOTES = QuoteRow.__table__
 _COINS = CoinRow.__table__
+_NO_EARLIER = from_epoch(0)  # before any fetch
 
 
 def epoch_bucket(column: Any, dialect: str, seconds: Any) -> Any:
@@ -88,13 +89,32 @@ def history_statement(dialect: str, symbols: int, bucketed: bool, bounded_below:
         .scalar_subquery()
         for name in names
     ]
-    wanted = union_all(
+    resolved = union_all(
         *(select(name.label("symbol"), coin.label("coin_id"))
           for name, coin in zip(names, newest_coin, strict=True))
-    ).cte("wanted")
+    ).cte("resolved")
+    time_end = _param("time_end", UTCDateTime())
 
-    in_range = [q.c.coin_id == wanted.c.coin_id, q.c.currency == currency,
-                q.c.fetched_at <= _param("time_end", UTCDateTime())]
+    if bucketed:
+        # HistoryService bounds time_start by the `count` intervals the answer can hold.
+        wanted = resolved
+        in_range = []
+    else:
+        # `all`: no row older than the coin's count-th newest up to time_end is read, so the
+        # range scanned follows `count`, not the length of the history.
+        nth = q.alias("nth")
+        nth_newest = (select(nth.c.fetched_at)
+                      .where(nth.c.coin_id == resolved.c.coin_id, nth.c.currency == currency,
+                             nth.c.fetched_at <= time_end)
+                      .order_by(*_newest_first(nth))
+                      .offset(_param("skip", Integer())).limit(1)
+                      .scalar_subquery())
+        # Fewer rows than count: every row up to time_end is kept.
+        since = func.coalesce(nth_newest, _param("no_earlier", UTCDateTime()))
+        wanted = select(resolved.c.symbol, resolved.c.coin_id, since.label("since")).cte("wanted")
+        in_range = [q.c.fetched_at >= wanted.c.since]
+    in_range += [q.c.coin_id == wanted.c.coin_id, q.c.currency == currency,
+                 q.c.fetched_at <= time_end]
     if bounded_below:
         in_range.append(q.c.fetched_at >= _param("time_start", UTCDateTime()))
     point_columns = (q.c.id, q.c.fetched_at, q.c.price, q.c.volume_24h, q.c.market_cap,
@@ -141,6 +161,8 @@ def history_parameters(query: HistoryQuery) -> dict[str, Any]:
         parameters["time_start"] = query.time_start
     if query.interval_seconds is not None:
         parameters["interval_seconds"] = query.interval_seconds
+    else:
+        parameters.update(skip=query.count - 1, no_earlier=_NO_EARLIER)
     return parameters
 
 
@@ -152,34 +174,41 @@ WINDOW_SECONDS = 7 * DAY
 
 
 def prune_statement(dialect: str, bucket_seconds: int) -> Any:
-    """One batch of one coin and one window: delete up to :batch rows in [:zone_from,
-    :zone_before) that are not the newest of their currency and epoch-aligned bucket among the
+    """One batch of one coin, one currency and one window: delete up to :batch rows in
+    [:zone_from, :zone_before) that are not the newest of their epoch-aligned bucket among the
     rows in [:window_from, :window_before).
 
     The window is aligned on buckets and its end is at most the end of the zone's last bucket,
     so every bucket is ranked whole: one that straddles a cutoff keeps just its newest row,
-    wherever it lies."""
+    wherever it lies. Both the ranking and the DELETE name the coin, the currency and the range,
+    so each is an index range scan of ix_quotes_coin_history: a batch costs what its window
+    holds, whatever the size of the table."""
     q = _QUOTES
+    coin_id, currency = _param("coin_id", BigInteger()), _param("currency", String())
+    zone_from = _param("zone_from", UTCDateTime())
+    zone_before = _param("zone_before", UTCDateTime())
     ranked = (
         select(q.c.id, q.c.fetched_at,
                func.row_number()
-               .over(partition_by=(q.c.currency,
-                                   epoch_bucket(q.c.fetched_at, dialect, bucket_seconds)),
+               .over(partition_by=epoch_bucket(q.c.fetched_at, dialect, bucket_seconds),
                      order_by=_newest_first(q))
                .label("position"))
-        .where(q.c.coin_id == _param("coin_id", BigInteger()),
+        .where(q.c.coin_id == coin_id, q.c.currency == currency,
                q.c.fetched_at >= _param("window_from", UTCDateTime()),
                q.c.fetched_at < _param("window_before", UTCDateTime()))
         .subquery("ranked")
     )
     victims = (
         select(ranked.c.id)
-        .where(ranked.c.position > 1,
-               ranked.c.fetched_at >= _param("zone_from", UTCDateTime()),
-               ranked.c.fetched_at < _param("zone_before", UTCDateTime()))
+        .where(ranked.c.position > 1, ranked.c.fetched_at >= zone_from,
+               ranked.c.fetched_at < zone_before)
         .limit(_param("batch", Integer()))
     )
-    return delete(q).where(q.c.id.in_(victims.scalar_subquery()))
+    # The range again on the DELETE itself: `id IN (...)` alone let PostgreSQL hash the victims
+    # and read the whole table for them.
+    return delete(q).where(q.c.coin_id == coin_id, q.c.currency == currency,
+                           q.c.fetched_at >= zone_from, q.c.fetched_at < zone_before,
+                           q.c.id.in_(victims.scalar_subquery()))
 
 
 def prune_windows(oldest: datetime, zone_from: datetime,
@@ -238,25 +267,23 @@ class SqlHistoryRepository(HistoryRepository):
         deleted = {"hourly": 0, "daily": 0}
         batches = 0
         with storage_errors("pruning history failed", "write", cleanup=self._rollback):
-            # The coins table is small; a DISTINCT over the history would read all of it.
-            coin_ids = self.session.scalars(select(_COINS.c.id).order_by(_COINS.c.id)).all()
-            self.session.commit()
-            oldest: dict[int, datetime] = dict(self.session.execute(
-                select(_QUOTES.c.coin_id, func.min(_QUOTES.c.fetched_at))
-                .group_by(_QUOTES.c.coin_id)).all())
+            # Each coin's currencies and oldest fetch: once per prune, through the index.
+            oldest = self.session.execute(
+                select(_QUOTES.c.coin_id, _QUOTES.c.currency, func.min(_QUOTES.c.fetched_at))
+                .group_by(_QUOTES.c.coin_id, _QUOTES.c.currency)
+                .order_by(_QUOTES.c.coin_id, _QUOTES.c.currency)).all()
             self.session.commit()
             for zone, (seconds, rank_before, zone_from, zone_before) in zones.items():
                 statement = prune_statement(dialect, seconds)
-                for coin_id in coin_ids:
-                    if coin_id not in oldest:
-                        continue
-                    for window_from, window_before in prune_windows(oldest[coin_id], zone_from,
+                for coin_id, currency, first in oldest:
+                    for window_from, window_before in prune_windows(first, zone_from,
                                                                     rank_before):
                         while True:
                             result = self.session.execute(statement, {
-                                "coin_id": coin_id, "window_from": window_from,
-                                "window_before": window_before, "zone_from": zone_from,
-                                "zone_before": zone_before, "batch": batch_size,
+                                "coin_id": coin_id, "currency": currency,
+                                "window_from": window_from, "window_before": window_before,
+                                "zone_from": zone_from, "zone_before": zone_before,
+                                "batch": batch_size,
                             })
                             self.session.commit()  # one short transaction per batch
                             batches += 1

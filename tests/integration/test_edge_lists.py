@@ -1,0 +1,80 @@
+"""List documents on real memcached through the wired app: written when the app answers a list
+from its cache, on every server, and gone once one of its quotes is cached anew (a document is
+never older than its quotes' entries; contract §6)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from src.adapters.cache.keys import edge_list_digest, edge_list_key
+from src.entrypoints.wiring import wiring
+from tests.fakes import coin_quote
+from tests.servers import eventually
+
+KEY = edge_list_key("coinquote:USD", edge_list_digest(("BTC", "ETH")))  # the wired app's
+
+
+def new_quote() -> dict:
+    return {"BTC": coin_quote("BTC", 1, "99999", fetched_at=datetime.now(UTC))}
+
+
+def test_an_answer_from_the_cache_becomes_the_lists_document_on_every_server(client,
+                                                                             memcached_probe):
+    assert client.get("/api/v1/quotes?symbol=BTC,ETH").status_code == 200  # fetched: not written
+    assert memcached_probe.get_everywhere(KEY) == [None] * len(memcached_probe.clients)
+
+    from_cache = client.get("/api/v1/quotes?symbol=btc,ETH,btc")
+
+    assert {c["source"] for c in from_cache.get_json()["data"].values()} == {"cache"}
+    assert memcached_probe.get_everywhere(KEY) == [from_cache.data] * len(memcached_probe.clients)
+    left = [int(c.raw_command(f"mg {KEY} t".encode(), b"\r\n").split(b" t")[1])
+            for c in memcached_probe.clients]
+    max_age = int(from_cache.headers["Cache-Control"].removeprefix("public, max-age="))
+    assert all(max_age - 1 <= n <= max_age + 1 for n in left)  # the quotes' remaining life
+
+
+def test_a_quote_cached_anew_takes_every_list_document_away(wired_app, client, memcached_probe):
+    client.get("/api/v1/quotes?symbol=BTC,ETH")
+    client.get("/api/v1/quotes?symbol=BTC,ETH")
+    assert None not in memcached_probe.get_everywhere(KEY)
+    cache = wiring(wired_app).cache
+
+    # A re-cache of an older stored quote (an entry expired) changes nothing nginx could see...
+    cache.set_many({"ETH": coin_quote("ETH", 1027, "3000", fetched_at=datetime.now(UTC)
+                                      - timedelta(seconds=120))}, "USD", 60)
+    assert None not in memcached_probe.get_everywhere(KEY)
+    # ...a newly fetched one (a refresh round) takes the lists away, on every server.
+    cache.set_many(new_quote(), "USD", 60)
+
+    assert memcached_probe.get_everywhere(KEY) == [None] * len(memcached_probe.clients)
+    client.get("/api/v1/quotes?symbol=BTC,ETH")  # the new quotes' list is written again
+    assert None not in memcached_probe.get_everywhere(KEY)
+
+
+def test_a_list_read_while_a_quote_is_cached_anew_takes_itself_away(wired_app, client,
+                                                                   memcached_probe):
+    client.get("/api/v1/quotes?symbol=BTC,ETH")  # cached
+    services = wiring(wired_app)
+    ticket = services.edge_lists.ticket(("BTC", "ETH"), None)  # as the view does, first
+    answer = services.service.get_quotes(("BTC", "ETH"), None)  # the old quotes
+
+    services.cache.set_many(new_quote(), "USD", 60)  # its lists are taken away before ours lands
+    services.edge_lists.publish(ticket, answer, services.renderer.render(answer))
+
+    assert memcached_probe.get_everywhere(KEY) == [None] * len(memcached_probe.clients)
+
+
+def test_a_full_register_starts_afresh_rather_than_leave_a_list_it_cannot_take_away(
+        wired_app, client, memcached_probe):
+    register = "coinquote:USD:edge:v2:lists"
+    for probe in memcached_probe.clients:  # just under memcached's 1 MB item limit
+        probe.set(register, "x" * 1_040_000, noreply=False)
+
+    client.get("/api/v1/quotes?symbol=BTC,ETH")
+    client.get("/api/v1/quotes?symbol=BTC,ETH")
+
+    assert None not in memcached_probe.get_everywhere(KEY)
+    assert all(len(r) < 1000 for r in memcached_probe.get_everywhere(register))
+    wiring(wired_app).cache.set_many(new_quote(), "USD", 60)
+    assert eventually(lambda: memcached_probe.get_everywhere(KEY) == [None] * len(
+        memcached_probe.clients))

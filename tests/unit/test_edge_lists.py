@@ -1,0 +1,104 @@
+"""Which list answers become edge documents (contract §6): only what the app would serve from its
+cache, never past a quote's entry or freshness, and bounded against a flood of distinct lists."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from src.adapters.cache.edge_lists import EdgeLists
+from src.adapters.cache.keys import edge_list_digest
+from src.domain.model import QuoteAnswer, ServedQuote, Source
+from tests.fakes import T0, coin_quote
+
+NOW = T0 + timedelta(seconds=100)  # quotes fetched at T0 are 100 s old
+MAX_AGE = 300
+
+
+class RecordingDocuments:
+    """Stands in for EdgeDocuments: the epochs it hands out and the documents it was given."""
+
+    def __init__(self) -> None:
+        self.written: list[tuple[dict, str, str, int]] = []
+
+    def epochs(self) -> dict[str, str]:
+        return {"m1:11211": "ab12"}
+
+    def publish_list(self, epochs, digest, body, expire) -> None:
+        self.written.append((epochs, digest, body, expire))
+
+
+def cached(symbol: str, coin_id: int, *, left: float = 40, stale: bool = False,
+           source: Source = Source.CACHE) -> ServedQuote:
+    quote = replace(coin_quote(symbol, coin_id, "1.5"), cached_until=NOW + timedelta(seconds=left))
+    return ServedQuote(quote, source, stale=stale)
+
+
+def lists(documents=None, **kwargs) -> tuple[EdgeLists, RecordingDocuments]:
+    documents = documents or RecordingDocuments()
+    return EdgeLists(documents, max_age_seconds=MAX_AGE, now=NOW.timestamp, **kwargs), documents
+
+
+def answer(**quotes: ServedQuote) -> QuoteAnswer:
+    return QuoteAnswer(quotes=dict(quotes))
+
+
+def test_an_all_cache_answer_is_written_under_the_epochs_read_before_it_for_its_shortest_life():
+    edge, documents = lists()
+    ticket = edge.ticket(("BTC", "ETH"), None)
+
+    edge.publish(ticket, answer(BTC=cached("BTC", 1, left=40.7), ETH=cached("ETH", 2, left=12.9)),
+                 "body")
+
+    assert documents.written == [({"m1:11211": "ab12"}, edge_list_digest(("BTC", "ETH")),
+                                  "body", 12)]
+
+
+def test_a_document_never_outlives_a_quotes_freshness():
+    edge, documents = lists()
+    ticket = edge.ticket(("BTC", "ETH"), None)
+    aged = replace(coin_quote("ETH", 2, "2", fetched_at=NOW - timedelta(seconds=MAX_AGE - 5)),
+                   cached_until=NOW + timedelta(seconds=50))
+
+    edge.publish(ticket, answer(BTC=cached("BTC", 1), ETH=ServedQuote(aged, Source.CACHE)), "b")
+
+    assert [expire for *_, expire in documents.written] == [5]
+
+
+def test_what_the_edge_must_never_serve_is_never_written():
+    edge, documents = lists()
+    never = {
+        "a stale quote": answer(BTC=cached("BTC", 1), ETH=cached("ETH", 2, stale=True)),
+        "a quote from the database": answer(BTC=cached("BTC", 1),
+                                            ETH=cached("ETH", 2, source=Source.DATABASE)),
+        "a fresh fetch": answer(BTC=cached("BTC", 1), ETH=cached("ETH", 2, source=Source.PROVIDER)),
+        "an unknown symbol": QuoteAnswer(quotes={"BTC": cached("BTC", 1)},
+                                         unknown_symbols=("ETH",)),
+        "an entry about to expire": answer(BTC=cached("BTC", 1), ETH=cached("ETH", 2, left=0.9)),
+        "an entry without its expiry": answer(
+            BTC=cached("BTC", 1), ETH=ServedQuote(coin_quote("ETH", 2, "2"), Source.CACHE)),
+    }
+    for why, refused in never.items():
+        edge.publish(edge.ticket(("BTC", "ETH"), None), refused, "b")
+        assert documents.written == [], why
+
+
+def test_conversions_single_symbols_and_a_cache_without_memcached_get_no_ticket():
+    edge, _ = lists()
+
+    assert edge.ticket(("BTC", "ETH"), "EUR") is None
+    assert edge.ticket(("BTC",), None) is None  # the one-symbol document is written with the quote
+    assert EdgeLists(None, max_age_seconds=MAX_AGE).ticket(("BTC", "ETH"), None) is None
+
+
+def test_lists_seen_once_share_a_small_budget_and_lists_seen_again_a_larger_one():
+    edge, documents = lists(first_sight_bytes=1_000, repeat_bytes=10_000)
+    body = "x" * 300
+    quotes = answer(BTC=cached("BTC", 1), ETH=cached("ETH", 2))
+
+    for n in range(10):  # ten distinct lists (the answer stands in for each): 3,000 bytes
+        edge.publish(replace(edge.ticket(("BTC", "ETH"), None), digest=f"junk{n}"), quotes, body)
+    assert len(documents.written) == 3  # 900 bytes of the 1,000 for first sightings
+    for _ in range(5):  # a list seen before (a dashboard polling) still gets written
+        edge.publish(replace(edge.ticket(("BTC", "ETH"), None), digest="junk0"), quotes, body)
+    assert len(documents.written) == 8
