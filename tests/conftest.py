@@ -109,8 +109,10 @@ def memcached_servers(memcached_pair) -> list[str]:
 def engine(database_url):
     engine = create_engine(database_url)
     with engine.begin() as conn:
-        # The symbols asked for too: calls carry the hot ones, and another test's would ride.
-        conn.execute(text("TRUNCATE quotes, coins, requested_symbols RESTART IDENTITY CASCADE"))
+        # The symbols asked for too: calls carry the hot ones, and another test's would ride;
+        # and the credit governor's counts and verdicts (another test's day is not this one's).
+        conn.execute(text("TRUNCATE quotes, coins, requested_symbols, budget_counters"
+                          " RESTART IDENTITY CASCADE"))
     yield engine
     engine.dispose()
 

@@ -105,13 +105,8 @@ class SpendingPolicy:
     def convert_share_credits(self) -> int:
         return math.floor(self.daily_credits * self.convert_share)
 
-    def calls_allowed(self, purpose: Purpose, *, alone: bool = False) -> int:
-        """Calls this minute `purpose` may take part in (requests: all of them). A process
-        counting `alone` (the shared counters unreachable), beside an unknown number doing the
-        same, takes requests only, a tenth of the minute each."""
-        if alone:
-            return max(1, math.floor(self.calls_per_minute * REQUEST_RESERVE_SHARE)) \
-                if purpose is Purpose.REQUEST else 0
+    def calls_allowed(self, purpose: Purpose) -> int:
+        """Calls this minute `purpose` may take part in (requests: all of them)."""
         if purpose is Purpose.REQUEST:
             return self.calls_per_minute
         return self.calls_per_minute - math.floor(self.calls_per_minute * REQUEST_RESERVE_SHARE)

@@ -17,8 +17,10 @@ import psycopg2
 import pytest
 import requests
 from pymemcache.client.base import Client as MemcacheClient
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from src.adapters.budget.notes import budget_namespace
 from tests.servers import free_port, stop, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -220,6 +222,7 @@ class FaultyStack:
     service: Process
     fake: Process
     memcached_servers: list[str] = field(default_factory=list)
+    database_url: str = ""
 
     def script(self, http: requests.Session, **failure) -> None:
         http.post(self.fake.url + "/__fake__/failures", json=failure).raise_for_status()
@@ -229,14 +232,21 @@ class FaultyStack:
                 if c["path"].endswith("quotes/latest")]
 
     def reset(self, http: requests.Session) -> None:
-        """A clean upstream, and no memory of it: the credit governor keeps CoinMarketCap's
-        limit verdicts (a scripted 1008/1009/1010) in memcached for every process."""
+        """A clean upstream, and no memory of it: the cache, and the credit governor's counts
+        and CoinMarketCap's limit verdicts (a scripted 1008/1009/1010), which it keeps in the
+        database for every process."""
         http.post(self.fake.url + "/__fake__/reset").raise_for_status()
         for server in self.memcached_servers:
             host, _, port = server.rpartition(":")
             client = MemcacheClient((host, int(port)), connect_timeout=1, timeout=1)
             client.flush_all(noreply=False)
             client.close()
+        if self.database_url:
+            engine = create_engine(self.database_url)
+            with engine.begin() as conn:
+                conn.execute(text("DELETE FROM budget_counters WHERE name LIKE :ours"),
+                             {"ours": f"%{budget_namespace(self.fake.url, E2E_KEY)}%"})
+            engine.dispose()
 
 
 def start_fake_cmc(log: Path) -> Process:
@@ -250,6 +260,6 @@ def faulty(e2e_dir, e2e_database_url, memcached_servers) -> Iterator[FaultyStack
     fake = start_fake_cmc(e2e_dir / "faulty-fake.log")
     env = service_env(fake.url, e2e_database_url, memcached_servers)
     service = start_gunicorn(env, e2e_dir / "faulty-gunicorn.log", workers=1)
-    yield FaultyStack(service, fake, memcached_servers)
+    yield FaultyStack(service, fake, memcached_servers, e2e_database_url)
     stop(service.process)
     stop(fake.process)

@@ -78,12 +78,6 @@ def test_a_tenth_of_the_minute_is_kept_for_requests_alone():
     assert BASIC.calls_allowed(Purpose.REFRESH) == BASIC.calls_allowed(Purpose.CONVERT) == 27
 
 
-def test_a_process_counting_alone_takes_requests_only_a_tenth_of_the_minute():
-    assert BASIC.calls_allowed(Purpose.REQUEST, alone=True) == 3
-    assert BASIC.calls_allowed(Purpose.REFRESH, alone=True) == 0
-    assert BASIC.calls_allowed(Purpose.CONVERT, alone=True) == 0
-
-
 def test_refresh_ahead_needs_a_round_per_max_age_for_the_rest_of_the_day():
     assert BASIC.refresh_need(MORNING, 100) == 288  # 86,400 s / 300 s, one credit a round
     assert BASIC.refresh_need(NOON, 100) == 144

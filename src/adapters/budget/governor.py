@@ -30,7 +30,7 @@ ELSEWHERE = "elsewhere"  # credits CoinMarketCap counted today that no reservati
 
 _PREFIX = "coinquote:credits:v1"
 _LOCAL_MEMO_SECONDS = 30.0  # how long a process trusts the shared key-info note it last read
-_SHARED_RETRY_SECONDS = 10.0  # after a storage failure, count in-process this long
+_SHARED_RETRY_SECONDS = 10.0  # after a storage failure, no call (and local figures) this long
 _DAY_TTL = 2 * 86_400
 _HOT_NOTE_SECONDS = 3_600.0  # a refresher gone this long no longer needs credits
 _T = TypeVar("_T")
@@ -48,8 +48,9 @@ class SharedCreditGovernor(CreditGovernor):
     Calls are counted per calendar minute, credits per day and purpose; a reservation is counted
     first and given back when it breaks a rule, so that racing processes can never overspend
     together, and settled to what CoinMarketCap charged once the call is answered. When the
-    board fails the governor counts in-process for a few seconds, on from the counts it last
-    read there, and tries again; it never raises anything but BudgetSpent.
+    board fails, no call is allowed for a few seconds (processes counting alone would overspend
+    together); /usage meanwhile shows this process's figures, on from the counts it last read
+    there. It never raises anything but BudgetSpent.
 
     CoinMarketCap's verdicts (`honour`) stop every call until they lapse: a minute's until the
     next minute (or its Retry-After), a day's until the daily reset (read from key info when
@@ -179,9 +180,9 @@ class SharedCreditGovernor(CreditGovernor):
                           "holds_max_age": policy.holds_max_age(max(1, hot))},
         }
 
-    def policy(self) -> SpendingPolicy:
-        """The spending rules for the plan in force."""
-        plan = self.plan()
+    def policy(self, plan: Plan | None = None) -> SpendingPolicy:
+        """The spending rules for `plan` (default: the plan in force)."""
+        plan = plan or self.plan()
         return SpendingPolicy(plan.daily_credits, plan.calls_per_minute,
                               self.convert_credit_share, self.max_age_seconds,
                               self.refresh_interval_seconds)
@@ -195,10 +196,15 @@ class SharedCreditGovernor(CreditGovernor):
                 raise periods.budget_spent(
                     until - now, f"CoinMarketCap refused calls ({code}) until"
                     f" {periods.iso(until)}", code)
+        if board is not self._shared:
+            # The shared counts cannot be read: every process would count alone, together past
+            # the plan (and what a call brings back could not be stored either). No call until
+            # they can; stored and cached quotes are served meanwhile.
+            raise periods.budget_spent(timedelta(seconds=_SHARED_RETRY_SECONDS),
+                                       "the shared credit counters cannot be reached")
         policy = self.policy()
         minute_key = self._minute_key(now)
-        allowed = policy.calls_allowed(purpose, alone=board is not self._shared)
-        if board.add(minute_key, 1, ttl=120) > allowed:
+        if board.add(minute_key, 1, ttl=120) > policy.calls_allowed(purpose):
             board.give_back(minute_key, 1)
             raise periods.budget_spent(periods.next_minute(now) - now,
                                        "no more calls to CoinMarketCap this minute")
@@ -369,9 +375,7 @@ class SharedCreditGovernor(CreditGovernor):
         if figures in self._warned_plans:
             return
         self._warned_plans.add(figures)
-        policy = SpendingPolicy(plan.daily_credits, plan.calls_per_minute,
-                                self.convert_credit_share, self.max_age_seconds,
-                                self.refresh_interval_seconds)
+        policy = self.policy(plan)
         if not policy.holds_max_age():
             logger.warning(
                 "the CoinMarketCap plan (%d credits a day) cannot keep hot quotes within"
@@ -389,8 +393,8 @@ class SharedCreditGovernor(CreditGovernor):
             except BudgetSpent:
                 raise
             except Exception as exc:  # noqa: BLE001 - the port promises nothing but BudgetSpent
-                logger.warning("credit counters unreachable (%s); counting in this process for"
-                               " %d s", type(exc).__name__, _SHARED_RETRY_SECONDS)
+                logger.warning("credit counters unreachable (%s); no CoinMarketCap call for %d s",
+                               type(exc).__name__, _SHARED_RETRY_SECONDS)
                 self._shared_down_until = time.monotonic() + _SHARED_RETRY_SECONDS
             self._count_on_locally()
         return operation(self._local)
