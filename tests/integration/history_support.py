@@ -51,7 +51,7 @@ def open_backend(dialect: str, request: pytest.FixtureRequest, directory: Path) 
 
 def newest_per_interval(times: Iterable[datetime], seconds: int | None, start: datetime,
                         end: datetime, count: int) -> list[datetime]:
-    """The contract's rule written out plainly (fetch times are distinct here): of the `count`
+    """The rule of README "Price history" written out plainly (fetch times are distinct here): of the `count`
     newest intervals of the range, the newest fetch of each that holds one."""
     if seconds is not None:
         oldest_interval = int(end.timestamp()) // seconds - count + 1

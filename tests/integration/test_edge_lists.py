@@ -1,6 +1,6 @@
 """List documents on real memcached through the wired app: written when the app answers a list
 from its cache, on every server, and gone once one of its quotes is cached anew (a document is
-never older than its quotes' entries; contract §6)."""
+never older than its quotes' entries; README "Deploy")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Which list answers become edge documents (contract §6): only what the app would serve from its
+"""Which list answers become edge documents (README "Deploy"): only what the app would serve from its
 cache, never past a quote's entry or freshness, and bounded against a flood of distinct lists."""
 
 from __future__ import annotations
