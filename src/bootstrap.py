@@ -172,7 +172,7 @@ def build_governor(settings: Settings, clock: Clock, *, read_key_info: bool = Tr
     must outlive a memcached node that restarts or evicts them (the chaos run lost them so).
     Without a database (tests that replace the repository): memcached, else this process."""
     key_info = CoinMarketCapKeyInfo(base_url=settings.cmc_base_url, api_key=settings.cmc_api_key)
-    board: Board = SqlBoard(engine) if engine is not None else build_board(
+    board: Board = SqlBoard(budget_engine(engine)) if engine is not None else build_board(
         settings.memcached_servers)
     return SharedCreditGovernor(
         board=board, clock=clock,
@@ -183,6 +183,15 @@ def build_governor(settings: Settings, clock: Clock, *, read_key_info: bool = Tr
         max_age_seconds=settings.quote_max_age_seconds or None,
         namespace=budget_namespace(settings.cmc_base_url, settings.cmc_api_key),
     )
+
+
+def budget_engine(engine: Engine) -> Engine:
+    """The credit counters' own small pool on PostgreSQL, so that their statements never wait
+    for (nor count among) the quote path's connections; SQLite's one file shares its engine."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    return create_engine(engine.url, pool_size=1, max_overflow=4, pool_recycle=1800,
+                         pool_pre_ping=True, connect_args={"connect_timeout": 3})
 
 
 def build_repository(settings: Settings, database: Database) -> QuoteRepository:

@@ -141,7 +141,8 @@ class Refresher:
         if self.policy.window_seconds <= 0:
             return None
         last = self.lease.last_round()
-        interval = 0.0 if due_now else self.interval(last.symbols if last else 0)
+        # The first round ever is due: no round started before it to space it from.
+        interval = 0.0 if due_now or last is None else self.interval(last.symbols)
         if not self.lease.acquire(self.holder, self.policy.lease_seconds, interval):
             return None
         finished: RefreshRound | None = None
@@ -225,6 +226,9 @@ class Refresher:
         started = self.clock.now()
         symbols = self.request_log.requested_since(
             started - timedelta(seconds=self.policy.window_seconds))
+        # Every process learns at once how many symbols are hot: what refresh-ahead needs
+        # for them comes before conversions.
+        self.governor.refresh_interval(len(symbols))
         riders = self._riding_along(started, symbols)
         due = self._due([*symbols, *riders], started)
         batches = self._batches([s for s in symbols if s in due], [s for s in riders if s in due])

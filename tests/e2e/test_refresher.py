@@ -31,7 +31,7 @@ from tests.e2e.conftest import (
 from tests.servers import free_port, stop, wait_for_port
 
 INTERVAL = 2
-MAX_AGE = 3
+MAX_AGE = 6  # due after 3 s: refreshed every second round, never stale between them
 LEASE_SECONDS = 15  # RefreshPolicy: a call may take 10 s, the lease outlives it by 5
 
 
@@ -102,6 +102,12 @@ def fresh(stack, flush_memcached) -> Stack:
     return stack
 
 
+def until_due(fetched: float) -> None:
+    """Wait until quotes fetched at `fetched` are due for a refresh (half the max age): a round
+    refreshes only those. A computed moment, not a race with another process."""
+    time.sleep(max(0.0, fetched + MAX_AGE / 2 + 0.5 - time.monotonic()))
+
+
 def rounds_logged(text: str) -> list[int]:
     """The calls of each round a refresher logged."""
     return [int(line.split(" in ")[1].split(" call")[0])
@@ -138,7 +144,9 @@ def test_each_round_is_one_upstream_call_per_100_symbols(fresh):
     symbols = [f"SYN{i}" for i in range(1, 251)]
     for start in range(0, 250, 100):
         assert fresh.get(",".join(symbols[start:start + 100])).status_code == 200
+    fetched = time.monotonic()
     assert wait_for(lambda: fresh.requested(symbols), 30), "the workers never noted the symbols"
+    until_due(fetched)
     before = len(fresh.quote_calls())
 
     done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "refresh", "--once"],
@@ -205,7 +213,9 @@ def test_sigterm_inside_a_round_stops_the_refresher_between_batches(fresh):
     symbols = [f"SYN{i}" for i in range(300, 550)]  # three batches at least
     for start in range(0, 250, 100):
         assert fresh.get(",".join(symbols[start:start + 100])).status_code == 200
-    time.sleep(3)  # the workers' buffers flush; the quotes come due
+    fetched = time.monotonic()
+    assert wait_for(lambda: fresh.requested(symbols), 30), "the workers never noted the symbols"
+    until_due(fetched)
     fresh.set_latency(2)  # each batch's call takes 2 s
     before = len(fresh.quote_calls())
     refresher = fresh.refresher("sigterm")

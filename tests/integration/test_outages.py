@@ -104,20 +104,24 @@ def test_memcached_down_mid_run_stored_symbols_answer_from_the_database(client, 
     assert sources(client, "BTC") == {"BTC": "cache"}
 
 
-def test_database_down_cached_symbols_answer_and_new_ones_come_from_the_provider(client, own_postgres, cmc):
+def test_database_down_cached_symbols_answer_and_new_ones_wait_for_the_credit_counters(
+        client, own_postgres, cmc):
     assert sources(client, "BTC") == {"BTC": "provider"}
+    calls = len(cmc.quote_calls())
 
     own_postgres.pause()
     try:
         cached = sources(client, "BTC")
-        fresh = sources(client, "DOGE")
-        again = sources(client, "DOGE")
+        new = client.get("/api/v1/quotes?symbol=DOGE")
     finally:
         own_postgres.resume()
 
     assert cached == {"BTC": "cache"}
-    assert fresh == {"DOGE": "provider"}
-    assert again == {"DOGE": "cache"}  # not stored, but cached: nothing the client asked for is lost
+    # The credit counters live in the database: no call while they cannot be read (processes
+    # counting alone would together overspend the plan), and nothing fetched would be stored.
+    assert new.status_code == 503 and int(new.headers["Retry-After"]) > 0
+    assert "credit" in new.get_json()["message"]
+    assert len(cmc.quote_calls()) == calls
 
 
 def test_a_slow_upstream_call_does_not_cost_the_write_its_connection(client, own_postgres, cmc):
