@@ -252,13 +252,18 @@ def restart_postgres(stack: Stack, pause: float) -> None:
 
 
 def fail_coinmarketcap(stack: Stack, seconds: float) -> None:
-    """500s for half of `seconds`, then answers later than the 8 s deadline (no credit)."""
+    """500s for half of `seconds` (never charged), then answers later than the 8 s deadline:
+    CoinMarketCap charges an answer it sends whether or not the client still waits, and a call
+    that timed out keeps its reservation, so /usage and the fake still agree."""
     stack.fake("POST", "/__fake__/failures", {"status": 500, "times": 1_000_000})
     time.sleep(seconds / 2)
     stack.fake("DELETE", "/__fake__/failures")
-    stack.fake("POST", "/__fake__/failures", {"status": 500, "delay": 10, "times": 1_000_000})
+    stack.fake("POST", "/__fake__/latency", {"seconds": 10})
+    late = time.time()
     time.sleep(seconds / 2)
-    stack.fake("DELETE", "/__fake__/failures")
+    stack.fake("POST", "/__fake__/latency", {"seconds": 0})
+    # What it sent after the deadline nobody read: no history row can hold it.
+    stack.disruptions.append(("CoinMarketCap late", late, time.time() + 10))
 
 
 def kill_the_lease_holder(stack: Stack) -> str:

@@ -181,6 +181,7 @@ def build_governor(settings: Settings, clock: Clock, *, read_key_info: bool = Tr
         convert_credit_share=settings.convert_credit_share,
         refresh_interval_seconds=settings.refresh_interval_seconds,
         max_age_seconds=settings.quote_max_age_seconds or None,
+        refresh_ahead=settings.refresh_window_seconds > 0,
         namespace=budget_namespace(settings.cmc_base_url, settings.cmc_api_key),
     )
 

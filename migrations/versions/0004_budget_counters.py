@@ -1,4 +1,5 @@
-"""budget counters: the credit governor's counters in the database, when there is no memcached
+"""budget counters: the credit governor's counters and notes, shared by every process of a
+deployment
 
 Revision ID: 0004
 Revises: 0003

@@ -496,3 +496,13 @@ def test_a_plan_too_small_for_the_max_age_says_so_once_with_the_bound_it_holds(c
     assert len(warnings) == 1 and "960 s" in warnings[0]
     assert governor(daily_credits=333, max_age_seconds=300).plan() and len(
         [r for r in caplog.records if "cannot keep" in r.getMessage()]) == 1
+
+
+def test_before_its_refresher_says_anything_refresh_ahead_needs_a_round_per_max_age():
+    # A deployment starting: conversions must not take what the first hot symbols will need.
+    gov = governor(FixedClock(MIDNIGHT), daily_credits=333, max_age_seconds=300,
+                   refresh_ahead=True)
+    gov.refresh_interval(0)  # a first round over nothing says nothing
+
+    assert gov.usage()["today"]["refresh_need"] == 288
+    assert spend(gov, Purpose.CONVERT, 50) == 333 - 34 - 288

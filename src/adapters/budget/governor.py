@@ -9,12 +9,13 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from limits.storage import MemoryStorage
 
 from src.adapters.budget import notes, periods
 from src.adapters.budget.board import MAX_TTL_SECONDS, Board, LimitsBoard
+from src.adapters.budget.usage import usage_report
 from src.adapters.coinmarketcap.key_info import KeyInfo
 from src.domain.errors import BudgetSpent, LimitVerdict
 from src.domain.model import Plan, Purpose
@@ -68,6 +69,7 @@ class SharedCreditGovernor(CreditGovernor):
         convert_credit_share: float = 0.5,
         refresh_interval_seconds: float | None = None,
         max_age_seconds: float | None = None,
+        refresh_ahead: bool = False,
         key_info_every_seconds: float = KEY_INFO_EVERY_SECONDS,
         namespace: str = "",
     ) -> None:
@@ -81,6 +83,7 @@ class SharedCreditGovernor(CreditGovernor):
         self.convert_credit_share = convert_credit_share
         self.refresh_interval_seconds = refresh_interval_seconds
         self.max_age_seconds = max_age_seconds
+        self.refresh_ahead = refresh_ahead
         self.key_info_every_seconds = key_info_every_seconds
         self._shared = board or LimitsBoard(MemoryStorage())
         self._local = self._shared if not self._shared.shared else LimitsBoard(MemoryStorage())
@@ -149,36 +152,13 @@ class SharedCreditGovernor(CreditGovernor):
         spent = self._on_board(lambda board: self._spent(board, now))
         return self.policy().refresh_interval(spent, self._day(now), symbols)
 
-    def usage(self) -> dict:
+    def usage(self) -> dict[str, Any]:
         now = self.clock.now()
-        policy = self.policy()
         spent, calls, verdicts, hot = self._on_board(lambda board: (
             self._spent(board, now), board.counts([self._minute_key(now)])[0],
             self._verdicts(board), self._hot_symbols(board)))
-        day = self._day(now)
-        blocked = [(until, code) for until, code in verdicts if until > now]
-        bound = policy.bound_held(max(1, hot))
-        return {
-            "plan": {"daily_credits": policy.daily_credits,
-                     "calls_per_minute": policy.calls_per_minute, "source": self.plan().source},
-            "today": {
-                "date": now.date().isoformat(),
-                "credits_used": spent.total,
-                "credits_left": max(0, policy.daily_credits - spent.total),
-                "by_purpose": {p.value: spent.of(p) for p in Purpose},
-                "spent_elsewhere": spent.elsewhere,
-                "request_reserve": policy.request_reserve,
-                "refresh_need": policy.refresh_need(day, hot),
-                "convert_cap": policy.convert_cap(spent, day, hot),
-                "resets_at": now + timedelta(seconds=day.seconds_left),
-            },
-            "minute": {"calls": calls, "calls_left": max(0, policy.calls_per_minute - calls)},
-            "blocked": (
-                {"upstream_code": max(blocked)[1], "until": max(blocked)[0]} if blocked else None
-            ),
-            "freshness": {"bound_held_seconds": math.ceil(bound),
-                          "holds_max_age": policy.holds_max_age(max(1, hot))},
-        }
+        return usage_report(now, self.policy(), self.plan().source, self._day(now), spent,
+                            calls, verdicts, hot)
 
     def policy(self, plan: Plan | None = None) -> SpendingPolicy:
         """The spending rules for `plan` (default: the plan in force)."""
@@ -276,8 +256,11 @@ class SharedCreditGovernor(CreditGovernor):
 
     def _note_hot(self, symbols: int) -> None:
         """Tell every process how many symbols are hot (what refresh-ahead needs depends on it);
-        written when it changes, or before the note expires."""
+        written when it changes, or before the note expires. None is never written: a round
+        over nothing (a refresher starting before any request) says nothing of the next."""
         now = time.monotonic()
+        if symbols <= 0:
+            return
         if self._hot_written is not None and self._hot_written[1] == symbols \
                 and now - self._hot_written[0] < _HOT_NOTE_SECONDS / 2:
             return
@@ -286,8 +269,12 @@ class SharedCreditGovernor(CreditGovernor):
         self._hot_written = (now, symbols)
 
     def _hot_symbols(self, board: Board) -> int:
+        """How many symbols refresh-ahead keeps fresh, as its refresher last said; while none has
+        said (a deployment starting), at least one when refresh-ahead is on: what it will need
+        for up to 100 symbols is one credit a round all the same."""
         (note,) = board.notes([f"{self._prefix}:hot"])
-        return notes.hot_count_from_note(note)
+        count = notes.hot_count_from_note(note)
+        return count if count is not None else 1 if self.refresh_ahead else 0
 
     # -- CoinMarketCap's verdicts ---------------------------------------------------------------
 

@@ -31,9 +31,10 @@ def verdict_from_note(note: str | None) -> tuple[datetime, int] | None:
         return None
 
 
-def hot_count_from_note(note: str | None) -> int:
+def hot_count_from_note(note: str | None) -> int | None:
+    """The number of hot symbols a refresher last wrote; None when there is none (or junk)."""
     return int(note) if note is not None and note.isascii() and note.isdigit() \
-        and len(note) < 7 else 0
+        and len(note) < 7 else None
 
 
 def key_info_note(read_at: float, info: KeyInfo) -> str:

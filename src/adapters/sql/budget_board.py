@@ -1,7 +1,8 @@
 """SqlBoard: the credit governor's board in the deployment's database (`budget_counters`).
 
-Without memcached, every process of one deployment (gunicorn's workers, the refresher) shares
-the database already, so its counters live there: one budget, not one per process. Each
+Every process of one deployment (gunicorn's workers, the refresher, each replica) shares the
+database already, so the counters live there: one budget, not one per process, and none lost
+with a memcached node that restarts or evicts. Each
 operation is one statement (an upsert whose conflict clause does the arithmetic), so racing
 processes count exactly; expired rows count as absent and are deleted as counters are made.
 Only provider calls and /usage reach it, never a cache hit.

@@ -165,8 +165,8 @@ class RefreshLeaseRow(db.Model):  # type: ignore[name-defined]
 
 
 class BudgetCounterRow(db.Model):  # type: ignore[name-defined]
-    """A credit-governor counter or note shared by every process of a deployment without
-    memcached (src/adapters/sql/budget_board.py): live until `expires_at` (Unix seconds)."""
+    """A credit-governor counter or note shared by every process of a deployment
+    (src/adapters/sql/budget_board.py): live until `expires_at` (Unix seconds)."""
 
     __tablename__ = "budget_counters"
 
