@@ -52,7 +52,7 @@ from src.domain.ports import (
 )
 from src.domain.refresh import Refresher, RefreshPolicy
 from src.domain.service import QuoteService
-from src.domain.spending import call_purpose
+from src.domain.spending import call_purpose, retry_cost
 from src.entrypoints.http.quotes.render import QuoteRenderer
 from src.entrypoints.settings import Settings
 
@@ -159,11 +159,13 @@ def _required(database: Database | None) -> Database:
 
 
 def build_provider(settings: Settings, governor: CreditGovernor) -> QuoteProvider:
-    # A retry is one more call against the plan's minute (errors cost no credits): the governor
+    # A retry is one more call against the plan's minute, and after a timeout (maybe answered
+    # and charged after we gave up) one more call's credits; errors cost none. The governor
     # counts it for the purpose of the call it retries, and refuses it (BudgetSpent ends the
-    # retries) when the minute is used up.
+    # retries) when the budget allows no more.
     return CoinMarketCapProvider(base_url=settings.cmc_base_url, api_key=settings.cmc_api_key,
-                                 before_retry=lambda: governor.reserve(call_purpose(), 0))
+                                 before_retry=lambda previous: governor.reserve(
+                                     call_purpose(), retry_cost(previous)))
 
 
 def build_governor(settings: Settings, clock: Clock, *, read_key_info: bool = True,

@@ -40,7 +40,7 @@ DAY_SECONDS = 86_400.0
 MIN_PACE_SECONDS = 3_600.0
 
 _F = TypeVar("_F", bound=Fetched[Any, Any])
-_purpose: ContextVar[Purpose | None] = ContextVar("coinquote_call_purpose", default=None)
+_calling: ContextVar[tuple[Purpose, int] | None] = ContextVar("coinquote_call", default=None)
 
 
 def call_cost(coins: int) -> int:
@@ -185,7 +185,18 @@ class SpendingPolicy:
 def call_purpose() -> Purpose:
     """The purpose of the provider call under way in this context (a retry of it is reserved
     for the same purpose); a request when none is."""
-    return _purpose.get() or Purpose.REQUEST
+    calling = _calling.get()
+    return calling[0] if calling is not None else Purpose.REQUEST
+
+
+def retry_cost(previous_failure: BaseException | None) -> int:
+    """What a retry of the call under way adds to the day: nothing after a failure that cost
+    nothing; after one that may have been charged (a timeout: CoinMarketCap may have answered
+    after we gave up), what the call was expected to cost, since the retry may be charged too."""
+    calling = _calling.get()
+    if calling is None or previous_failure is None or charged_nothing(previous_failure):
+        return 0
+    return calling[1]
 
 
 def paid_call(governor: CreditGovernor | None, purpose: Purpose, coins: int,
@@ -198,7 +209,7 @@ def paid_call(governor: CreditGovernor | None, purpose: Purpose, coins: int,
     if governor is None:
         return call()
     governor.reserve(purpose, estimate)
-    with _calling_for(purpose):
+    with _calling_for(purpose, estimate):
         try:
             fetched = call()
         except QuoteError as exc:
@@ -211,9 +222,9 @@ def paid_call(governor: CreditGovernor | None, purpose: Purpose, coins: int,
 
 
 @contextmanager
-def _calling_for(purpose: Purpose) -> Iterator[None]:
-    token = _purpose.set(purpose)
+def _calling_for(purpose: Purpose, estimate: int) -> Iterator[None]:
+    token = _calling.set((purpose, estimate))
     try:
         yield
     finally:
-        _purpose.reset(token)
+        _calling.reset(token)

@@ -196,7 +196,7 @@ class TestErrors:
                                                                              requests_mock):
         gate_calls = []
 
-        def gate():
+        def gate(previous_failure):
             gate_calls.append(requests_mock.call_count)
             if len(gate_calls) == 2:
                 raise BudgetSpent("the CoinMarketCap credit budget is spent", retry_after=30)

@@ -238,3 +238,28 @@ def test_the_wired_provider_reserves_each_retry_for_the_purpose_of_the_call_it_r
               lambda: provider.fetch_by_symbols(["BTC"], "USD"))
 
     assert governor.reserved == [(Purpose.REFRESH, 1), (Purpose.REFRESH, 0)]
+
+
+def test_a_retry_after_a_timeout_is_reserved_at_the_calls_cost_it_may_be_charged_too():
+    # CoinMarketCap may answer a timed-out attempt after we gave up, and charge it.
+    import requests
+
+    from src.bootstrap import build_provider
+    from src.entrypoints.settings import Settings
+    from tests.unit.cmc_support import BASE, KEY, URL
+
+    governor = FakeCreditGovernor()
+    provider = build_provider(Settings(cmc_api_key=KEY, cmc_base_url=BASE), governor)
+    provider.sleep = lambda seconds: None
+    requests_mock_answers = [{"exc": requests.exceptions.ReadTimeout},
+                             {"json": {"status": {"error_code": 0, "credit_count": 1},
+                                       "data": {}}}]
+
+    import requests_mock as rm
+    with rm.Mocker() as mock:
+        mock.get(URL, requests_mock_answers)
+        paid_call(governor, Purpose.REQUEST, 150,
+                  lambda: provider.fetch_by_symbols(["BTC"], "USD"))
+
+    assert governor.reserved == [(Purpose.REQUEST, 2), (Purpose.REQUEST, 2)]
+    assert governor.settled == [(Purpose.REQUEST, 2, 1)]

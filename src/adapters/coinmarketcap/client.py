@@ -68,7 +68,7 @@ class CoinMarketCapProvider(QuoteProvider):
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         breaker: CircuitBreaker | None = None,
-        before_retry: Callable[[], None] | None = None,
+        before_retry: Callable[[BaseException | None], None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.session = watch(session or requests.Session())
@@ -89,9 +89,11 @@ class CoinMarketCapProvider(QuoteProvider):
         self.sleep = sleep
         self.clock = clock
         self.breaker = breaker or CircuitBreaker()
-        # Called before every attempt after the first: a retry is one more call against the
-        # plan's per-minute limit, so the composition root lets the credit governor count it
-        # (and refuse it by raising BudgetSpent, which ends the retries).
+        # Called before every attempt after the first, with the failure of the attempt before:
+        # a retry is one more call against the plan's per-minute limit, and after a timeout
+        # (which CoinMarketCap may have answered, and charged, after we gave up) one more
+        # call's credits, so the composition root lets the credit governor count it (and refuse
+        # it by raising BudgetSpent, which ends the retries).
         self.before_retry = before_retry
 
     def __repr__(self) -> str:  # never show the session headers (the key) in a repr
@@ -151,7 +153,7 @@ class CoinMarketCapProvider(QuoteProvider):
             with self.breaker.guard():
                 return retrying(deadline, max_attempts=self.max_attempts,
                                 backoff_seconds=self.backoff_seconds, sleep=self.sleep)(
-                    self._get_once, path, params, deadline, [0])
+                    self._get_once, path, params, deadline, _Attempts())
         except (ProviderUnavailable, ProviderError):
             raise
         except Exception as exc:  # a bug of ours: the breaker has ended any trial; a 502
@@ -159,16 +161,18 @@ class CoinMarketCapProvider(QuoteProvider):
             raise ProviderError("CoinMarketCap could not be called") from None
 
     def _get_once(self, path: str, params: Mapping[str, str], deadline: Deadline,
-                  attempts: list[int] | None = None) -> dict[str, Any]:
+                  attempts: _Attempts | None = None) -> dict[str, Any]:
         if attempts is not None:
-            attempts[0] += 1
-            if attempts[0] > 1 and self.before_retry is not None:
-                self.before_retry()
+            attempts.made += 1
+            if attempts.made > 1 and self.before_retry is not None:
+                self.before_retry(attempts.last_failure)
         outcome = "ok"
         try:
             body = self._attempt(path, params, deadline)
         except Exception as exc:
             outcome = _outcome(exc)
+            if attempts is not None:
+                attempts.last_failure = exc
             raise
         finally:
             UPSTREAM_CALLS.labels(outcome).inc()
@@ -227,6 +231,14 @@ class CoinMarketCapProvider(QuoteProvider):
         where = "".join(traceback.format_tb(exc.__traceback__, limit=-3))
         logger.error("unexpected %s while %s: %r\n%s", type(exc).__name__, doing,
                      self._redact(str(exc))[:300], where)
+
+
+class _Attempts:
+    """The attempts of one call so far, and how the last one failed."""
+
+    def __init__(self) -> None:
+        self.made = 0
+        self.last_failure: BaseException | None = None
 
 
 def _read_body(response: requests.Response, deadline: Deadline) -> bytes:
