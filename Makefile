@@ -6,7 +6,7 @@ FAKE_CMC_PORT ?= 8001
 
 LOWEST ?= .venv-lowest
 
-.PHONY: run demo test test-unit test-integration test-e2e test-lowest system-deps fake-cmc bench \
+.PHONY: run demo test lint test-unit test-integration test-e2e test-lowest system-deps fake-cmc bench \
         simulate chaos image clean
 
 $(BIN)/python:
@@ -45,9 +45,14 @@ fake-cmc: $(VENV)/.test-deps
 system-deps:
 	PYTHON=$(PYTHON) scripts/ensure-system-packages.sh
 
-## test: every tier — unit, integration (real PostgreSQL + memcached), end-to-end
-test: system-deps $(VENV)/.test-deps
+## test: lint and types, then every tier — unit, integration (real PostgreSQL + memcached), end-to-end
+test: system-deps lint
 	$(BIN)/python -m pytest
+
+## lint: ruff (lint, import order, 100 columns) and mypy (strict for src/domain); pyproject.toml
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test-unit: $(VENV)/.test-deps
 	$(BIN)/python -m pytest tests/unit

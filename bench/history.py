@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
         else:
             print(f"generated {rows:,} rows over {args.coins} coins in {seconds:.1f} s")
 
-        from src.adapters.orm import db
+        from src.adapters.sql.orm import db
         from src.entrypoints.app import create_app
         from src.entrypoints.settings import Settings
 
@@ -178,7 +178,7 @@ def explain_prune_batch(engine: Any, now: datetime) -> None:
     """The plan of one hourly-thinning batch of one coin (rolled back): it reads one window of
     that coin in one currency through the index, not the table. The generated history is about
     a week long, so the batch thins what is older than one day (HISTORY_FULL_DAYS=1)."""
-    from src.adapters.sql_history import prune_statement, prune_windows
+    from src.adapters.sql.history import prune_statement, prune_windows
     from src.domain.history import HOUR, RetentionPolicy, epoch_seconds, from_epoch
 
     hourly_from, _ = RetentionPolicy(full_days=1).cutoffs(now)

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import requests
 
-from src.domain.spending import BudgetDay, Spent, SpendingPolicy, call_cost
+from src.domain.spending import BudgetDay, SpendingPolicy, Spent, call_cost
 from tests.fake_cmc.app import FakeCmcServer
 from tests.fake_cmc.market import Market, Plan, synthetic_coin
 from tests.servers import Memcached, Postgres, free_port, stop, wait_for_port

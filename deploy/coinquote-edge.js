@@ -1,7 +1,7 @@
 // nginx's side of the edge (deploy/nginx.conf): which memcached key answers a quotes request.
 //
-// The app writes the documents (src/adapters/edge_documents.py) under keys built by
-// src/adapters/cache_keys.py; this file builds the same keys from the request. Change both
+// The app writes the documents (src/adapters/cache/edge_documents.py) under keys built by
+// src/adapters/cache/keys.py; this file builds the same keys from the request. Change both
 // together (tests/unit/test_edge_config.py runs this file under node when it can, and the e2e
 // tier runs it under nginx).
 //

@@ -1,15 +1,14 @@
 """coins and quote history
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-26 05:09:59.833677
 
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
-from src.adapters.orm import ExactDecimal, UTCDateTime
-
+from src.adapters.sql.orm import ExactDecimal, UTCDateTime
 
 # revision identifiers, used by Alembic.
 revision = '0001'
@@ -59,7 +58,8 @@ def upgrade():
     )
     with op.batch_alter_table('quotes', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_quotes_coin_id'), ['coin_id'], unique=False)
-        batch_op.create_index('ix_quotes_lookup', ['lookup_symbol', 'currency', 'fetched_at'], unique=False)
+        batch_op.create_index('ix_quotes_lookup', ['lookup_symbol', 'currency', 'fetched_at'],
+                              unique=False)
 
 
 

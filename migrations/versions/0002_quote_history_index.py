@@ -10,7 +10,6 @@ insert, and the planner can no longer pick it for a history range and filter tho
 """
 from alembic import op
 
-
 # revision identifiers, used by Alembic.
 revision = '0002'
 down_revision = '0001'

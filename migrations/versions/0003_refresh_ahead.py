@@ -5,11 +5,10 @@ Revises: 0002
 Create Date: 2026-11-26 11:15:00
 
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
-from src.adapters.orm import UTCDateTime
-
+from src.adapters.sql.orm import UTCDateTime
 
 # revision identifiers, used by Alembic.
 revision = '0003'
@@ -25,7 +24,8 @@ def upgrade():
     sa.PrimaryKeyConstraint('symbol', name=op.f('pk_requested_symbols'))
     )
     with op.batch_alter_table('requested_symbols', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_requested_symbols_last_requested_at'), ['last_requested_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_requested_symbols_last_requested_at'),
+                              ['last_requested_at'], unique=False)
 
     op.create_table('refresh_lease',
     sa.Column('name', sa.String(length=64), nullable=False),

@@ -1,13 +1,13 @@
-"""budget counters: the credit governor's counters and notes, shared by every process of a deployment
+"""budget counters: the credit governor's counters and notes, shared by every process of a
+deployment
 
 Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-06 16:30:00
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0004'

@@ -90,7 +90,7 @@ def _load_fields(cls: type, data: Any) -> Any:
         raise UnreadableData(f"{cls.__name__} must be an object")
     values = {
         # absent: the dataclass default applies (a newer field, an older entry)
-        f.name: _load_field(f.type, data[f.name]) for f in dataclasses.fields(cls) if f.name in data
+        f.name: _load_field(f.type, data[f.name]) for f in dataclasses.fields(cls) if f.name in data  # type: ignore[arg-type]
     }
     try:
         return cls(**values)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -16,7 +17,6 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 
 HTTP_REQUESTS = Counter(
     "coinquote_http_requests", "HTTP requests answered, by route, method and status.",
@@ -60,11 +60,14 @@ CREDIT_PLAN = Gauge("coinquote_credit_plan", "The CoinMarketCap plan in force, b
 CREDITS_USED_TODAY = Gauge("coinquote_credits_used_today",
                            "CoinMarketCap credits spent today (UTC), by purpose.", ["purpose"],
                            multiprocess_mode="mostrecent")
-CREDITS_LEFT_TODAY = Gauge("coinquote_credits_left_today", "CoinMarketCap credits left today (UTC).",
+CREDITS_LEFT_TODAY = Gauge("coinquote_credits_left_today",
+                           "CoinMarketCap credits left today (UTC).",
                            multiprocess_mode="mostrecent")
-REFRESH_FIGURES = Gauge("coinquote_refresh", "Refresh-ahead: window and interval (seconds), symbols,"
+REFRESH_FIGURES = Gauge("coinquote_refresh",
+                        "Refresh-ahead: window and interval (seconds), symbols,"
                         " last round (Unix time).", ["figure"], multiprocess_mode="mostrecent")
-QUOTE_MAX_AGE = Gauge("coinquote_quote_max_age_seconds", "No quote older than this is served as fresh.",
+QUOTE_MAX_AGE = Gauge("coinquote_quote_max_age_seconds",
+                      "No quote older than this is served as fresh.",
                       multiprocess_mode="mostrecent")
 FRESHNESS_BOUND_HELD = Gauge("coinquote_freshness_bound_held_seconds",
                              "The age the plan keeps hot quotes within at best, all day.",

@@ -12,7 +12,8 @@ class InvalidRequest(QuoteError):
 
 
 class InvalidSymbol(InvalidRequest):
-    """A requested symbol is malformed (empty, too long, characters outside A-Z a-z 0-9, too many)."""
+    """A requested symbol is malformed (empty, too long, characters outside A-Z a-z 0-9, too
+    many)."""
 
 
 class InvalidCurrency(InvalidRequest):
@@ -39,7 +40,15 @@ class ProviderError(QuoteError):
         self.upstream_code = upstream_code
 
 
-class ProviderUnavailable(QuoteError):
+class Unavailable(QuoteError):
+    """Something the answer depends on cannot answer now; `retry_after` (seconds) when known."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(Unavailable):
     """The quote provider is down or rate-limited; `retry_after` (seconds) when it is known.
 
     As for ProviderError, the message is ours and `upstream_code` the provider's code if any.
@@ -47,8 +56,7 @@ class ProviderUnavailable(QuoteError):
 
     def __init__(self, message: str, retry_after: float | None = None,
                  upstream_code: int | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+        super().__init__(message, retry_after)
         self.upstream_code = upstream_code
 
 
@@ -92,4 +100,5 @@ def charged_nothing(error: BaseException) -> bool:
         return True
     if isinstance(error, ProviderTimeout):
         return False
-    return isinstance(error, ProviderUnavailable) or getattr(error, "upstream_code", None) is not None
+    return (isinstance(error, ProviderUnavailable)
+            or getattr(error, "upstream_code", None) is not None)

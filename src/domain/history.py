@@ -8,9 +8,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Protocol
 
-from src.domain.errors import InvalidRequest, ProviderUnavailable, StorageError, UnknownSymbols
+from src.domain.errors import (
+    InvalidRequest,
+    StorageError,
+    Unavailable,
+    UnknownSymbols,
+)
 from src.domain.model import Coin, Quote
 from src.domain.ports import Clock
 
@@ -42,11 +46,9 @@ class InvalidHistoryParameter(InvalidRequest):
         super().__init__(f"{parameter}: {problem}")
 
 
-class HistoryUnavailable(ProviderUnavailable):
-    """The stored history cannot be read now.
-
-    A ProviderUnavailable so that the one error table answers 503: history has no fallback.
-    """
+class HistoryUnavailable(Unavailable):
+    """The stored history cannot be read now (the database failed): a 503, since history has
+    no fallback. Not a ProviderUnavailable: CoinMarketCap has no part in it."""
 
 
 def parse_interval(raw: str, parameter: str = "interval") -> int | None:
@@ -186,7 +188,7 @@ class PruneReport:
         return self.deleted_hourly + self.deleted_daily
 
 
-class HistoryRepository(Protocol):
+class HistoryRepository(abc.ABC):
     """Reads stored quote history in buckets, and thins it."""
 
     @abc.abstractmethod

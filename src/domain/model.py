@@ -48,7 +48,8 @@ class Quote:
 
 
 # The optional figures of a Quote, in declaration order (adapters map them one to one).
-QUOTE_FIGURES = tuple(f.name for f in fields(Quote) if f.name not in {"currency", "price", "last_updated"})
+QUOTE_FIGURES = tuple(f.name for f in fields(Quote)
+                      if f.name not in {"currency", "price", "last_updated"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,12 +149,14 @@ class QuoteAnswer:
     """The answer to one request: served coins keyed by requested symbol, and unknown symbols.
 
     `convert` is the conversion currency asked for (None: none); a served coin whose
-    `converted` is None then had no quote in it in the provider's answer.
+    `converted` is None then had no quote in it in the provider's answer. `reuse_seconds` is
+    how long a client may reuse the answer (src/domain/freshness.py; not part of its value).
     """
 
     quotes: dict[str, ServedQuote] = field(default_factory=dict)
     unknown_symbols: tuple[str, ...] = ()
     convert: str | None = None
+    reuse_seconds: int = field(default=0, compare=False)
 
     @property
     def unconverted_symbols(self) -> tuple[str, ...]:

@@ -1,4 +1,5 @@
-"""The ports the quote service needs. Adapters and test fakes subclass them explicitly.
+"""The ports the quote service needs, as abstract base classes: adapters and test fakes subclass
+them explicitly, and a subclass missing a method fails when it is built, not when first called.
 
 Every port is batch-shaped: one call carries all symbols of a request, so a request costs one
 cache round trip, one database query and one upstream call at most.
@@ -9,14 +10,22 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any
 
 from src.domain.deadline import Deadline
 from src.domain.errors import LimitVerdict
-from src.domain.model import CoinQuote, Fetched, FetchFailure, Plan, Purpose, Quote, RefreshRound
+from src.domain.model import (
+    CoinQuote,
+    Fetched,
+    FetchFailure,
+    Plan,
+    Purpose,
+    Quote,
+    RefreshRound,
+)
 
 
-class QuoteProvider(Protocol):
+class QuoteProvider(abc.ABC):
     """The upstream market-data source (CoinMarketCap)."""
 
     @abc.abstractmethod
@@ -54,7 +63,7 @@ class QuoteProvider(Protocol):
         return self.fetch_by_ids(coin_ids, currency, deadline=deadline).quotes
 
 
-class QuoteRepository(Protocol):
+class QuoteRepository(abc.ABC):
     """Durable storage of every fetched quote (history); serves the newest per symbol."""
 
     @abc.abstractmethod
@@ -76,7 +85,7 @@ class QuoteRepository(Protocol):
         """Raise StorageError unless the storage answers now."""
 
 
-class QuoteCache(Protocol):
+class QuoteCache(abc.ABC):
     """Short-lived shared cache of base-currency quotes. Converted quotes never enter it.
 
     An entry is a quote, or None for a symbol known not to exist (a negative entry), so that
@@ -89,7 +98,8 @@ class QuoteCache(Protocol):
         """Return the cached entries among `symbols` (absent: a miss), in one round trip."""
 
     @abc.abstractmethod
-    def set_many(self, entries: Mapping[str, CoinQuote | None], currency: str, ttl_seconds: int) -> None:
+    def set_many(self, entries: Mapping[str, CoinQuote | None], currency: str,
+                 ttl_seconds: int) -> None:
         """Cache `entries` (keyed by symbol; None marks an unknown symbol) for `ttl_seconds`."""
 
     @abc.abstractmethod
@@ -134,7 +144,7 @@ class QuoteCache(Protocol):
         """Raise StorageError unless the cache answers now."""
 
 
-class CreditGovernor(Protocol):
+class CreditGovernor(abc.ABC):
     """The CoinMarketCap budget, shared by every process and replica (README "Freshness and
     credits"); its rules are src/domain/spending.py's.
 
@@ -175,12 +185,12 @@ class CreditGovernor(Protocol):
         many symbols are hot, for what refresh-ahead needs."""
 
     @abc.abstractmethod
-    def usage(self) -> dict:
+    def usage(self) -> dict[str, Any]:
         """Plain data for /usage and /metrics: plan, today's credits used/left by purpose, and
         the freshness bound the plan holds."""
 
 
-class Clock(Protocol):
+class Clock(abc.ABC):
     """The current time, injected so that the domain never reads the system clock itself."""
 
     @abc.abstractmethod
@@ -192,7 +202,7 @@ class Clock(Protocol):
         """Wait `seconds` (a fake clock just moves on)."""
 
 
-class RequestLog(Protocol):
+class RequestLog(abc.ABC):
     """Which symbols clients asked for, and when: the refresher's list of symbols to keep fresh.
 
     Shared by every process and replica. Writes come in batches (a buffer in each process), so
@@ -212,7 +222,7 @@ class RequestLog(Protocol):
         """
 
 
-class RefreshLease(Protocol):
+class RefreshLease(abc.ABC):
     """The right to run one refresh round, shared by every refresher of every replica.
 
     A lease expires by itself after its TTL, so a refresher killed mid-round blocks the next
@@ -230,7 +240,8 @@ class RefreshLease(Protocol):
 
     @abc.abstractmethod
     def renew(self, holder: str, ttl_seconds: float) -> bool:
-        """Extend `holder`'s lease by `ttl_seconds` from now; False when `holder` no longer holds it.
+        """Extend `holder`'s lease by `ttl_seconds` from now; False when `holder` no longer
+        holds it.
 
         Raises StorageError.
         """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -9,8 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from src.domain.deadline import Deadline
-from src.domain.errors import BudgetSpent, ProviderError, ProviderUnavailable, StorageError
-from src.domain.model import CoinQuote, Purpose, RefreshRound
+from src.domain.errors import (
+    BudgetSpent,
+    ProviderError,
+    ProviderUnavailable,
+    StorageError,
+)
+from src.domain.freshness import due_after_seconds
+from src.domain.model import CoinQuote, Fetched, Purpose, RefreshRound
 from src.domain.ports import (
     Clock,
     CreditGovernor,
@@ -20,8 +27,7 @@ from src.domain.ports import (
     RefreshLease,
     RequestLog,
 )
-
-from src.domain.spending import COINS_PER_CREDIT, due_after_seconds, paid_call
+from src.domain.spending import COINS_PER_CREDIT, paid_call
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +56,19 @@ class RefreshPolicy:
     @property
     def lease_seconds(self) -> float:
         return self.call_seconds + self.lease_margin_seconds
+
+
+@dataclass(frozen=True)
+class RefreshStatus:
+    """Where refresh-ahead stands; OFF when there is no refresher (no database)."""
+
+    window_seconds: int
+    interval_seconds: float | None
+    symbols: int
+    last_round_at: datetime | None
+
+
+REFRESH_OFF = RefreshStatus(window_seconds=0, interval_seconds=None, symbols=0, last_round_at=None)
 
 
 class Refresher:
@@ -101,6 +120,17 @@ class Refresher:
         return self.policy.interval_seconds if self.policy.interval_seconds is not None \
             else derived
 
+    def status(self) -> RefreshStatus:
+        """Where refresh-ahead stands: its window, its interval, the last round (for /usage)."""
+        try:
+            last = self.lease.last_round()
+        except StorageError:
+            last = None
+        symbols = last.symbols if last else 0
+        return RefreshStatus(window_seconds=self.policy.window_seconds,
+                             interval_seconds=self.interval(symbols), symbols=symbols,
+                             last_round_at=last.finished_at if last else None)
+
     def run_round(self, *, due_now: bool = False,
                   stop: threading.Event | None = None) -> RefreshRound | None:
         """Run one round if it is due (or `due_now`) and this process wins the lease; None
@@ -150,6 +180,8 @@ class Refresher:
         return True
 
     def _daily_job_logged(self) -> None:
+        if self.daily_job is None:
+            return
         try:
             self.daily_job()
         except Exception:  # the next day's claim tries again
@@ -213,7 +245,7 @@ class Refresher:
             called: list[bool] = []
             try:
                 fetched = paid_call(self.governor, Purpose.REFRESH, self._coins_of(batch),
-                                    lambda b=batch: self._call(b, called))
+                                    functools.partial(self._call, batch, called))
             except BudgetSpent as exc:
                 calls += bool(called)
                 logger.info("refresh: the credit budget allows no call now (retry in %s s)",
@@ -238,7 +270,7 @@ class Refresher:
         return RefreshRound(started_at=started, finished_at=self.clock.now(), symbols=len(symbols),
                             refreshed=refreshed, calls=calls, stopped=stopped)
 
-    def _call(self, batch: list[str], called: list[bool]):
+    def _call(self, batch: list[str], called: list[bool]) -> Fetched[str, CoinQuote]:
         called.append(True)
         return self.provider.fetch_by_symbols(
             batch, self.policy.base_currency,
@@ -329,20 +361,3 @@ class _LeaseKeeper:
             if not renewed:
                 self.lost = True
                 return
-
-
-def refresh_status(refresher: Refresher | None) -> dict:
-    """Plain data for /usage and /metrics: window, interval, symbols and the last round."""
-    if refresher is None:
-        return {"window_seconds": 0, "interval_seconds": None, "symbols": 0, "last_round_at": None}
-    try:
-        last = refresher.lease.last_round()
-    except StorageError:
-        last = None
-    symbols = last.symbols if last else 0
-    return {
-        "window_seconds": refresher.policy.window_seconds,
-        "interval_seconds": refresher.interval(symbols),
-        "symbols": symbols,
-        "last_round_at": last.finished_at if last else None,
-    }

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
+from src.domain import freshness
+from src.domain.conversion import Conversions
 from src.domain.deadline import Deadline
 from src.domain.errors import (
-    InvalidCurrency,
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
@@ -20,16 +20,27 @@ from src.domain.errors import (
 )
 from src.domain.fetch_claims import FetchClaims, WaitOutcome, error_from, failure_note
 from src.domain.hot_set import HotSet
-from src.domain.model import CoinQuote, Fetched, Purpose, Quote, QuoteAnswer, ServedQuote, Source
-from src.domain.ports import Clock, CreditGovernor, QuoteCache, QuoteProvider, QuoteRepository
-from src.domain.single_flight import SingleFlight
-from src.domain.spending import due_after_seconds, paid_call, room_in_call
+from src.domain.model import (
+    CoinQuote,
+    Fetched,
+    Purpose,
+    QuoteAnswer,
+    ServedQuote,
+    Source,
+)
+from src.domain.ports import (
+    Clock,
+    CreditGovernor,
+    QuoteCache,
+    QuoteProvider,
+    QuoteRepository,
+)
+from src.domain.spending import paid_call, room_in_call
 
 logger = logging.getLogger(__name__)
 
 # The coin asked for in a conversion whose only purpose is to learn whether the currency
 # exists (CoinMarketCap id 1, Bitcoin: listed for good).
-_PROBE_COIN_ID = 1
 
 
 # Below this much time left a provider call cannot connect and read an answer (the adapter
@@ -63,6 +74,15 @@ def sort_cached(symbols: Sequence[str], entries: Mapping[str, CoinQuote | None])
         else:
             served[symbol] = ServedQuote(entry, Source.CACHE)
     return Lookup(served, tuple(unknown), tuple(missing))
+
+
+# Quotes past the max age, marked stale with where they were read, by symbol: what stands in
+# when the provider fails.
+StandIns = Mapping[str, ServedQuote]
+
+
+def _stand_ins(quotes: Mapping[str, CoinQuote], source: Source) -> dict[str, ServedQuote]:
+    return {s: ServedQuote(q, source, stale=True) for s, q in quotes.items()}
 
 
 class QuoteService:
@@ -127,7 +147,7 @@ class QuoteService:
         # Every provider call is reserved here first (None: no budget, e.g. in tests).
         self.governor = governor
         self.hot_set = hot_set
-        self._conversions: SingleFlight[dict[int, Quote]] = SingleFlight()
+        self._conversions = Conversions(self)
 
     def get_quotes(self, symbols: Sequence[str], convert: str | None = None) -> QuoteAnswer:
         """Return the quotes of `symbols` (normalised, distinct), converted when `convert` is set.
@@ -137,27 +157,32 @@ class QuoteService:
         provider is needed and fails (unless a stale stored quote can stand in for each symbol
         concerned). A coin the conversion answer lacks is served with `converted` None.
         """
-        converting = convert is not None and convert != self.base_currency
-        currency_known = self._currency_memory(convert) if converting else None
+        # The currency to convert to, when it costs a call (`convert` is not the base currency).
+        target = convert if convert is not None and convert != self.base_currency else None
+        converting = target is not None
+        currency_known = self._conversions.remembered(target) if target is not None else None
 
         found, aged = self._too_old_as_missing(
             symbols, sort_cached(symbols, self.cache.get_many(symbols, self.base_currency)))
         # Made only when upstream work may follow, so a full cache hit stays one cache read.
         deadline = self._new_deadline() if found.missing or converting else None
-        if found.missing:
+        if found.missing and deadline is not None:
             found = found.then(self._resolve_missing(found.missing, deadline, aged))
         unknown = tuple(s for s in symbols if s in found.unknown)
 
         if not found.served:
-            if converting and not currency_known:
-                self._learn_currency(convert, deadline)
+            if target is not None and deadline is not None and not currency_known:
+                self._conversions.learn(target, deadline)
             raise UnknownSymbols(unknown)
         quotes = {s: found.served[s] for s in symbols if s in found.served}
         if convert == self.base_currency:
             quotes = {s: replace(q, converted=q.coin_quote.quote) for s, q in quotes.items()}
-        elif converting:
-            quotes = self._convert(quotes, convert, currency_known, deadline)
-        return QuoteAnswer(quotes=quotes, unknown_symbols=unknown, convert=convert)
+        elif target is not None and deadline is not None:
+            quotes = self._conversions.convert(quotes, target, currency_known, deadline)
+        reuse = freshness.reuse_seconds(quotes.values(), self.clock.now(),
+                                        self.cache_ttl_seconds, self.max_age)
+        return QuoteAnswer(quotes=quotes, unknown_symbols=unknown, convert=convert,
+                           reuse_seconds=reuse)
 
     def _new_deadline(self) -> Deadline:
         return Deadline(self.upstream_budget_seconds, clock=self._seconds)
@@ -172,11 +197,8 @@ class QuoteService:
                             found: Lookup) -> tuple[Lookup, dict[str, CoinQuote]]:
         """Cache hits older than the max age count as missing; they are returned apart, to stand
         in (stale) if nothing fresher can be had."""
-        if self.max_age is None:
-            return found, {}
-        oldest_allowed = self.clock.now() - self.max_age
-        aged = {s: q.coin_quote for s, q in found.served.items()
-                if q.coin_quote.fetched_at < oldest_allowed}
+        _, aged = freshness.split_by_age({s: q.coin_quote for s, q in found.served.items()},
+                                         self.clock.now(), self.max_age)
         if not aged:
             return found, {}
         served = {s: q for s, q in found.served.items() if s not in aged}
@@ -184,18 +206,14 @@ class QuoteService:
         return Lookup(served, found.unknown, missing), aged
 
     def _ttl_within_max_age(self, quotes: Mapping[str, CoinQuote]) -> int:
-        """The cache TTL, shortened so that no entry outlives the freshness of the oldest quote."""
-        if self.max_age is None or not quotes:
-            return self.cache_ttl_seconds
-        now = self.clock.now()
-        left = min((q.fetched_at + self.max_age - now).total_seconds() for q in quotes.values())
-        return max(1, min(self.cache_ttl_seconds, math.floor(left)))
+        return freshness.ttl_within_max_age(quotes.values(), self.clock.now(),
+                                            self.cache_ttl_seconds, self.max_age)
 
     def _resolve_missing(self, missing: Sequence[str], deadline: Deadline,
                          aged: Mapping[str, CoinQuote]) -> Lookup:
         """Settle cache misses from the database, then the provider for what is still missing."""
-        fresh, stale = self._split_by_age(self._read_stored(missing))
-        stale = {**aged, **stale}
+        fresh, old = self._split_by_age(self._read_stored(missing))
+        stale = {**_stand_ins(aged, Source.CACHE), **_stand_ins(old, Source.DATABASE)}
         if fresh:
             self.cache.set_many(fresh, self.base_currency, self._ttl_within_max_age(fresh))
         stored = Lookup({s: ServedQuote(q, Source.DATABASE) for s, q in fresh.items()},
@@ -204,7 +222,7 @@ class QuoteService:
             return stored
         return stored.then(self._fetch_shared(stored.missing, stale, deadline))
 
-    def _fetch_shared(self, missing: Sequence[str], stale: Mapping[str, CoinQuote],
+    def _fetch_shared(self, missing: Sequence[str], stale: StandIns,
                       deadline: Deadline) -> Lookup:
         """Fetch `missing`, at most one process per symbol at a time.
 
@@ -230,13 +248,13 @@ class QuoteService:
             waited = Lookup()
             if others:
                 waited, aged = self._after_others(claims.wait(others, deadline), stale)
-                stale.update(aged)
+                stale.update(_stand_ins(aged, Source.CACHE))
             # What is still missing: the symbols whose claim vanished, to be claimed again.
             found = found.then(fetched).then(waited)
         return found
 
     def _fetch_claimed(self, mine: tuple[str, ...], claims: FetchClaims,
-                       stale: Mapping[str, CoinQuote], deadline: Deadline) -> Lookup:
+                       stale: StandIns, deadline: Deadline) -> Lookup:
         """Fetch the symbols we hold claims on; release them, with a failure note if it failed."""
         found = Lookup(missing=mine)
         carried: tuple[str, ...] = ()
@@ -263,7 +281,7 @@ class QuoteService:
         claims.release(mine + carried)
         return found
 
-    def _carry(self, needed: tuple[str, ...], stale: Mapping[str, CoinQuote],
+    def _carry(self, needed: tuple[str, ...], stale: StandIns,
                 claims: FetchClaims) -> tuple[str, ...]:
         """The hot symbols a call for `needed` carries in the room its credits pay for anyway,
         stalest first; a symbol another process is fetching is left to it.
@@ -278,13 +296,14 @@ class QuoteService:
         known = any(s in stale for s in needed)
         if not known and max_age is None:
             return ()
-        older_than = due_after_seconds(max_age) if known else max_age
+        older_than = (freshness.due_after_seconds(max_age) if known or max_age is None
+                      else max_age)
         room = room_in_call(self.hot_set.coins(needed))
         candidates = self.hot_set.stalest(room, older_than, leave_out=needed)
         return claims.claim(candidates) if candidates else ()
 
     def _after_others(self, waited: WaitOutcome,
-                      stale: Mapping[str, CoinQuote]) -> tuple[Lookup, dict[str, CoinQuote]]:
+                      stale: StandIns) -> tuple[Lookup, dict[str, CoinQuote]]:
         """What the fetches of others left: their results, their failures (or stale stand-ins),
         a timeout for what is still pending, and the symbols to claim again: those whose claim
         vanished, and those whose result is already past the max age (returned apart too, to
@@ -300,17 +319,17 @@ class QuoteService:
             found = found.then(self._stand_in(waited.pending, stale, timeout))
         return found.then(Lookup(missing=waited.vanished + too_old)), aged
 
-    def _stand_in(self, symbols: tuple[str, ...], stale: Mapping[str, CoinQuote],
+    def _stand_in(self, symbols: tuple[str, ...], stale: StandIns,
                   error: QuoteError) -> Lookup:
-        """Stale stored quotes for `symbols` after a provider failure, or raise `error`."""
+        """Stale quotes for `symbols` after a provider failure, or raise `error`."""
         if any(s not in stale for s in symbols):
             raise error
         logger.warning("provider failed (%s); serving %d stale stored quote(s)", error,
                        len(symbols))
-        return Lookup({s: ServedQuote(stale[s], Source.DATABASE, stale=True) for s in symbols})
+        return Lookup({s: stale[s] for s in symbols})
 
     def _fetch_from_provider(self, symbols: tuple[str, ...], carried: tuple[str, ...],
-                             stale: Mapping[str, CoinQuote], deadline: Deadline) -> Lookup:
+                             stale: StandIns, deadline: Deadline) -> Lookup:
         """One provider call for `symbols` (and the `carried` hot symbols); store and cache the
         answer, unknown symbols too. A symbol answered with nothing readable is a failed fetch
         of it: served stale, never cached as unknown."""
@@ -350,52 +369,9 @@ class QuoteService:
         self, stored: dict[str, CoinQuote]
     ) -> tuple[dict[str, CoinQuote], dict[str, CoinQuote]]:
         """Split stored quotes into those young enough to serve and those that count as missing."""
-        if self.max_age is None:
-            return stored, {}
-        oldest_allowed = self.clock.now() - self.max_age
-        fresh = {s: q for s, q in stored.items() if q.fetched_at >= oldest_allowed}
-        stale = {s: q for s, q in stored.items() if s not in fresh}
-        return fresh, stale
+        return freshness.split_by_age(stored, self.clock.now(), self.max_age)
 
-    # --- conversion ------------------------------------------------------------------------
-
-    def _currency_memory(self, currency: str) -> bool | None:
-        """Whether `currency` is remembered as valid (None: not remembered); raise
-        InvalidCurrency when it is remembered as unknown."""
-        known = self.cache.currency_known(currency)
-        if known is False:
-            raise InvalidCurrency(f"unknown convert currency {currency}")
-        return known
-
-    def _learn_currency(self, currency: str, deadline: Deadline) -> None:
-        """Find out (and remember) whether `currency` exists; raise InvalidCurrency if not."""
-        self._convert_ids((_PROBE_COIN_ID,), currency, None, deadline)
-
-    def _convert(self, quotes: dict[str, ServedQuote], currency: str, currency_known: bool | None,
-                 deadline: Deadline) -> dict[str, ServedQuote]:
-        """Each coin's quote in `currency`, in one call; a coin the answer lacks keeps None."""
-        coin_ids = tuple(dict.fromkeys(q.coin_quote.coin.id for q in quotes.values()))
-        converted = self._convert_ids(coin_ids, currency, currency_known, deadline)
-        missing = [s for s, q in quotes.items() if q.coin_quote.coin.id not in converted]
-        if missing:
-            logger.warning("no %s quote for %s in the conversion answer", currency,
-                           ",".join(missing))
-        return {s: replace(q, converted=converted.get(q.coin_quote.coin.id))
-                for s, q in quotes.items()}
-
-    def _convert_ids(self, coin_ids: tuple[int, ...], currency: str, currency_known: bool | None,
-                     deadline: Deadline) -> dict[int, Quote]:
-        """One conversion call; whether `currency` exists is remembered from its answer."""
-        try:
-            converted = self._call_ids(coin_ids, currency, deadline)
-        except InvalidCurrency:
-            self.cache.remember_currency(currency, False, self.unknown_currency_ttl_seconds)
-            raise
-        if not currency_known:
-            self.cache.remember_currency(currency, True, self.known_currency_ttl_seconds)
-        return converted
-
-    # --- the only two places that call the provider ----------------------------------------
+    # --- the one place a base quote calls the provider (conversions: src/domain/conversion.py)
 
     def _call_symbols(self, symbols: tuple[str, ...],
                       deadline: Deadline) -> Fetched[str, CoinQuote]:
@@ -407,15 +383,3 @@ class QuoteService:
         if self.hot_set is not None:
             self.hot_set.fetched(fetched.quotes, fetched.coins)
         return fetched
-
-    def _call_ids(self, coin_ids: tuple[int, ...], currency: str,
-                  deadline: Deadline) -> dict[int, Quote]:
-        """One conversion call, shared by the identical conversions in flight in this process."""
-        if deadline.expired:
-            raise ProviderTimeout("CoinMarketCap did not answer in time")
-
-        def call() -> dict[int, Quote]:
-            return paid_call(self.governor, Purpose.CONVERT, len(coin_ids), lambda: (
-                self.provider.fetch_by_ids(coin_ids, currency, deadline=deadline))).quotes
-
-        return self._conversions.run((coin_ids, currency), call, deadline.remaining())

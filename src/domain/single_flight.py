@@ -36,10 +36,9 @@ class SingleFlight(Generic[_T]):
         A caller that waits longer than `wait_seconds` for another's call raises ProviderTimeout.
         """
         with self._lock:
-            flight = self._flights.get(key)
-            leading = flight is None
-            if leading:
-                flight = self._flights[key] = _Flight()
+            found = self._flights.get(key)
+            leading = found is None
+            flight = self._flights[key] = _Flight() if found is None else found
         if leading:
             try:
                 flight.result = call()
@@ -53,4 +52,4 @@ class SingleFlight(Generic[_T]):
             raise ProviderTimeout("CoinMarketCap did not answer in time")
         if flight.error is not None:
             raise flight.error
-        return flight.result
+        return flight.result  # type: ignore[return-value]  # set: the call returned

@@ -21,33 +21,26 @@ The order (README "Freshness and credits"), with D the day's credits:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Iterator, TypeVar
+from typing import Any, TypeVar
 
 from src.domain.errors import LimitVerdict, QuoteError, charged_nothing
+from src.domain.freshness import MIN_REFRESH_INTERVAL_SECONDS
 from src.domain.model import Fetched, Purpose
 from src.domain.ports import CreditGovernor
 
 COINS_PER_CREDIT = 100  # a quotes call costs one credit per 100 coins it returns
 REQUEST_RESERVE_SHARE = 0.10  # of the day's credits and of the minute's calls
-MIN_REFRESH_INTERVAL_SECONDS = 60.0  # CoinMarketCap updates a quote about once a minute
 DAY_SECONDS = 86_400.0
 # Before this much of the day has gone, the conversions' pace is read over this much: one
 # conversion in the day's first second is no pace for the whole day.
 MIN_PACE_SECONDS = 3_600.0
 
-_F = TypeVar("_F", bound=Fetched)
+_F = TypeVar("_F", bound=Fetched[Any, Any])
 _calling: ContextVar[tuple[Purpose, int] | None] = ContextVar("coinquote_call", default=None)
-
-
-def due_after_seconds(max_age_seconds: float | None) -> float:
-    """How old a stored quote is before a call refreshes it unasked (a round, or the spare room
-    of another call): half its max age, so that one call in time keeps it under the bound; a
-    minute without a bound (CoinMarketCap updates a quote about once a minute)."""
-    return max_age_seconds / 2 if max_age_seconds else MIN_REFRESH_INTERVAL_SECONDS
 
 
 def call_cost(coins: int) -> int:
@@ -75,7 +68,8 @@ class Spent:
         return self.request + self.refresh + self.convert + self.elsewhere
 
     def of(self, purpose: Purpose) -> int:
-        return getattr(self, Purpose(purpose).value)
+        count: int = getattr(self, Purpose(purpose).value)
+        return count
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,61 +1,51 @@
-"""create_app: the composition root. The only place adapters are built and wired."""
+"""create_app: the Flask application (src/bootstrap.py builds and wires everything else)."""
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
-import uuid
-from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask, request
-from sqlalchemy import create_engine
-from sqlalchemy.engine import Engine
-from flask_caching import Cache
 from flask_migrate import Migrate
 from werkzeug.exceptions import UnprocessableEntity
 
-from src.adapters.coinmarketcap import CoinMarketCapProvider
-from src.adapters.coinmarketcap.key_info import CoinMarketCapKeyInfo
-from src.adapters.buffered_request_log import BufferedRequestLog
-from src.adapters.budget_board import Board, build_board
-from src.adapters.credit_governor import SharedCreditGovernor, budget_namespace
-from src.adapters.orm import db
-from src.adapters.edge_documents import EdgeDocuments
-from src.adapters.edge_lists import EdgeLists
-from src.adapters.quote_cache import FlaskCachingQuoteCache
-from src.adapters.sql_history import SqlHistoryRepository
-from src.adapters.sql_lease import SqlRefreshLease
-from src.adapters.sql_budget import SqlBoard
-from src.adapters.sql_repository import SqlQuoteRepository
-from src.adapters.sql_request_log import SqlRequestLog
-from src.domain.clock import SystemClock
-from src.domain.history import HistoryRepository, HistoryService, RetentionPolicy
-from src.domain.hot_set import HotSet
-from src.domain.ports import Clock, CreditGovernor, QuoteCache, QuoteProvider, QuoteRepository, RefreshLease, RequestLog
-from src.domain.refresh import Refresher, RefreshPolicy
-from src.domain.service import QuoteService
-from src.domain.spending import call_purpose, retry_cost
-from src.entrypoints import chart, health_api, history_api, history_cli, quotes_api
-from src.entrypoints.docs import DOCS_CONFIG, register_docs_assets
+from src.adapters.sql.orm import db
+from src.bootstrap import Database, Overrides, bootstrap
+from src.domain.history import HistoryRepository
+from src.domain.ports import (
+    Clock,
+    CreditGovernor,
+    QuoteCache,
+    QuoteProvider,
+    QuoteRepository,
+    RefreshLease,
+    RequestLog,
+)
+from src.entrypoints.cli.history import history as history_command
+from src.entrypoints.cli.refresh import refresh as refresh_command
 from src.entrypoints.flask_app import CoinquoteFlask
-from src.entrypoints.http_caching import register_http_caching
-from src.entrypoints.errors import CoinquoteApi, register_error_handlers
+from src.entrypoints.http import health
+from src.entrypoints.http.caching import register_http_caching
+from src.entrypoints.http.chart import register_chart
+from src.entrypoints.http.docs import DOCS_CONFIG, register_docs_assets
+from src.entrypoints.http.errors import CoinquoteApi, register_error_handlers
+from src.entrypoints.http.history import resources as history
+from src.entrypoints.http.quotes import resources as quotes
+from src.entrypoints.http.usage import resources as usage
+from src.entrypoints.http.usage.resources import register_usage_gauges
 from src.entrypoints.jsonio import ExactJSONProvider
-from src.entrypoints.refresh_ahead import RefreshAhead
-from src.entrypoints.refresh_cli import refresh as refresh_command
 from src.entrypoints.logs import configure_logging
 from src.entrypoints.observability import register_observability
 from src.entrypoints.proxies import TrustedProxyFix
 from src.entrypoints.rate_limit import register_rate_limit
-from src.entrypoints.render import QuoteRenderer
 from src.entrypoints.settings import Settings
-from src.entrypoints.usage_api import register_usage
+from src.entrypoints.wiring import install
 
 logger = logging.getLogger(__name__)
 
+# The API's resources, in the OpenAPI document's order.
+BLUEPRINTS = (quotes.blp, usage.blp, health.blp, history.blp)
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 API_CONFIG = {
     "API_TITLE": "coinquote",
@@ -69,7 +59,8 @@ API_CONFIG = {
                 " which is cached again for 60 s; else CoinMarketCap, whose answer is stored"
                 " and cached. Converted quotes (`convert`) are fetched for each request and"
                 " never cached or stored.\n\nPrice history of what was stored:"
-                " `/api/v1/quotes/history`, drawn as a chart at [/chart?symbol=BTC](chart?symbol=BTC)."
+                " `/api/v1/quotes/history`, drawn as a chart at"
+                " [/chart?symbol=BTC](chart?symbol=BTC)."
                 "\n\nClients need no credentials: the CoinMarketCap key"
                 " stays on the server."
             )
@@ -78,18 +69,6 @@ API_CONFIG = {
         "security": [],
     },
 }
-
-
-@dataclass(frozen=True)
-class Services:
-    """What the views reach through `current_app.extensions["coinquote"]`."""
-
-    settings: Settings
-    service: QuoteService
-    repository: QuoteRepository
-    cache: QuoteCache
-    renderer: QuoteRenderer
-    edge_lists: EdgeLists
 
 
 def create_app(
@@ -104,55 +83,21 @@ def create_app(
     history_repository: HistoryRepository | None = None,
     governor: CreditGovernor | None = None,
 ) -> Flask:
-    """Build the application; each port may be replaced (tests pass fakes here)."""
+    """The Flask application over what src/bootstrap.py builds; each port may be replaced
+    (tests pass fakes here)."""
     settings = settings or Settings.from_env(os.environ)
+    overrides = Overrides(provider=provider, repository=repository, cache=cache, clock=clock,
+                          request_log=request_log, refresh_lease=refresh_lease,
+                          history_repository=history_repository, governor=governor)
     configure_logging(settings.log_format, settings.cmc_api_key, settings.log_level)
     app = CoinquoteFlask("src")
     app.config.update(settings.to_flask_config())
     app.config.update(API_CONFIG)
     app.config.update(DOCS_CONFIG)
     app.json = ExactJSONProvider(app)
-    app.wsgi_app = TrustedProxyFix(app.wsgi_app, settings.trusted_proxies,
+    app.wsgi_app = TrustedProxyFix(app.wsgi_app, settings.trusted_proxies,  # type: ignore[method-assign]
                                    x_for=1, x_proto=1, x_host=1, x_prefix=1)
-    clock = clock or SystemClock()
-    renderer = QuoteRenderer()
-    repository = repository or build_repository(app)
-    engine = database_engine(app)
-    # A replaced provider is not CoinMarketCap: its key info is not read (the plan is configured
-    # or Basic's).
-    app.extensions["governor"] = governor or build_governor(
-        settings, clock, read_key_info=provider is None, engine=engine)
-    if settings.cmc_daily_credits is not None:
-        # A configured plan is known now: a plan too small for the max age says so at start.
-        app.extensions["governor"].plan()
-    request_log = request_log or (SqlRequestLog(engine) if engine is not None else None)
-    hot_set = (HotSet(request_log, repository, clock, settings.base_currency,
-                      window_seconds=settings.refresh_window_seconds)
-               if request_log is not None and settings.refresh_window_seconds > 0 else None)
-    edge = build_edge(settings, renderer, clock)
-    service = QuoteService(
-        provider=provider or build_provider(settings, app.extensions["governor"]),
-        repository=repository,
-        cache=(cache := cache or build_cache(app, edge, clock)),
-        clock=clock,
-        base_currency=settings.base_currency,
-        cache_ttl_seconds=settings.cache_ttl_seconds,
-        max_age=(
-            timedelta(seconds=settings.quote_max_age_seconds)
-            if settings.quote_max_age_seconds
-            else None
-        ),
-        governor=app.extensions["governor"],
-        hot_set=hot_set,
-    )
-    edge_lists = EdgeLists(edge if isinstance(cache, FlaskCachingQuoteCache) else None,
-                           max_age_seconds=settings.quote_max_age_seconds or None,
-                           now=lambda: clock.now().timestamp())
-    app.extensions["coinquote"] = Services(settings, service, repository, cache, renderer,
-                                           edge_lists)
-    app.extensions["history"] = build_history(app, settings, history_repository, clock)
-    app.extensions["refresh"] = build_refresh(app, settings, service, clock, engine,
-                                              request_log, refresh_lease)
+    install(app, bootstrap(settings, open_database(app, overrides), overrides))
     register_rate_limit(app, settings)
     register_http_caching(app)
     register_api(app)
@@ -165,126 +110,19 @@ def create_app(
     return app
 
 
-def build_provider(settings: Settings, governor: CreditGovernor) -> QuoteProvider:
-    # A retry is one more call against the plan's minute, and after a timeout (maybe answered
-    # and charged after we gave up) one more call's credits; errors cost none. The governor
-    # counts it for the purpose of the call it retries, and refuses it (BudgetSpent ends the
-    # retries) when the budget allows no more.
-    return CoinMarketCapProvider(base_url=settings.cmc_base_url, api_key=settings.cmc_api_key,
-                                 before_retry=lambda previous: governor.reserve(
-                                     call_purpose(), retry_cost(previous)))
-
-
-def build_governor(settings: Settings, clock: Clock, *, read_key_info: bool = True,
-                   engine: Engine | None = None) -> CreditGovernor:
-    """The credit budget, shared by every process through the deployment's database: counts
-    must outlive a memcached node that restarts or evicts them (the chaos run lost them so).
-    Without a database (tests that replace the repository): memcached, else this process."""
-    key_info = CoinMarketCapKeyInfo(base_url=settings.cmc_base_url, api_key=settings.cmc_api_key)
-    board: Board = SqlBoard(budget_engine(engine)) if engine is not None else build_board(
-        settings.memcached_servers)
-    return SharedCreditGovernor(
-        board=board, clock=clock,
-        read_key_info=key_info.read if read_key_info else None,
-        daily_credits=settings.cmc_daily_credits, calls_per_minute=settings.cmc_calls_per_minute,
-        convert_credit_share=settings.convert_credit_share,
-        refresh_interval_seconds=settings.refresh_interval_seconds,
-        max_age_seconds=settings.quote_max_age_seconds or None,
-        refresh_ahead=settings.refresh_window_seconds > 0,
-        namespace=budget_namespace(settings.cmc_base_url, settings.cmc_api_key),
-    )
-
-
-def database_engine(app: Flask) -> Engine | None:
-    """The deployment's database engine; None when the quote repository was replaced (tests)."""
-    if "migrate" not in app.extensions:
+def open_database(app: Flask, overrides: Overrides) -> Database | None:
+    """Flask-SQLAlchemy's session over DATABASE_URL, and the migrations, unless every port on
+    the database was replaced (tests). With the quote repository replaced, only the history
+    uses the session: nothing is migrated and no engine is handed over."""
+    if overrides.repository is not None and overrides.history_repository is not None:
         return None
-    with app.app_context():
-        return db.engine
-
-
-def budget_engine(engine: Engine) -> Engine:
-    """The credit counters' own small pool on PostgreSQL, so that their statements never wait
-    for (nor count among) the quote path's connections; SQLite's one file shares its engine."""
-    if engine.dialect.name != "postgresql":
-        return engine
-    return create_engine(engine.url, pool_size=1, max_overflow=4, pool_recycle=1800,
-                         pool_pre_ping=True, connect_args={"connect_timeout": 3})
-
-
-def build_repository(app: Flask) -> QuoteRepository:
     db.init_app(app)
+    if overrides.repository is not None:
+        return Database(session=db.session, engine=None, context=app.app_context)
     Migrate(app, db, directory=str(MIGRATIONS_DIR))
-    url = app.config["SQLALCHEMY_DATABASE_URI"]
-    # PostgreSQL reads get a small autocommit pool of their own (SQLite's in-memory databases
-    # would be a second, empty database: it keeps switching the session's connection).
-    # Autocommit leaves no transaction to roll back when a connection returns to the pool.
-    reader = (create_engine(url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=8,
-                            pool_reset_on_return=None, **app.config["SQLALCHEMY_ENGINE_OPTIONS"])
-              if url.startswith("postgresql") else None)
-    return SqlQuoteRepository(db.session, reader=reader)
-
-
-def build_history(app: Flask, settings: Settings, repository: HistoryRepository | None,
-                  clock: Clock) -> HistoryService:
-    if repository is None:
-        if "sqlalchemy" not in app.extensions:  # the quote repository was replaced
-            db.init_app(app)
-        repository = SqlHistoryRepository(db.session)
-    policy = RetentionPolicy(settings.history_full_days, settings.history_hourly_days)
-    return HistoryService(repository, clock, settings.base_currency, policy)
-
-
-def build_refresh(app: Flask, settings: Settings, service: QuoteService, clock: Clock,
-                  engine: Engine | None, request_log: RequestLog | None,
-                  lease: RefreshLease | None) -> RefreshAhead:
-    """The per-process buffer of requested symbols and the refresher, both over the database
-    (shared by workers, refreshers and replicas); nothing when neither a database nor fakes."""
-    if request_log is None or lease is None:
-        if engine is None:  # the quote repository was replaced: no database
-            return RefreshAhead()
-        request_log = request_log or SqlRequestLog(engine)
-        lease = lease or SqlRefreshLease(engine, clock, database_time=True)
-    governor = app.extensions["governor"]
-    policy = RefreshPolicy(
-        window_seconds=settings.refresh_window_seconds,
-        interval_seconds=settings.refresh_interval_seconds,
-        cache_ttl_seconds=settings.cache_ttl_seconds,
-        base_currency=settings.base_currency,
-        max_age_seconds=settings.quote_max_age_seconds or None,
-    )
-    history = app.extensions.get("history")
-
-    def prune_history() -> object:
-        # The refresher prunes in a thread of its own: the session needs an app context there.
-        with app.app_context():
-            return history.prune()
-
-    refresher = Refresher(
-        provider=service.provider, repository=service.repository, cache=service.cache,
-        governor=governor, request_log=request_log, lease=lease, clock=clock, policy=policy,
-        holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-        daily_job=prune_history if history is not None else None,
-    )
-    demand = BufferedRequestLog(request_log, clock) if settings.refresh_window_seconds > 0 else None
-    return RefreshAhead(demand=demand, refresher=refresher)
-
-
-def build_edge(settings: Settings, renderer: QuoteRenderer, clock: Clock) -> EdgeDocuments | None:
-    """With memcached, each quote cached also leaves its ready answer there for nginx's edge
-    (deploy/nginx.conf), rendered by the same renderer as the app's, under this deployment's
-    key namespace (CACHE_NAMESPACE:BASE_CURRENCY)."""
-    if not settings.memcached_servers:
-        return None
-    return EdgeDocuments(settings.memcached_servers, renderer.render_cached,
-                         namespace=settings.key_namespace,
-                         max_age_seconds=settings.quote_max_age_seconds or None,
-                         now=lambda: clock.now().timestamp())
-
-
-def build_cache(app: Flask, edge: EdgeDocuments | None, clock: Clock) -> QuoteCache:
-    """The shared cache (Flask-Caching's key prefix: the deployment's key namespace)."""
-    return FlaskCachingQuoteCache(Cache(app), edge=edge, now=lambda: clock.now().timestamp())
+    with app.app_context():
+        engine = db.engine
+    return Database(session=db.session, engine=engine, context=app.app_context)
 
 
 MAX_QUERY_STRING_BYTES = 4096  # 100 symbols of 20 characters need about 2,100
@@ -297,16 +135,16 @@ def register_api(app: Flask) -> None:
     def bound_the_query_string() -> None:
         if len(request.query_string) > MAX_QUERY_STRING_BYTES:
             error = UnprocessableEntity()
-            error.data = {"message": f"the query string is longer than {MAX_QUERY_STRING_BYTES} bytes"}
+            error.data = {  # type: ignore[attr-defined]  # read by the error handlers
+                "message": f"the query string is longer than {MAX_QUERY_STRING_BYTES} bytes"}
             raise error
 
     register_docs_assets(app)
     api = CoinquoteApi(app)
     register_error_handlers(app, api)
-    api.register_blueprint(quotes_api.blp)
-    register_usage(app, api)
-    api.register_blueprint(health_api.blp)
-    api.register_blueprint(history_api.blp)
-    chart.register_chart(app)
-    app.cli.add_command(history_cli.history)
+    for blueprint in BLUEPRINTS:
+        api.register_blueprint(blueprint)
+    register_usage_gauges(app)
+    register_chart(app)
+    app.cli.add_command(history_command)
     app.cli.add_command(refresh_command)

@@ -11,7 +11,12 @@ from collections import Counter
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from src.adapters.metrics import HTTP_LATENCY, HTTP_REQUESTS, QUOTES_SERVED, render_latest
+from src.adapters.metrics import (
+    HTTP_LATENCY,
+    HTTP_REQUESTS,
+    QUOTES_SERVED,
+    render_latest,
+)
 from src.domain.model import QuoteAnswer
 
 access_log = logging.getLogger("coinquote.access")
@@ -71,5 +76,6 @@ def _log_request(status: int, elapsed: float, request_id: str) -> None:
     if counts is not None:
         fields["symbols"], sources = counts
         fields["sources"] = dict(sources)
-        message += f" symbols={counts[0]} sources=" + ",".join(f"{k}:{v}" for k, v in sources.items())
+        message += f" symbols={counts[0]} sources=" + ",".join(
+            f"{k}:{v}" for k, v in sources.items())
     access_log.info(message, extra=fields)

@@ -31,7 +31,8 @@ def register_rate_limit(app: Flask, settings: Settings) -> Limiter | None:
         app=app,
         default_limits=[settings.rate_limit],
         storage_uri=storage,
-        storage_options={"connect_timeout": 0.25, "timeout": 0.25} if settings.memcached_servers else {},
+        storage_options=({"connect_timeout": 0.25, "timeout": 0.25}  # type: ignore[dict-item]
+                         if settings.memcached_servers else {}),
         strategy="moving-window" if not settings.memcached_servers else "fixed-window",
         headers_enabled=True,
         swallow_errors=True,

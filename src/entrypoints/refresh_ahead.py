@@ -1,33 +1,23 @@
-"""Refresh-ahead as the app sees it: the request log buffer and the refresher, from create_app."""
+"""Refresh-ahead as the views see it: note what was served, report the refresher's state."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict
 from typing import Any
 
-from flask import current_app
-
-from src.adapters.buffered_request_log import BufferedRequestLog
 from src.domain.model import QuoteAnswer
-from src.domain.refresh import Refresher, refresh_status
-
-
-@dataclass(frozen=True)
-class RefreshAhead:
-    """`app.extensions["refresh"]`: None parts when refresh-ahead is off or has no database."""
-
-    demand: BufferedRequestLog | None = None
-    refresher: Refresher | None = None
+from src.domain.refresh import REFRESH_OFF
+from src.entrypoints.wiring import wiring
 
 
 def note_requested(answer: QuoteAnswer) -> None:
     """Note the symbols just served, so the refresher keeps them fresh (memory only: no I/O)."""
-    ahead: RefreshAhead | None = current_app.extensions.get("refresh")
-    if ahead is not None and ahead.demand is not None:
-        ahead.demand.note(answer.quotes)
+    demand = wiring().refresh.demand
+    if demand is not None:
+        demand.note(answer.quotes)
 
 
 def refresh_usage() -> dict[str, Any]:
     """The "refresh" part of /usage and /metrics: window, interval, symbols, last round."""
-    ahead: RefreshAhead | None = current_app.extensions.get("refresh")
-    return refresh_status(ahead.refresher if ahead is not None else None)
+    refresher = wiring().refresh.refresher
+    return asdict(refresher.status() if refresher is not None else REFRESH_OFF)

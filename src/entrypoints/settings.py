@@ -7,14 +7,14 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 from urllib.parse import urlsplit
 
 from limits import parse as parse_limit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from src.adapters.cache_keys import NAMESPACE_PART, key_namespace
+from src.adapters.cache.keys import NAMESPACE_PART, key_namespace
 from src.adapters.coinmarketcap import PRODUCTION_URL, SANDBOX_KEY, SANDBOX_URL
 from src.domain.errors import InvalidSymbol
 from src.domain.model import normalise_symbol
@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_DATABASE_URL = "sqlite:///coinquote.db"  # relative: Flask-SQLAlchemy puts it in instance/
 # Loopback only: safe when gunicorn is reached directly, and right for an nginx on the same host.
 DEFAULT_TRUSTED_PROXIES = ("127.0.0.1", "::1")
+_WHOLE_NUMBER_RE = re.compile(r"-?[0-9]+", re.ASCII)
 _RATE_LIMIT_RE = re.compile(r"\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day)s?", re.I)
 
 # The bounds of what works (issue 21): memcached reads a lifetime over 30 days as a Unix date
@@ -42,7 +43,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the service reads from its environment (contract §2)."""
+    """Everything the service reads from its environment (README "Configuration")."""
 
     cmc_api_key: str = field(repr=False)
     cmc_base_url: str
@@ -99,7 +100,8 @@ class Settings:
             rate_limit=_rate_limit(env),
             trusted_proxies=_networks(env, "TRUSTED_PROXIES", DEFAULT_TRUSTED_PROXIES),
             log_format=_choice(env, "LOG_FORMAT", "text", ("text", "json")),
-            log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
+            log_level=_choice(env, "LOG_LEVEL", "info",
+                              ("debug", "info", "warning", "error")).upper(),
             uses_sandbox=uses_sandbox,
         )
 
@@ -110,25 +112,19 @@ class Settings:
 
     def to_flask_config(self) -> dict[str, Any]:
         """The Flask and extension configuration keys (the only place they are spelled out)."""
-        config: dict[str, Any] = {
-            "SQLALCHEMY_DATABASE_URI": self.database_url,
-            # No pre-ping (a round trip per request): a connection found dead fails one query,
-            # which the service survives, and SQLAlchemy then replaces the whole pool.
-            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_recycle": 1800},
-            "CACHE_DEFAULT_TIMEOUT": self.cache_ttl_seconds,
-            # The deployment's part of every key; quote and claim keys name the currency.
-            "CACHE_KEY_PREFIX": f"{self.cache_namespace}:",
-        }
-        if self.memcached_servers:
-            config["CACHE_TYPE"] = "src.adapters.pymemcache_backend.PymemcacheCache"
-            config["CACHE_MEMCACHED_SERVERS"] = list(self.memcached_servers)
-        else:
-            config["CACHE_TYPE"] = "src.adapters.local_cache.LocalCache"  # thread-safe, unlike SimpleCache
+        return {"SQLALCHEMY_DATABASE_URI": self.database_url,
+                "SQLALCHEMY_ENGINE_OPTIONS": self.engine_options()}
+
+    def engine_options(self) -> dict[str, Any]:
+        """SQLAlchemy's engine options for DATABASE_URL (the session's and the reader's)."""
+        # No pre-ping (a round trip per request): a connection found dead fails one query,
+        # which the service survives, and SQLAlchemy then replaces the whole pool.
+        options: dict[str, Any] = {"pool_recycle": 1800}
         if self.database_url.startswith("postgresql"):
-            config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] = {"connect_timeout": 3}
+            options["connect_args"] = {"connect_timeout": 3}
             # The coin upsert (ON CONFLICT) is not batched by default: one round trip per row.
-            config["SQLALCHEMY_ENGINE_OPTIONS"]["executemany_mode"] = "values_plus_batch"
-        return config
+            options["executemany_mode"] = "values_plus_batch"
+        return options
 
 
 def _api_key(env: Mapping[str, str]) -> str:
@@ -168,15 +164,21 @@ def _raw(env: Mapping[str, str], name: str) -> str | None:
     return value.strip()
 
 
+@overload
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int,
+         unit: str = "") -> int: ...
+@overload
+def _int(env: Mapping[str, str], name: str, default: None, *, minimum: int, maximum: int,
+         unit: str = "") -> int | None: ...
+
+
 def _int(env: Mapping[str, str], name: str, default: int | None, *, minimum: int,
          maximum: int, unit: str = "") -> int | None:
     raw = _raw(env, name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
+    # ASCII digits only: int() would also take "1_000", "+5" and other scripts' digits.
+    value = int(raw) if _WHOLE_NUMBER_RE.fullmatch(raw) else None
     if value is None or not minimum <= value <= maximum:
         shown = raw if len(raw) <= 40 else raw[:40] + "..."
         raise ConfigError(f"{name} must be a whole number from {minimum} to {maximum}"
@@ -268,7 +270,8 @@ def _history_hourly_days(env: Mapping[str, str]) -> int:
     full = _history_days(env, "HISTORY_FULL_DAYS", 7)
     hourly = _history_days(env, "HISTORY_HOURLY_DAYS", 90)
     if hourly < full:
-        raise ConfigError(f"HISTORY_HOURLY_DAYS must be at least HISTORY_FULL_DAYS ({full}), got {hourly}")
+        raise ConfigError(f"HISTORY_HOURLY_DAYS must be at least HISTORY_FULL_DAYS ({full}),"
+                          f" got {hourly}")
     return hourly
 
 

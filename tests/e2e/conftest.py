@@ -20,7 +20,7 @@ from pymemcache.client.base import Client as MemcacheClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from src.adapters.credit_governor import budget_namespace
+from src.adapters.budget.notes import budget_namespace
 from tests.servers import free_port, stop, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from typing import Any
 import schemathesis
 
 from src.domain.history import InvalidHistoryParameter, parse_time
-from src.entrypoints.history_schemas import TIME_PATTERN
+from src.entrypoints.http.history.schemas import TIME_PATTERN
 
 _TIME_RE = re.compile(TIME_PATTERN)
 

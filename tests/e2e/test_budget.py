@@ -19,10 +19,10 @@ import pytest
 import requests
 from sqlalchemy.engine import make_url
 
-from src.adapters.cache_keys import cache_key
+from src.adapters.cache.keys import cache_key
 from tests.e2e.conftest import (
-    ROOT,
     E2E_KEY,
+    ROOT,
     Process,
     base_env,
     migrate,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from src.adapters.sql_repository import SqlQuoteRepository
+from src.adapters.sql.quotes import SqlQuoteRepository
 from tests.e2e.browser import local_only_page, screenshot
 from tests.fakes import coin_quote
 

@@ -1,4 +1,4 @@
-"""The nginx fast path (contract §6): real nginx answering a cached coin from two memcached servers
+"""The nginx fast path (README "Deploy"): real nginx answering a cached coin from two memcached servers
 while every gunicorn is stopped; everything else, and a miss, still goes to the app."""
 
 from __future__ import annotations
@@ -15,8 +15,15 @@ import pytest
 import requests
 from pymemcache.client.base import Client
 
-from tests.e2e.conftest import (Process, migrate, new_database, service_env, spawn,
-                                start_gunicorn, start_nginx)
+from tests.e2e.conftest import (
+    Process,
+    migrate,
+    new_database,
+    service_env,
+    spawn,
+    start_gunicorn,
+    start_nginx,
+)
 from tests.servers import Memcached, eventually, free_port, stop
 
 TTL = 6  # CACHE_TTL_SECONDS of this stack: long enough for the checks, short enough to wait out

@@ -1,4 +1,4 @@
-"""The image, built and run (issue 19, contract §7).
+"""The image, built and run (issue 19; README "Deploy").
 
 scripts/image.sh builds it once per session with buildah from the committed files of this clone
 (on the Debian stand-in base where the official one cannot be pulled; made once and cached),

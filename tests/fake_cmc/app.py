@@ -1,8 +1,9 @@
-"""A fake CoinMarketCap Pro API over HTTP, faithful to spec/cmc-api.md.
+"""A fake CoinMarketCap Pro API over HTTP, faithful to CoinMarketCap's API documentation
+(coinmarketcap.com/api/documentation/v1).
 
 Serves `/v2/cryptocurrency/quotes/latest` (symbol lists per symbol, id-keyed objects, one
 convert per call as on the Basic plan, `skip_invalid`), `/v1/fiat/map` and `/v1/key/info`, with
-CoinMarketCap's auth and error bodies. It enforces a plan as cmc-api.md §8 says (calls per
+CoinMarketCap's auth and error bodies. It enforces a plan as that documentation says (calls per
 minute: 429/1008; credits per day and month: 429/1009/1010; quotes cost ceil(coins/100), at least
 1, plus one per extra convert; fiat/map 1; key/info 0 but it counts against the minute; errors
 cost nothing), unlimited unless configured. Control endpoints under `/__fake__/` count calls,
@@ -23,7 +24,7 @@ import simplejson
 from flask import Flask, Response, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from tests.fake_cmc.market import FIAT_IDS, LIMIT_MESSAGES, Failure, FakeCoin, Market, Plan
+from tests.fake_cmc.market import FIAT_IDS, LIMIT_MESSAGES, Failure, FakeCoin, Market
 
 QUOTES_PARAMS = {"id", "slug", "symbol", "convert", "convert_id", "aux", "skip_invalid"}
 _SYMBOLS_RE = re.compile(r"[0-9A-Za-z$@-]+(,[0-9A-Za-z$@-]+)*")
@@ -224,7 +225,7 @@ def create_fake_app(market: Market) -> Flask:
         market.record(request.path, request.args.items(multi=True))
         if (denied := authenticate()) is not None:
             return denied
-        # Free, but a call like any other for the per-minute limit (cmc-api.md §6).
+        # Free, but a call like any other for the per-minute limit (the documentation's "Key Info").
         if (refused := market.admit_call(free=True)) is not None:
             return _limit(refused)
         usage = market.usage()

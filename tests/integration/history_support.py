@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from src.adapters.sql_repository import SqlQuoteRepository
+from src.adapters.sql.quotes import SqlQuoteRepository
 from src.domain.model import CoinQuote
 from tests.conftest import migrate_database
 
@@ -51,7 +51,7 @@ def open_backend(dialect: str, request: pytest.FixtureRequest, directory: Path) 
 
 def newest_per_interval(times: Iterable[datetime], seconds: int | None, start: datetime,
                         end: datetime, count: int) -> list[datetime]:
-    """The contract's rule written out plainly (fetch times are distinct here): of the `count`
+    """The rule of README "Price history" written out plainly (fetch times are distinct here): of the `count`
     newest intervals of the range, the newest fetch of each that holds one."""
     if seconds is not None:
         oldest_interval = int(end.timestamp()) // seconds - count + 1
@@ -74,7 +74,7 @@ def generate_history(engine: Engine, coins: int, days: int, step_minutes: int, n
     from datetime import timedelta
     from decimal import Decimal
 
-    from src.adapters.orm import CoinRow, QuoteRow
+    from src.adapters.sql.orm import CoinRow, QuoteRow
 
     steps = days * 24 * 60 // step_minutes
     rows = []

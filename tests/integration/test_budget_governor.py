@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import pytest
 from pymemcache.client.base import Client
 
+from src.adapters.budget.board import build_board
+from src.adapters.budget.governor import SharedCreditGovernor
 from src.adapters.coinmarketcap.key_info import CoinMarketCapKeyInfo, KeyInfo
-from src.adapters.budget_board import build_board
-from src.adapters.credit_governor import SharedCreditGovernor
 from src.domain.clock import SystemClock
 from src.domain.errors import BudgetSpent
 from src.domain.model import Plan, Purpose

@@ -11,8 +11,9 @@ import pytest
 from prometheus_client import REGISTRY
 from pymemcache.client.base import Client
 
-from src.adapters.cache_keys import cache_key
-from src.adapters.cache_values import encode_quote
+from src.adapters.cache.keys import cache_key
+from src.adapters.cache.values import encode_quote
+from src.entrypoints.wiring import wiring
 from tests.fakes import coin_quote
 
 KEY = "coinquote:" + cache_key("USD", "BTC")
@@ -67,7 +68,7 @@ def client(wired_app):
     """The wired app with BTC in the database: a miss in the cache is answered from there
     (or from the provider, should the service find it too old)."""
     with wired_app.app_context():
-        wired_app.extensions["coinquote"].repository.add({"BTC": coin_quote("BTC", 1, "67000.5")})
+        wiring(wired_app).repository.add({"BTC": coin_quote("BTC", 1, "67000.5")})
     return wired_app.test_client()
 
 

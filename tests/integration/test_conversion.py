@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
-from src.adapters.cache_keys import cache_key
+from src.adapters.cache.keys import cache_key
 
 
 def test_eur_price_is_the_usd_price_over_the_eur_rate(client, cmc):

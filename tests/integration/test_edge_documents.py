@@ -7,8 +7,9 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 
-from src.adapters.cache_keys import edge_key as namespaced_edge_key
-from src.adapters.edge_documents import EdgeDocuments
+from src.adapters.cache.edge_documents import EdgeDocuments
+from src.adapters.cache.keys import edge_key as namespaced_edge_key
+from src.entrypoints.wiring import wiring
 from tests.fakes import coin_quote
 from tests.servers import free_port
 
@@ -70,7 +71,7 @@ def test_a_failing_server_is_skipped_for_a_while_and_the_others_still_written(
 
     edge.clients[closed].set_many = counted  # third-party client: count what reaches it
 
-    with caplog.at_level(logging.WARNING, logger="src.adapters.edge_documents"):
+    with caplog.at_level(logging.WARNING, logger="src.adapters.cache.edge_documents"):
         for step in range(5):  # 0, 3, 6, 9, 12 s
             edge.publish({"BTC": BTC}, ttl_seconds=60)
             now[0] += 3
@@ -101,7 +102,7 @@ def fetched_ago(seconds: float):
 
 
 def test_a_symbol_cached_as_unknown_loses_its_document(wired_app, memcached_probe):
-    cache = wired_app.extensions["coinquote"].cache
+    cache = wiring(wired_app).cache
     cache.set_many({"BTC": fetched_ago(0)}, "USD", 60)
     assert None not in written(memcached_probe, edge_key("BTC"))
 
@@ -114,7 +115,7 @@ def test_a_document_never_outlives_its_quotes_freshness_whoever_caches_it(wired_
                                                                           memcached_probe):
     # The refresher caches for CACHE_TTL_SECONDS whatever QUOTE_MAX_AGE_SECONDS (300 s) says;
     # the app would refetch such a quote after its max age, so nginx must stop serving it too.
-    cache = wired_app.extensions["coinquote"].cache
+    cache = wiring(wired_app).cache
     cache.set_many({"BTC": fetched_ago(295)}, "USD", 60)
 
     assert None not in written(memcached_probe, edge_key("BTC"))
@@ -122,7 +123,7 @@ def test_a_document_never_outlives_its_quotes_freshness_whoever_caches_it(wired_
 
 
 def test_a_quote_with_under_a_second_of_freshness_leaves_no_document(wired_app, memcached_probe):
-    cache = wired_app.extensions["coinquote"].cache
+    cache = wiring(wired_app).cache
     cache.set_many({"BTC": fetched_ago(0)}, "USD", 60)
     assert None not in written(memcached_probe, edge_key("BTC"))
 

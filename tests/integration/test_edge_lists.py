@@ -1,12 +1,13 @@
 """List documents on real memcached through the wired app: written when the app answers a list
 from its cache, on every server, and gone once one of its quotes is cached anew (a document is
-never older than its quotes' entries; contract §6)."""
+never older than its quotes' entries; README "Deploy")."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from src.adapters.cache_keys import edge_list_digest, edge_list_key
+from src.adapters.cache.keys import edge_list_digest, edge_list_key
+from src.entrypoints.wiring import wiring
 from tests.fakes import coin_quote
 from tests.servers import eventually
 
@@ -36,7 +37,7 @@ def test_a_quote_cached_anew_takes_every_list_document_away(wired_app, client, m
     client.get("/api/v1/quotes?symbol=BTC,ETH")
     client.get("/api/v1/quotes?symbol=BTC,ETH")
     assert None not in memcached_probe.get_everywhere(KEY)
-    cache = wired_app.extensions["coinquote"].cache
+    cache = wiring(wired_app).cache
 
     # A re-cache of an older stored quote (an entry expired) changes nothing nginx could see...
     cache.set_many({"ETH": coin_quote("ETH", 1027, "3000", fetched_at=datetime.now(UTC)
@@ -53,7 +54,7 @@ def test_a_quote_cached_anew_takes_every_list_document_away(wired_app, client, m
 def test_a_list_read_while_a_quote_is_cached_anew_takes_itself_away(wired_app, client,
                                                                    memcached_probe):
     client.get("/api/v1/quotes?symbol=BTC,ETH")  # cached
-    services = wired_app.extensions["coinquote"]
+    services = wiring(wired_app)
     ticket = services.edge_lists.ticket(("BTC", "ETH"), None)  # as the view does, first
     answer = services.service.get_quotes(("BTC", "ETH"), None)  # the old quotes
 
@@ -74,6 +75,6 @@ def test_a_full_register_starts_afresh_rather_than_leave_a_list_it_cannot_take_a
 
     assert None not in memcached_probe.get_everywhere(KEY)
     assert all(len(r) < 1000 for r in memcached_probe.get_everywhere(register))
-    wired_app.extensions["coinquote"].cache.set_many(new_quote(), "USD", 60)
+    wiring(wired_app).cache.set_many(new_quote(), "USD", 60)
     assert eventually(lambda: memcached_probe.get_everywhere(KEY) == [None] * len(
         memcached_probe.clients))

@@ -8,14 +8,18 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event
 
-from src.adapters.orm import db
+from src.adapters.sql.orm import db
 from src.domain.history import INTERVALS
 from src.entrypoints.app import create_app
 from src.entrypoints.settings import Settings
 from tests.conftest import NoServerErrorClient
 from tests.fake_cmc.market import TEST_KEY as FAKE_CMC_KEY
 from tests.fakes import FixedClock, coin_quote
-from tests.integration.history_support import BACKENDS, newest_per_interval, open_backend
+from tests.integration.history_support import (
+    BACKENDS,
+    newest_per_interval,
+    open_backend,
+)
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)

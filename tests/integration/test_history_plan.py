@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
-from src.adapters.sql_history import SqlHistoryRepository
+from src.adapters.sql.history import SqlHistoryRepository
 from src.domain.history import HistoryQuery, HistoryRepository, HistoryService
 from tests.fakes import FixedClock
 from tests.integration.history_support import BACKENDS, generate_history, open_backend

@@ -11,10 +11,20 @@ import pytest
 from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.orm import Session
 
-from src.adapters.orm import QuoteRow
-from src.adapters.sql_history import SqlHistoryRepository, prune_statement, prune_windows
-from src.adapters.sql_repository import SqlQuoteRepository
-from src.domain.history import DAY, HistoryQuery, RetentionPolicy, epoch_seconds, from_epoch
+from src.adapters.sql.history import (
+    SqlHistoryRepository,
+    prune_statement,
+    prune_windows,
+)
+from src.adapters.sql.orm import QuoteRow
+from src.adapters.sql.quotes import SqlQuoteRepository
+from src.domain.history import (
+    DAY,
+    HistoryQuery,
+    RetentionPolicy,
+    epoch_seconds,
+    from_epoch,
+)
 from src.entrypoints.app import create_app
 from src.entrypoints.settings import Settings
 from tests.fakes import FixedClock, coin_quote

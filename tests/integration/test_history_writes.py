@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session
 
-from src.adapters.orm import QuoteRow
-from src.adapters.sql_repository import SqlQuoteRepository
+from src.adapters.sql.orm import QuoteRow
+from src.adapters.sql.quotes import SqlQuoteRepository
 from tests.fakes import T0, coin_quote
 
 COINS = [(f"C{i}", 1000 + i) for i in range(40)]

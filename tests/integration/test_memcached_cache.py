@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from flask import Flask
-from flask_caching import Cache
 from pymemcache.client.base import Client
 
-from src.adapters.cache_keys import cache_key
-from src.adapters.quote_cache import FlaskCachingQuoteCache
+from src.adapters.cache.keys import cache_key
+from src.adapters.cache.quote_cache import FlaskCachingQuoteCache
+from src.bootstrap import cache_backend
 from src.domain.errors import StorageError
 from src.domain.model import FetchFailure
 from src.entrypoints.settings import Settings
@@ -21,9 +20,7 @@ from tests.servers import Memcached, free_port
 def make_cache(servers: list[str]) -> FlaskCachingQuoteCache:
     settings = Settings(cmc_api_key="unused", cmc_base_url="http://127.0.0.1:9",
                         memcached_servers=tuple(servers))
-    app = Flask(__name__)
-    app.config.update(settings.to_flask_config())
-    return FlaskCachingQuoteCache(Cache(app))
+    return FlaskCachingQuoteCache(cache_backend(settings))
 
 
 @pytest.fixture
@@ -217,7 +214,7 @@ def test_many_threads_on_a_client_whose_server_keeps_failing_never_raise(memcach
     import sys
     import threading
 
-    from src.adapters.pymemcache_backend import (
+    from src.adapters.cache.memcached import (
         MurmurRendezvousHash,
         ObservedHashClient,
         TextSerde,
@@ -261,7 +258,7 @@ def test_many_threads_on_a_client_whose_server_keeps_failing_never_raise(memcach
 
 def test_a_claim_whose_add_reply_was_lost_is_still_ours_not_waited_on(memcached_servers,
                                                                      flush_memcached):
-    from src.adapters.cache_values import encode_claim
+    from src.adapters.cache.values import encode_claim
 
     for server in memcached_servers:  # our add reached memcached; its reply timed out
         host, _, port = server.rpartition(":")

@@ -7,7 +7,7 @@ import time
 import pytest
 from sqlalchemy import create_engine, text
 
-from src.adapters.orm import db
+from src.adapters.sql.orm import db
 from src.entrypoints.settings import Settings
 from tests.conftest import make_client, migrate_database
 from tests.fake_cmc.market import TEST_KEY as FAKE_CMC_KEY

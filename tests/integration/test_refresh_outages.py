@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, text
 
 from src.entrypoints.app import create_app
 from src.entrypoints.settings import Settings
+from src.entrypoints.wiring import wiring
 from tests.fake_cmc.market import TEST_KEY as FAKE_CMC_KEY
 from tests.fake_cmc.market import Failure
 from tests.fakes_refresh import wait_until
@@ -32,8 +33,8 @@ def test_the_refresher_outlives_every_outage_without_spinning_and_refreshes_afte
                               refresh_interval_seconds=1))
     client = app.test_client()
     assert client.get("/api/v1/quotes?symbol=BTC").status_code == 200
-    app.extensions["refresh"].demand.flush()
-    refresher = app.extensions["refresh"].refresher
+    wiring(app).refresh.demand.flush()
+    refresher = wiring(app).refresh.refresher
     stop = threading.Event()
 
     def refresh_until_stopped() -> None:

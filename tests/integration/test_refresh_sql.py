@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine, event, text
 
-from src.adapters.sql_lease import SqlRefreshLease
-from src.adapters.sql_request_log import SqlRequestLog
+from src.adapters.sql.lease import SqlRefreshLease
+from src.adapters.sql.request_log import SqlRequestLog
 from src.domain.errors import StorageError
 from src.domain.model import RefreshRound
 from tests.conftest import migrate_database

@@ -6,8 +6,9 @@ import threading
 
 from sqlalchemy import event, text
 
-from src.adapters.orm import db
+from src.adapters.sql.orm import db
 from src.domain.history import PruneReport
+from src.entrypoints.wiring import wiring
 
 HOT = ["BTC", "ETH", "SOL", "XRP", "DOGE"]
 
@@ -26,7 +27,7 @@ def test_many_requests_cost_a_handful_of_request_log_writes(wired_app, client):
 
     for i in range(300):
         assert client.get(f"/api/v1/quotes?symbol={HOT[i % 5]},{HOT[(i + 1) % 5]}").status_code == 200
-    wired_app.extensions["refresh"].demand.flush()
+    wiring(wired_app).refresh.demand.flush()
     with engine.connect() as conn:
         stored = set(conn.execute(text("SELECT symbol FROM requested_symbols")).scalars())
 
@@ -36,7 +37,7 @@ def test_many_requests_cost_a_handful_of_request_log_writes(wired_app, client):
 
 
 def test_the_daily_prune_runs_in_a_thread_of_its_own_outside_any_app_context(wired_app):
-    refresher = wired_app.extensions["refresh"].refresher
+    refresher = wiring(wired_app).refresh.refresher
     outcome: list[object] = []
     worker = threading.Thread(target=lambda: outcome.append(refresher.daily_job()))
 
@@ -47,4 +48,4 @@ def test_the_daily_prune_runs_in_a_thread_of_its_own_outside_any_app_context(wir
 
 
 def test_the_wired_lease_is_timed_by_the_database_not_the_process_clock(wired_app):
-    assert wired_app.extensions["refresh"].refresher.lease.database_time
+    assert wiring(wired_app).refresh.refresher.lease.database_time

@@ -14,7 +14,6 @@ from tests.conftest import make_client
 from tests.fake_cmc.market import Failure
 
 
-
 class TestCircuitBreaker:
     @pytest.fixture
     def client(self, wired_settings, cmc):

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from src.entrypoints.app import create_app
 from src.entrypoints.settings import Settings
+from src.entrypoints.wiring import wiring
 from tests.conftest import NoServerErrorClient
 
 LONGEST = {"CACHE_TTL_SECONDS": "2592000", "QUOTE_MAX_AGE_SECONDS": "31536000",
@@ -33,4 +34,4 @@ def test_at_the_longest_lifetimes_quotes_are_cached_served_and_rate_limited(wire
     assert int(hit.headers["X-RateLimit-Remaining"]) == 100000 - 2  # the counter did not expire
     assert client.get("/api/v1/quotes/history?symbol=BTC").status_code == 200
     with app.app_context():
-        app.extensions["history"].prune()  # a century back: no date arithmetic overflows
+        wiring(app).history.prune()  # a century back: no date arithmetic overflows

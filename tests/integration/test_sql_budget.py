@@ -8,8 +8,8 @@ import threading
 import pytest
 from sqlalchemy import create_engine, text
 
-from src.adapters.credit_governor import SharedCreditGovernor
-from src.adapters.sql_budget import SqlBoard
+from src.adapters.budget.governor import SharedCreditGovernor
+from src.adapters.sql.budget_board import SqlBoard
 from src.domain.clock import SystemClock
 from src.domain.errors import BudgetSpent
 from src.domain.model import Purpose

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session
 
-from src.adapters.orm import CoinRow, QuoteRow
-from src.adapters.sql_repository import SqlQuoteRepository
+from src.adapters.sql.orm import CoinRow, QuoteRow
+from src.adapters.sql.quotes import SqlQuoteRepository
 from src.domain.errors import StorageError
 from src.domain.model import Coin, CoinQuote, Quote
 from tests.fakes import T0, coin_quote
@@ -122,7 +122,7 @@ def test_schema_matches_the_models(engine):
     from alembic.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    from src.adapters.orm import db
+    from src.adapters.sql.orm import db
     from src.entrypoints.app import MIGRATIONS_DIR
 
     with engine.connect() as conn:

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from src.adapters.coinmarketcap import CoinMarketCapProvider
-from src.adapters.orm import QuoteRow
-from src.adapters.sql_repository import SqlQuoteRepository
+from src.adapters.sql.orm import QuoteRow
+from src.adapters.sql.quotes import SqlQuoteRepository
 
 BASE = "https://pro-api.example.test"
 URL = BASE + "/v2/cryptocurrency/quotes/latest"

@@ -10,8 +10,6 @@ from src.entrypoints.app import create_app
 from tests.fake_cmc.market import TEST_KEY as FAKE_CMC_KEY
 
 
-
-
 def source(client, symbols="BTC"):
     response = client.get(f"/api/v1/quotes?symbol={symbols}")
     assert response.status_code == 200, response.get_json()

@@ -7,7 +7,8 @@ from collections import Counter
 import pytest
 from sqlalchemy import event
 
-from src.adapters.orm import db
+from src.adapters.sql.orm import db
+from src.entrypoints.wiring import wiring
 
 FIFTY = [f"SYN{i}" for i in range(1, 51)]
 CACHE_METHODS = ("get", "get_many", "set", "set_many", "add", "delete", "delete_many")
@@ -38,7 +39,7 @@ class Work:
         self.edge = Counter()
         self.sql: list[str] = []
         self.commits = 0
-        quote_cache = app.extensions["coinquote"].cache
+        quote_cache = wiring(app).cache
         counting(self.cache, quote_cache.cache, CACHE_METHODS, monkeypatch)
         counting(self.memcached, quote_cache.backend.client, CLIENT_METHODS, monkeypatch)
         for server, client in quote_cache.edge.clients.items():
@@ -47,7 +48,7 @@ class Work:
         with app.app_context():
             engine = db.engine
         # Reads go through the repository's own autocommit engine: its statements count too.
-        self._engines = [engine, app.extensions["coinquote"].repository.reader]
+        self._engines = [engine, wiring(app).repository.reader]
         for each in self._engines:
             event.listen(each, "before_cursor_execute", self._statement)
             event.listen(each, "commit", self._commit)
@@ -97,8 +98,8 @@ def test_a_cache_hit_is_one_cache_call_and_no_sql(wired_app, work):
     assert work.memcached == Counter()  # nothing claimed, nothing written
     # The edge, per server: the epoch read before the quotes, the list's document written and
     # registered (the register is new: `append` finds none, `add` makes it), the epoch re-read.
-    assert work.edge == Counter({f"{server} {op}": n for server in wired_app.extensions[
-        "coinquote"].cache.edge.clients for op, n in (("get", 2), ("set", 1), ("append", 1),
+    assert work.edge == Counter({f"{server} {op}": n for server in wiring(
+        wired_app).cache.edge.clients for op, n in (("get", 2), ("set", 1), ("append", 1),
                                                       ("add", 1))})
     assert work.sql == []
 

@@ -8,7 +8,13 @@ import pytest
 
 from src.entrypoints.app import create_app
 from tests.conftest import NoServerErrorClient
-from tests.fakes import FakeQuoteProvider, FixedClock, InMemoryQuoteCache, InMemoryQuoteRepository, coin_quote
+from tests.fakes import (
+    FakeQuoteProvider,
+    FixedClock,
+    InMemoryQuoteCache,
+    InMemoryQuoteRepository,
+    coin_quote,
+)
 from tests.fakes_refresh import InMemoryRefreshLease, InMemoryRequestLog
 
 BTC = coin_quote("BTC", 1, "67250.123456789012345678")

@@ -18,12 +18,6 @@ from tests.unit.cmc_support import URL as CMC_URL
 from tests.unit.cmc_support import body as cmc_body
 
 
-
-
-
-
-
-
 class TestQuotes:
     def test_answers_the_contract_shape(self, client):
         response = client.get("/api/v1/quotes?symbol=btc")

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from src.adapters.cache_values import (
+from src.adapters.cache.memcached import TextSerde
+from src.adapters.cache.values import (
     NEGATIVE_ENTRY,
     UnreadableData,
     decode_claim,
@@ -17,7 +18,6 @@ from src.adapters.cache_values import (
     encode_failure,
     encode_quote,
 )
-from src.adapters.pymemcache_backend import TextSerde
 from src.domain.model import FetchFailure
 from tests.fakes import coin_quote
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import pytest
 
+from src.bootstrap import cache_backend
 from src.entrypoints.settings import ConfigError, Settings
 
 
 def test_the_namespace_names_the_deployment_and_the_base_currency():
-    default = Settings.from_env({})
-    eur = Settings.from_env({"CACHE_NAMESPACE": "shop-2", "BASE_CURRENCY": "eur"})
+    servers = {"MEMCACHED_SERVERS": "m1:11211"}  # pymemcache connects lazily: no socket here
+    default = Settings.from_env(servers)
+    eur = Settings.from_env({**servers, "CACHE_NAMESPACE": "shop-2", "BASE_CURRENCY": "eur"})
 
     assert default.key_namespace == "coinquote:USD"
     assert eur.key_namespace == "shop-2:EUR"
-    assert default.to_flask_config()["CACHE_KEY_PREFIX"] == "coinquote:"
-    assert eur.to_flask_config()["CACHE_KEY_PREFIX"] == "shop-2:"  # quote keys name the currency
+    assert cache_backend(default).key_prefix == "coinquote:"
+    assert cache_backend(eur).key_prefix == "shop-2:"  # quote keys name the currency
 
 
 @pytest.mark.parametrize("value", ["two words", "a:b", "x" * 33, "ü"])

@@ -6,8 +6,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from src.adapters.coinmarketcap import CircuitBreaker, CircuitOpen, CoinMarketCapProvider
-from src.adapters.coinmarketcap.answers import MAX_RETRY_AFTER_SECONDS, parse_retry_after
+from src.adapters.coinmarketcap import (
+    CircuitBreaker,
+    CircuitOpen,
+    CoinMarketCapProvider,
+)
+from src.adapters.coinmarketcap.answers import (
+    MAX_RETRY_AFTER_SECONDS,
+    parse_retry_after,
+)
 from src.domain.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from tests.unit.cmc_support import BASE, KEY, URL, FakeClock, body, status
 

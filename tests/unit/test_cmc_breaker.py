@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 import requests
 
-from src.adapters.coinmarketcap import CircuitBreaker, CircuitOpen, CoinMarketCapProvider
+from src.adapters.coinmarketcap import (
+    CircuitBreaker,
+    CircuitOpen,
+    CoinMarketCapProvider,
+)
 from src.domain.errors import ProviderError, ProviderUnavailable
 from tests.unit.cmc_support import BASE, KEY, URL, FakeClock, body, status
 

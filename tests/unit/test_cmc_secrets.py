@@ -7,7 +7,15 @@ import pytest
 
 from src.adapters.coinmarketcap import CoinMarketCapProvider
 from src.domain.errors import QuoteError
-from tests.unit.cmc_support import BASE, ECHO_FAULTS, KEY, URL, FakeClock, adapter_log, echo_fault  # noqa: F401
+from tests.unit.cmc_support import (  # noqa: F401
+    BASE,
+    ECHO_FAULTS,
+    KEY,
+    URL,
+    FakeClock,
+    adapter_log,
+    echo_fault,
+)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The credit governor's rules (contract §4), over the in-process `limits` storage and a fixed clock."""
+"""The credit governor's rules (README "Freshness and credits"), over the in-process `limits` storage and a fixed clock."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from limits.storage import MemoryStorage, Storage
 
+from src.adapters.budget.board import LimitsBoard
+from src.adapters.budget.governor import SharedCreditGovernor
+from src.adapters.budget.notes import budget_namespace
 from src.adapters.coinmarketcap.key_info import KeyInfo
-from src.adapters.budget_board import LimitsBoard
-from src.adapters.credit_governor import SharedCreditGovernor, budget_namespace
 from src.domain.errors import BudgetSpent, ProviderUnavailable
 from src.domain.model import Plan, Purpose
 from tests.fakes import FixedClock, verdict

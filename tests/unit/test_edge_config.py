@@ -7,8 +7,13 @@ import hashlib
 import re
 from pathlib import Path
 
-from src.adapters.cache_keys import (EDGE_VERSION, edge_key, edge_list_digest, edge_list_key,
-                                     key_namespace)
+from src.adapters.cache.keys import (
+    EDGE_VERSION,
+    edge_key,
+    edge_list_digest,
+    edge_list_key,
+    key_namespace,
+)
 from src.domain.model import MAX_SYMBOL_LENGTH, MAX_SYMBOLS_PER_REQUEST
 from src.entrypoints.observability import REQUEST_ID_PATTERN
 

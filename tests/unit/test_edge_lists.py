@@ -1,4 +1,4 @@
-"""Which list answers become edge documents (contract §6): only what the app would serve from its
+"""Which list answers become edge documents (README "Deploy"): only what the app would serve from its
 cache, never past a quote's entry or freshness, and bounded against a flood of distinct lists."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from src.adapters.cache_keys import edge_list_digest
-from src.adapters.edge_lists import EdgeLists
+from src.adapters.cache.edge_lists import EdgeLists
+from src.adapters.cache.keys import edge_list_digest
 from src.domain.model import QuoteAnswer, ServedQuote, Source
 from tests.fakes import T0, coin_quote
 

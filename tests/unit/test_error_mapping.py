@@ -7,7 +7,12 @@ import pytest
 from src.domain.errors import ProviderError, ProviderUnavailable
 from src.entrypoints.app import create_app
 from tests.conftest import NoServerErrorClient
-from tests.fakes import FakeQuoteProvider, FixedClock, InMemoryQuoteCache, InMemoryQuoteRepository
+from tests.fakes import (
+    FakeQuoteProvider,
+    FixedClock,
+    InMemoryQuoteCache,
+    InMemoryQuoteRepository,
+)
 
 
 @pytest.fixture

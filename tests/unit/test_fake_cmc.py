@@ -1,4 +1,4 @@
-"""The fake CoinMarketCap behaves like the real one (spec/cmc-api.md), so tests built on it hold."""
+"""The fake CoinMarketCap behaves like the real one (its API documentation), so tests built on it hold."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def test_synthetic_coins_exist_for_any_number(client):
     assert data["SYN4242"][0]["id"] == 5_004_242
 
 
-# -- the plan (cmc-api.md §6 and §8) ----------------------------------------------------------
+# -- the plan (key info and the plan's limits, as documented) ----------------------------------------------------------
 
 
 class TickingClock:

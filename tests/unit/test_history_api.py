@@ -24,7 +24,7 @@ from tests.fakes import (
 from tests.unit.test_openapi import resolve
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-CHART_ASSETS = Path(__file__).resolve().parents[2] / "src" / "entrypoints" / "chart_assets"
+CHART_ASSETS = Path(__file__).resolve().parents[2] / "src" / "entrypoints" / "http" / "chart" / "assets"
 
 
 @pytest.fixture

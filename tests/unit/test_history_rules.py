@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from src.domain.errors import StorageError, UnknownSymbols
+from src.domain.errors import ProviderUnavailable, StorageError, UnknownSymbols
 from src.domain.history import (
     HistoryQuery,
     HistoryService,
@@ -152,8 +152,11 @@ def test_unknown_symbols_are_listed_and_none_known_is_unknown_symbols(service):
 def test_storage_failure_is_history_unavailable(service, repo):
     repo.fail_with = StorageError("down")
 
-    with pytest.raises(HistoryUnavailable):
+    with pytest.raises(HistoryUnavailable) as raised:
         service.get_history(("BTC",))
+    # A database failure, not an upstream one: nothing that handles CoinMarketCap's outages
+    # (the breaker, the credit refunds) may take it for one.
+    assert not isinstance(raised.value, ProviderUnavailable)
 
 
 def test_prune_runs_the_policy_as_of_now(repo):

@@ -1,4 +1,4 @@
-"""HTTP caching of quote answers (contract §6): max-age from the cache's own lifetimes, ETag/304,
+"""HTTP caching of quote answers (README "Deploy", HTTP caching): max-age from the cache's own lifetimes, ETag/304,
 no-store on conversions and errors; documented in OpenAPI."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ from datetime import timedelta
 
 import pytest
 
-from src.adapters import cache_values
+from src.adapters.cache import values as cache_values
 from src.adapters.codec import coin_quote_to_data
 from src.domain.errors import ProviderUnavailable
 from src.entrypoints.app import create_app
 from src.entrypoints.settings import Settings
 from tests.conftest import NoServerErrorClient
-from tests.fakes import FixedClock, InMemoryQuoteRepository, T0, coin_quote
+from tests.fakes import T0, FixedClock, InMemoryQuoteRepository, coin_quote
 from tests.unit.conftest import BTC
 
 

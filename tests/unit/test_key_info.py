@@ -1,4 +1,4 @@
-"""Reading CoinMarketCap's /v1/key/info (cmc-api.md §6), under requests-mock."""
+"""Reading CoinMarketCap's /v1/key/info (CoinMarketCap's documented key info), under requests-mock."""
 
 from __future__ import annotations
 

@@ -8,9 +8,10 @@ import threading
 from flask import Flask
 from flask_caching import Cache
 
-from src.adapters.cache_values import LOCAL_LIMITS, partition_of
-from src.adapters.local_cache import LocalCache
-from src.adapters.quote_cache import FlaskCachingQuoteCache
+from src.adapters.cache.local import LocalCache
+from src.adapters.cache.quote_cache import FlaskCachingQuoteCache
+from src.adapters.cache.values import LOCAL_LIMITS, partition_of
+from src.bootstrap import cache_backend
 from src.domain.model import FetchFailure
 from src.entrypoints.settings import Settings
 from tests.fakes import coin_quote
@@ -28,16 +29,14 @@ class Ticker:
 
 def default_cache() -> FlaskCachingQuoteCache:
     """The cache `create_app` builds without MEMCACHED_SERVERS."""
-    app = Flask(__name__)
     settings = Settings(cmc_api_key="unused", cmc_base_url="http://127.0.0.1:9")
-    app.config.update(settings.to_flask_config())
-    return FlaskCachingQuoteCache(Cache(app))
+    return FlaskCachingQuoteCache(cache_backend(settings))
 
 
 def cache_on(backend: LocalCache) -> FlaskCachingQuoteCache:
     """The port over `backend` (one with a clock the test moves), through Flask-Caching."""
     app = Flask(__name__)
-    cache = Cache(app, config={"CACHE_TYPE": "src.adapters.local_cache.LocalCache"})
+    cache = Cache(app, config={"CACHE_TYPE": "src.adapters.cache.local.LocalCache"})
     app.extensions["cache"][cache] = backend
     return FlaskCachingQuoteCache(cache)
 

@@ -13,9 +13,6 @@ from src.entrypoints.logs import JsonFormatter, RedactingFilter
 from tests.conftest import TEST_KEY
 
 
-
-
-
 def samples(client) -> dict[tuple[str, tuple], float]:
     text = client.get("/metrics").get_data(as_text=True)
     return {

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from src.adapters.pymemcache_backend import PymemcacheCache
+from src.adapters.cache.memcached import PymemcacheCache
 
 
 class RecordingClient:

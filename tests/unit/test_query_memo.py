@@ -7,7 +7,7 @@ from marshmallow import ValidationError
 from webargs.multidictproxy import MultiDictProxy
 from werkzeug.datastructures import ImmutableMultiDict
 
-from src.entrypoints.schemas import QuoteQueryArgsSchema
+from src.entrypoints.http.quotes.schemas import QuoteQueryArgsSchema
 
 
 def query(schema, *pairs):

@@ -8,9 +8,14 @@ from datetime import timedelta
 
 import pytest
 
-from src.domain.errors import ProviderError, ProviderTimeout, ProviderUnavailable, StorageError
+from src.domain.errors import (
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    StorageError,
+)
 from src.domain.model import Purpose
-from src.domain.refresh import Refresher, RefreshPolicy, refresh_status
+from src.domain.refresh import Refresher, RefreshPolicy, RefreshStatus
 from tests.fakes import FakeQuoteProvider, coin_quote, verdict
 from tests.fakes_refresh import FakeCreditGovernor, wait_until
 
@@ -190,13 +195,13 @@ def test_the_interval_comes_from_the_governor_when_not_configured(make_refresher
 def test_the_last_round_is_reported_for_usage(make_refresher, log, clock):
     requested(log, clock, ["C1", "C2", "C3"])
     refresher = make_refresher()
-    before = refresh_status(refresher)
+    before = refresher.status()
 
     refresher.run_round()
-    after = refresh_status(refresher)
+    after = refresher.status()
 
-    assert before == {"window_seconds": WINDOW, "interval_seconds": 60, "symbols": 0, "last_round_at": None}
-    assert after == {"window_seconds": WINDOW, "interval_seconds": 60, "symbols": 3, "last_round_at": clock.now()}
+    assert before == RefreshStatus(window_seconds=WINDOW, interval_seconds=60, symbols=0, last_round_at=None)
+    assert after == RefreshStatus(window_seconds=WINDOW, interval_seconds=60, symbols=3, last_round_at=clock.now())
 
 
 def test_the_daily_job_runs_once_a_day_whoever_asks(make_refresher, clock):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from src.entrypoints.app import create_app
 from src.entrypoints.settings import Settings
+from src.entrypoints.wiring import wiring
 from tests.conftest import NoServerErrorClient
 from tests.fakes_refresh import FakeCreditGovernor
 
@@ -22,7 +23,7 @@ def test_the_symbols_a_request_was_served_are_noted_and_unknown_ones_are_not(set
 
     app.test_client().get("/api/v1/quotes?symbol=BTC,NOPE")
     app.test_client().get("/api/v1/quotes?symbol=eth&convert=EUR")
-    app.extensions["refresh"].demand.flush()
+    wiring(app).refresh.demand.flush()
 
     assert log.last_requested == {"BTC": clock.now(), "ETH": clock.now()}
 
@@ -32,14 +33,14 @@ def test_nothing_is_noted_when_refresh_ahead_is_off(settings, provider, repo, ca
 
     app.test_client().get("/api/v1/quotes?symbol=BTC")
 
-    assert app.extensions["refresh"].demand is None
+    assert wiring(app).refresh.demand is None
     assert log.writes == []
 
 
 def test_refresh_once_runs_a_round_over_the_noted_symbols(settings, provider, repo, cache, clock, log, lease):
     app = build(settings, provider, repo, cache, clock, log, lease)
     app.test_client().get("/api/v1/quotes?symbol=BTC,ETH")
-    app.extensions["refresh"].demand.flush()
+    wiring(app).refresh.demand.flush()
     provider.calls.clear()
     clock.advance(settings.quote_max_age_seconds / 2)  # the quotes are due for a refresh
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import simplejson
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+import simplejson
 
 from src.domain.model import Coin, CoinQuote, Quote, QuoteAnswer, ServedQuote, Source
-from src.entrypoints.render import QuoteRenderer
-from src.entrypoints.schemas import QuotesResponseSchema
+from src.entrypoints.http.quotes.render import QuoteRenderer
+from src.entrypoints.http.quotes.schemas import QuotesResponseSchema
 from tests.fakes import T0, coin_quote
 
 FULL = CoinQuote(

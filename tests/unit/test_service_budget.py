@@ -1,4 +1,4 @@
-"""The service on a credit budget (contract §4): freshness, reservations by purpose, stale answers
+"""The service on a credit budget (README "Freshness and credits"): freshness, reservations by purpose, stale answers
 when the budget allows no call, CoinMarketCap's verdicts, conversions shared while in flight."""
 
 from __future__ import annotations
@@ -11,9 +11,14 @@ from decimal import Decimal
 import pytest
 from limits.storage import MemoryStorage
 
-from src.adapters.budget_board import LimitsBoard
-from src.adapters.credit_governor import SharedCreditGovernor
-from src.domain.errors import BudgetSpent, InvalidCurrency, ProviderTimeout, ProviderUnavailable
+from src.adapters.budget.board import LimitsBoard
+from src.adapters.budget.governor import SharedCreditGovernor
+from src.domain.errors import (
+    BudgetSpent,
+    InvalidCurrency,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 from src.domain.model import Purpose, Source
 from src.domain.service import QuoteService
 from tests.fakes import T0, FakeQuoteProvider, coin_quote, verdict
@@ -185,6 +190,7 @@ def test_an_old_cached_quote_stands_in_stale_when_the_budget_is_spent_and_nothin
 
     assert answer.quotes["BTC"].stale is True
     assert answer.quotes["BTC"].coin_quote.quote.price == Decimal("60000")
+    assert answer.quotes["BTC"].source is Source.CACHE  # where it was read: not the database
 
 
 def test_an_outage_does_not_drain_the_days_credits(provider, repo, cache, clock):

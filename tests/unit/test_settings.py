@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from src.adapters.cache.local import LocalCache
+from src.adapters.cache.memcached import PymemcacheCache
 from src.adapters.coinmarketcap import PRODUCTION_URL, SANDBOX_KEY, SANDBOX_URL
+from src.bootstrap import cache_backend
 from src.entrypoints.settings import ConfigError, Settings
 
 
@@ -15,7 +18,7 @@ def test_defaults_without_a_key_use_the_sandbox():
     assert settings.database_url.startswith("sqlite:///")
     assert settings.memcached_servers == ()
     assert (settings.cache_ttl_seconds, settings.base_currency, settings.quote_max_age_seconds) == (60, "USD", 300)
-    assert settings.to_flask_config()["CACHE_TYPE"] == "src.adapters.local_cache.LocalCache"
+    assert isinstance(cache_backend(settings), LocalCache)
 
 
 def test_a_key_selects_production():
@@ -37,7 +40,9 @@ def test_values_are_read():
     assert settings.memcached_servers == ("m1:11211", "m2:11212")
     assert (settings.cache_ttl_seconds, settings.base_currency, settings.quote_max_age_seconds) == (30, "EUR", 600)
     assert (settings.rate_limit, settings.log_format) == ("120/minute", "json")
-    assert settings.to_flask_config()["CACHE_MEMCACHED_SERVERS"] == ["m1:11211", "m2:11212"]
+    backend = cache_backend(settings)  # pymemcache connects lazily: no socket here
+    assert isinstance(backend, PymemcacheCache)
+    assert backend.servers == ("m1:11211", "m2:11212")
 
 
 def test_the_key_is_not_in_the_repr():
@@ -188,6 +193,13 @@ def test_the_credit_budget_settings_are_read():
 def test_bad_credit_budget_settings_stop_start_up_naming_the_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize("value", ["1_000", "+5", "٣٠", "３０", "30.0"])
+def test_a_whole_number_is_written_in_ascii_digits_only(value):
+    # int() alone takes underscores, a plus sign and other scripts' digits.
+    with pytest.raises(ConfigError, match="CACHE_TTL_SECONDS must be a whole number"):
+        Settings.from_env({"CACHE_TTL_SECONDS": value})
 
 
 @pytest.mark.parametrize("name, value", [

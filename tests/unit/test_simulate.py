@@ -9,8 +9,8 @@ import pytest
 from limits.storage import MemoryStorage
 
 from bench.simulate import derived_interval, plan_requests
-from src.adapters.budget_board import LimitsBoard
-from src.adapters.credit_governor import SharedCreditGovernor
+from src.adapters.budget.board import LimitsBoard
+from src.adapters.budget.governor import SharedCreditGovernor
 from tests.fakes import FixedClock
 
 MIDNIGHT = datetime(2026, 11, 27, tzinfo=UTC)

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import pytest
 
-from src.domain.errors import BudgetSpent, InvalidCurrency, ProviderTimeout, ProviderUnavailable
+from src.domain.errors import (
+    BudgetSpent,
+    InvalidCurrency,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from src.domain.freshness import due_after_seconds
 from src.domain.model import Fetched, Purpose
 from src.domain.spending import (
     BudgetDay,
-    Spent,
     SpendingPolicy,
+    Spent,
     call_cost,
     call_purpose,
-    due_after_seconds,
     paid_call,
     room_in_call,
 )
@@ -218,7 +223,7 @@ def test_a_retry_inside_a_call_is_reserved_for_the_calls_own_purpose():
 def test_the_wired_provider_reserves_each_retry_for_the_purpose_of_the_call_it_retries(
         requests_mock):
     # A refresh or conversion retried as a request took the request reserve of the minute.
-    from src.entrypoints.app import build_provider
+    from src.bootstrap import build_provider
     from src.entrypoints.settings import Settings
     from tests.unit.cmc_support import BASE, KEY, URL
 
@@ -239,7 +244,7 @@ def test_a_retry_after_a_timeout_is_reserved_at_the_calls_cost_it_may_be_charged
     # CoinMarketCap may answer a timed-out attempt after we gave up, and charge it.
     import requests
 
-    from src.entrypoints.app import build_provider
+    from src.bootstrap import build_provider
     from src.entrypoints.settings import Settings
     from tests.unit.cmc_support import BASE, KEY, URL
 

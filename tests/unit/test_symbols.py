@@ -73,7 +73,7 @@ import re  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from src.adapters.cache_keys import cache_key  # noqa: E402
+from src.adapters.cache.keys import cache_key  # noqa: E402
 
 VALID = re.compile(r"[A-Z0-9]{1,20}")
 symbol_text = st.from_regex(r"[A-Za-z0-9]{1,20}", fullmatch=True)

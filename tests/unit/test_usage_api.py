@@ -1,4 +1,4 @@
-"""GET /usage and the budget gauges of /metrics (contract §4), over fakes and an in-process governor."""
+"""GET /usage and the budget gauges of /metrics (README "Freshness and credits"), over fakes and an in-process governor."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from limits.storage import MemoryStorage
 
-from src.adapters.budget_board import LimitsBoard
-from src.adapters.credit_governor import SharedCreditGovernor
+from src.adapters.budget.board import LimitsBoard
+from src.adapters.budget.governor import SharedCreditGovernor
 from src.domain.model import Purpose
 from src.entrypoints.settings import Settings
 from tests.conftest import TEST_KEY, make_client

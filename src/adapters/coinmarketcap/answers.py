@@ -17,7 +17,12 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from src.adapters.coinmarketcap.wire import invalid_parameter, parse_time
-from src.domain.errors import LimitVerdict, ProviderError, ProviderTimeout, ProviderUnavailable
+from src.domain.errors import (
+    LimitVerdict,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +145,7 @@ def parse_retry_after(header: str | None, now: datetime | None = None) -> float 
         when = parsedate_to_datetime(header)
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()  # type: ignore[assignment]
     except (TypeError, ValueError, OverflowError, IndexError):
         return None
     if not math.isfinite(seconds):

@@ -21,10 +21,11 @@ class CircuitOpen(ProviderUnavailable):
 class CircuitBreaker:
     """Opens after `failure_threshold` consecutive unavailable answers; while open, calls fail at
     once with the time left as `retry_after`. A limit verdict (spent credits, too many calls) is
-    an answer: opening on it would hide its code and its reset time behind ours. After `cooldown_seconds` one trial call goes
-    through (half-open): an answer closes the circuit, a failure opens it again, and a trial
-    that ends any other way (an unexpected exception, an interrupted worker) proves nothing,
-    so the next call may try again. No outcome can leave a trial running for ever.
+    an answer: opening on it would hide its code and its reset time behind ours. After
+    `cooldown_seconds` one trial call goes through (half-open): an answer closes the circuit, a
+    failure opens it again, and a trial that ends any other way (an unexpected exception, an
+    interrupted worker) proves nothing, so the next call may try again. No outcome can leave a
+    trial running for ever.
     """
 
     def __init__(self, failure_threshold: int = 5, cooldown_seconds: float = 30.0,

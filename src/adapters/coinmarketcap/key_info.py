@@ -33,8 +33,8 @@ class KeyInfo:
 
 
 class CoinMarketCapKeyInfo:
-    """Reads `/v1/key/info` (cmc-api.md §6): 0 credits, but one call against the minute's limit,
-    so callers read it every few minutes, never per request.
+    """Reads `/v1/key/info` (CoinMarketCap API documentation, "Key Info"): 0 credits, but one
+    call against the minute's limit, so callers read it every few minutes, never per request.
 
     `read()` raises ProviderUnavailable (no answer, 429, 5xx) or ProviderError (an unusable
     answer, rejected credentials), with CoinMarketCap's error code when it gave one.

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 # `Invalid values for "symbol": "XYZ,ABC"`. Only these name a parameter whose *value* is bad.
 _INVALID_VALUE_RE = re.compile(r'Invalid values? for "([A-Za-z_]{1,32})"', re.ASCII)
 
-# What the history tables (orm.py) and the cache (codec.py) hold. A value beyond them would make
+# What the history tables (sql/orm.py) and the cache (codec.py) hold. A value beyond them would make
 # PostgreSQL refuse the whole batch (every coin's history row lost) or the cache entry unreadable.
 _TEXT_LIMITS = {"name": 255, "slug": 255, "symbol": 64}
 _INT_RANGE = range(-2**31, 2**31)  # INTEGER columns (cmc_rank, num_market_pairs)

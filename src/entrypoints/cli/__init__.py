@@ -1,0 +1,1 @@
+"""The `flask --app wsgi` commands: `refresh` (the refresher process) and `history prune`."""
