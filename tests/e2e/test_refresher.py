@@ -186,7 +186,9 @@ def test_two_refreshers_running_at_once_make_one_round_per_interval_between_them
 
 def test_a_refresher_killed_mid_round_does_not_stop_the_next_round(fresh):
     assert fresh.get("BTC").status_code == 200
+    fetched = time.monotonic()  # at the latest
     assert wait_for(lambda: fresh.requested(["BTC"]), 30), "the workers never noted BTC"
+    until_due(fetched)  # else its first round refreshes nothing and the next one is killed
     fresh.set_latency(4)  # the killed refresher's call is under way for 4 s
     before = len(fresh.quote_calls())
     killed = fresh.refresher("killed")

@@ -45,7 +45,8 @@ class SharedCreditGovernor(CreditGovernor):
     like any call), else the Basic plan (333 credits a day, 30 calls a minute). The budget's day
     ends at the daily reset key info reports, else at UTC midnight.
 
-    Counts live on a `board` shared by every process (memcached, or the database without it).
+    Counts live on a `board` shared by every process: the deployment's database (without one,
+    in tests, memcached or this process).
     Calls are counted per calendar minute, credits per day and purpose; a reservation is counted
     first and given back when it breaks a rule, so that racing processes can never overspend
     together, and settled to what CoinMarketCap charged once the call is answered. When the
@@ -74,7 +75,7 @@ class SharedCreditGovernor(CreditGovernor):
         namespace: str = "",
     ) -> None:
         # One budget per CoinMarketCap key (see budget_namespace): deployments or test stacks
-        # sharing a memcached with other keys never count against each other.
+        # sharing a board with other keys never count against each other.
         self._prefix = f"{_PREFIX}:{namespace}" if namespace else _PREFIX
         self.clock = clock
         self.read_key_info = read_key_info
