@@ -1,9 +1,11 @@
-// nginx's side of the edge (deploy/nginx.conf): which memcached key answers a quotes request.
+// nginx's side of the edge for the spellings deploy/nginx.conf leaves to code: which memcached key
+// answers a quotes request written in any case, with a symbol twice, or too long to name itself.
 //
-// The app writes the documents (src/adapters/cache/edge_documents.py) under keys built by
-// src/adapters/cache/keys.py; this file builds the same keys from the request. Change both
-// together (tests/unit/test_edge_config.py runs this file under node when it can, and the e2e
-// tier runs it under nginx).
+// nginx.conf names the canonical spelling (capitals, no repeats, at most LIST_NAME_MAX
+// characters) itself, with no code: this file runs only for the others, and builds the same keys
+// as the app (src/adapters/cache/keys.py) and as nginx.conf. Change the three together
+// (tests/unit/test_edge_config.py runs this file under node when it can, and the e2e tier runs
+// it under nginx).
 //
 // Eligible: GET or HEAD /api/v1/quotes?symbol=A[,B...], nothing else in the query string, each
 // symbol 1-20 ASCII letters or digits, at most 100. The list is normalised as the app does
@@ -12,21 +14,10 @@
 
 var crypto = require('crypto');
 
-var SYMBOL = /^[A-Za-z0-9]{1,20}$/;
-var NAME = /^[A-Za-z0-9_-]{1,32}$/;
-var MAX_SYMBOLS = 100;
+var ELIGIBLE = /^symbol=[A-Za-z0-9]{1,20}(,[A-Za-z0-9]{1,20}){0,99}$/;
+var NAMESPACE = /^[A-Za-z0-9_-]{1,32}:[A-Z0-9]{1,20}$/;
+var LIST_NAME_MAX = 180;
 var VERSION = 'v2';
-
-// `CACHE_NAMESPACE:BASE_CURRENCY`, as the app's settings name them (nginx.conf's `env` lines
-// pass them through; unset, the app's defaults). Invalid: no edge at all.
-function namespace() {
-    var name = process.env.CACHE_NAMESPACE || 'coinquote';
-    var base = (process.env.BASE_CURRENCY || 'USD').toUpperCase();
-    if (!NAME.test(name) || !SYMBOL.test(base)) {
-        return '';
-    }
-    return name + ':' + base;
-}
 
 // The normalised symbols of an eligible request, or null.
 function symbols(r) {
@@ -34,43 +25,41 @@ function symbols(r) {
         return null;
     }
     var args = r.variables.args || '';
-    if (args.slice(0, 7) !== 'symbol=') {
-        return null;
+    if (!ELIGIBLE.test(args)) {
+        return null;  // also '&', '%', '=', an empty part, over 100 symbols
     }
-    var parts = args.slice(7).split(',');
-    if (parts.length > MAX_SYMBOLS) {
-        return null;
-    }
+    var parts = args.slice(7).toUpperCase().split(',');
     var seen = {};
     var out = [];
     for (var i = 0; i < parts.length; i++) {
-        if (!SYMBOL.test(parts[i])) {
-            return null;  // also '&', '%', '=', an empty part
-        }
-        var symbol = parts[i].toUpperCase();
-        if (!seen[symbol]) {
-            seen[symbol] = true;
-            out.push(symbol);
+        if (seen[parts[i]] !== true) {
+            seen[parts[i]] = true;
+            out.push(parts[i]);
         }
     }
     return out;
 }
 
-// The digest naming one normalised list (edge_list_digest in cache_keys.py).
-function digest(list) {
-    return crypto.createHash('sha256').update(list.join(',')).digest('hex');
+// The name of one normalised list (edge_list_name in keys.py): itself, or its SHA-256 when long.
+function name(list) {
+    var joined = list.join(',');
+    if (joined.length <= LIST_NAME_MAX) {
+        return joined;
+    }
+    return 'sha256-' + crypto.createHash('sha256').update(joined).digest('hex');
 }
 
-// js_set $coinquote_edge_key: the key of the request's document, "" when it is not eligible.
-// One symbol: `NS:edge:v2:SYMBOL`; several: `NS:edge:v2:list:<sha256 of the normalised list>`.
+// js_set $coinquote_edge_normalised: the key of the request's document, "" when not eligible.
+// One symbol: `NS:edge:v2:SYMBOL`; several: `NS:edge:v2:list:<name>`. NS is nginx.conf's
+// $coinquote_namespace, `CACHE_NAMESPACE:BASE_CURRENCY` (invalid: no edge at all).
 function key(r) {
-    var ns = namespace();
+    var ns = r.variables.coinquote_namespace || '';
     var list = symbols(r);
-    if (!ns || list === null) {
+    if (!NAMESPACE.test(ns) || list === null) {
         return '';
     }
     var prefix = ns + ':edge:' + VERSION + ':';
-    return list.length === 1 ? prefix + list[0] : prefix + 'list:' + digest(list);
+    return list.length === 1 ? prefix + list[0] : prefix + 'list:' + name(list);
 }
 
-export default {key, digest, symbols};
+export default {key, name, symbols};

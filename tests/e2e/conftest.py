@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -139,12 +140,21 @@ def replicas(e2e_dir, service, fake_cmc_process, e2e_database_url, memcached_ser
         stop(proc.process)
 
 
+def render_namespace(env: dict[str, str] | None = None) -> str:
+    """deploy/coinquote-namespace.conf.template as the nginx image renders it (envsubst of the
+    variables set), from docker-compose.yml's values for nginx: its defaults, then `env`."""
+    values = {"CACHE_NAMESPACE": "coinquote", "BASE_CURRENCY": "USD", **(env or {})}
+    text = (ROOT / "deploy" / "coinquote-namespace.conf.template").read_text()
+    return re.sub(r"\$\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), text)
+
+
 def render_nginx_conf(upstreams: list[str], port: int, workdir: Path,
-                      memcached: list[str] | None = None) -> str:
+                      memcached: list[str] | None = None, env: dict[str, str] | None = None) -> str:
     """deploy/nginx.conf with only its `# e2e:` lines pointed at local ports and files.
 
     `memcached`: the servers of the fast path (none: a closed port, so every request reaches
-    the app as before the fast path existed)."""
+    the app as before the fast path existed). `env`: CACHE_NAMESPACE and BASE_CURRENCY, as
+    docker-compose.yml would give the nginx image (render_namespace)."""
     text = (ROOT / "deploy" / "nginx.conf").read_text()
     out = []
     for line in text.splitlines():
@@ -168,6 +178,9 @@ def render_nginx_conf(upstreams: list[str], port: int, workdir: Path,
             out.append(f"{indent}pid {workdir}/nginx.pid;")
         elif what == "js":
             out.append(f"{indent}js_import coinquote from {ROOT / 'deploy' / 'coinquote-edge.js'};")
+        elif what == "namespace":
+            (workdir / "coinquote-namespace.conf").write_text(render_namespace(env))
+            out.append(f"{indent}include {workdir}/coinquote-namespace.conf;")
         elif what == "temp":
             out.append(f"{indent}{directive} {workdir}/{directive};")
         else:
@@ -178,7 +191,7 @@ def render_nginx_conf(upstreams: list[str], port: int, workdir: Path,
 def start_nginx(upstreams: list[str], workdir: Path, edit: Callable[[str], str] | None = None,
                 memcached: list[str] | None = None, env: dict[str, str] | None = None) -> Process:
     """Real nginx with deploy/nginx.conf (rendered, then passed through `edit`) in front of
-    `upstreams`; `env`: its environment's extra variables (CACHE_NAMESPACE, BASE_CURRENCY)."""
+    `upstreams`; `env`: CACHE_NAMESPACE and BASE_CURRENCY for its namespace (render_namespace)."""
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if binary is None:
         pytest.fail("nginx is needed for the reverse-proxy tests: make system-deps", pytrace=False)
@@ -186,7 +199,7 @@ def start_nginx(upstreams: list[str], workdir: Path, edit: Callable[[str], str] 
     workdir.chmod(0o777)  # nginx workers run as an unprivileged user and write temp files here
     port = free_port()
     conf = workdir / "nginx.conf"
-    text = render_nginx_conf(upstreams, port, workdir, memcached)
+    text = render_nginx_conf(upstreams, port, workdir, memcached, env)
     conf.write_text(edit(text) if edit else text)
     checked = subprocess.run([binary, "-t", "-c", str(conf), "-e", str(workdir / "startup.log")],
                              capture_output=True, text=True)
@@ -195,7 +208,7 @@ def start_nginx(upstreams: list[str], workdir: Path, edit: Callable[[str], str] 
                     " (Debian: libnginx-mod-http-js)", pytrace=False)
     assert checked.returncode == 0, checked.stderr
     proc = spawn([binary, "-c", str(conf), "-e", str(workdir / "startup.log"), "-g", "daemon off;"],
-                 base_env(**(env or {})), port, workdir / "stdout.log")
+                 base_env(), port, workdir / "stdout.log")
     proc.extra["access_log"] = workdir / "access.log"
     proc.extra["error_log"] = workdir / "error.log"
     return proc

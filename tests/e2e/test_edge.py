@@ -249,6 +249,43 @@ def test_a_list_asked_twice_is_served_by_nginx_alone_until_its_quotes_expire(edg
     edge.start_app()
 
 
+def without_njs(text: str) -> str:
+    """deploy/nginx.conf with the njs spellings cut off: only nginx's own naming is left."""
+    cut = text.replace('""      $coinquote_edge_normalised;', '""      "";')
+    assert cut != text, "the key map changed: update this edit"
+    return cut
+
+
+def test_the_spelling_a_dashboard_repeats_is_named_by_nginx_itself(e2e_dir, edge):
+    """Issue 18, acceptance 3: capitals and no repeat, the list and the coin are answered by
+    nginx's own regular expressions (njs costs a third of the edge's speed). With the njs path cut
+    off they are still answered by the edge, and every other spelling by the app."""
+    edge.restart_all()
+    symbols = [f"SYN{n}" for n in range(31_101, 31_111)]
+    listed = ",".join(symbols)
+    for _ in range(2):  # fetched, then answered from the cache: its document is written
+        asked = requests.get(edge.nginx.url + "/api/v1/quotes?symbol=" + listed, timeout=10)
+        assert asked.status_code == 200
+    assert {c["source"] for c in asked.json()["data"].values()} == {"cache"}
+    single = requests.get(f"http://127.0.0.1:{edge.port}/api/v1/quotes?symbol={symbols[0]}",
+                          timeout=10)
+    plain = start_nginx([f"127.0.0.1:{edge.port}"], e2e_dir / "edge-nginx-without-njs",
+                        edit=without_njs, memcached=[s.address for s in edge.memcached])
+    try:
+        answers = {}
+        for n, query in enumerate((listed, symbols[0], listed.lower(), symbols[0].lower(),
+                                   listed + "," + symbols[0])):
+            answers[query] = requests.get(plain.url + "/api/v1/quotes?symbol=" + query,
+                                          timeout=10, headers={"X-Request-ID": f"plain-{n}"})
+            assert answers[query].status_code == 200, query
+        assert answers[listed].content == asked.content
+        assert answers[symbols[0]].content == single.content
+        for n, served_by in enumerate(("edge", "edge", "app", "app", "app")):
+            assert eventually_logged(plain, request_id=f"plain-{n}", served_by=served_by), n
+    finally:
+        stop(plain.process, signal.SIGQUIT)
+
+
 def test_deployments_sharing_memcached_never_serve_each_others_documents(e2e_dir, edge):
     """Issue 21, defect 5: a EUR deployment on the same memcached; the USD nginx must not serve
     its documents, whose own nginx does. Likewise another CACHE_NAMESPACE in the same currency."""

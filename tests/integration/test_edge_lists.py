@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from src.adapters.cache.keys import edge_list_digest, edge_list_key
+from src.adapters.cache.keys import edge_list_key, edge_list_name
 from src.entrypoints.wiring import wiring
 from tests.fakes import coin_quote
 from tests.servers import eventually
 
-KEY = edge_list_key("coinquote:USD", edge_list_digest(("BTC", "ETH")))  # the wired app's
+KEY = edge_list_key("coinquote:USD", edge_list_name(("BTC", "ETH")))  # the wired app's
 
 
 def new_quote() -> dict:

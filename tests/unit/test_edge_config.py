@@ -7,39 +7,98 @@ import hashlib
 import re
 from pathlib import Path
 
+import pytest
+
 from src.adapters.cache.keys import (
     EDGE_VERSION,
+    LIST_NAME_MAX,
+    NAMESPACE_PART,
     edge_key,
-    edge_list_digest,
     edge_list_key,
+    edge_list_name,
     key_namespace,
 )
-from src.domain.model import MAX_SYMBOL_LENGTH, MAX_SYMBOLS_PER_REQUEST
+from src.domain.model import MAX_SYMBOL_LENGTH, MAX_SYMBOLS_PER_REQUEST, parse_symbols
 from src.entrypoints.observability import REQUEST_ID_PATTERN
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CONF = (DEPLOY / "nginx.conf").read_text()
 JS = (DEPLOY / "coinquote-edge.js").read_text()
+TEMPLATE = (DEPLOY / "coinquote-namespace.conf.template").read_text()
 
 
-def test_the_script_builds_the_apps_keys():
-    namespace = key_namespace("coinquote", "USD")
+def canonical_name(method: str, args: str) -> str:
+    """What nginx.conf's `$coinquote_edge_name` map gives, its regular expressions run by Python's
+    `re` (PCRE's `(?<name>` spelled `(?P<name>`, the map's `$capture` values filled in)."""
+    block = CONF.split('map "$request_method:$args" $coinquote_edge_name {')[1].split("}\n")[0]
+    for pattern, value in re.findall(r'^\s*"~(.+)" (\S+);$', block, re.MULTILINE):
+        found = re.match(pattern.replace("(?<", "(?P<"), f"{method}:{args}")
+        if found:
+            return re.sub(r"\$(\w+)", lambda m: found.group(m.group(1)), value)
+    assert re.search(r'^\s*default "";$', block, re.MULTILINE)
+    return ""
+
+
+def test_a_list_names_itself_while_its_key_fits_memcached_whatever_the_namespace():
+    longest = key_namespace("n" * 32, "C" * MAX_SYMBOL_LENGTH)  # NAMESPACE_PART's and a symbol's
+    assert NAMESPACE_PART.pattern == "[A-Za-z0-9_-]{1,32}"
+    name = edge_list_name(["ABCD"] * 36 + ["XYZ"])  # 36 * 5 + 3 = 183 characters
+
+    assert edge_list_name(("BTC", "ETH")) == "BTC,ETH"
+    assert name == "sha256-" + hashlib.sha256(",".join(["ABCD"] * 36 + ["XYZ"]).encode()).hexdigest()
+    assert len(edge_list_key(longest, "A" * LIST_NAME_MAX)) <= 250
+    assert edge_key(key_namespace("coinquote", "USD"), "BTC") == f"coinquote:USD:edge:{EDGE_VERSION}:BTC"
+    assert edge_list_key(key_namespace("coinquote", "USD"), "BTC,ETH") == (
+        f"coinquote:USD:edge:{EDGE_VERSION}:list:BTC,ETH")
+
+
+@pytest.mark.parametrize("args, name", [
+    ("symbol=BTC", "BTC"),
+    ("symbol=BTC,ETH,SOL", "list:BTC,ETH,SOL"),
+    ("symbol=ETH,BTC", "list:ETH,BTC"),  # another order is another answer
+    ("symbol=" + ",".join(f"SYN{n}" for n in range(1, 101)), ""),  # over 180 characters
+    ("symbol=" + ",".join(f"S{n}" for n in range(1, 61)), ""),  # 170 characters, 60 symbols
+    ("symbol=btc", ""), ("symbol=BTC,eth", ""),  # njs upper-cases
+    ("symbol=BTC,ETH,BTC", ""), ("symbol=BTC,BTC", ""), ("symbol=A,B,C,B", ""),  # njs collapses
+    ("symbol=BTC&convert=EUR", ""), ("symbol=BTC,", ""), ("symbol=BTC,,ETH", ""),
+    ("symbol=BTC%2CETH", ""), ("symbol=" + "A" * 21, ""), ("x=1&symbol=BTC", ""), ("", ""),
+])
+def test_nginx_names_the_canonical_spelling_as_the_app_does_and_leaves_the_rest_to_njs(args, name):
+    assert canonical_name("GET", args) == name
+    assert canonical_name("HEAD", args) == name
+    assert canonical_name("POST", args) == ""
+    if name:  # the app's name for the same request
+        symbols = parse_symbols(args.removeprefix("symbol="))
+        assert name == (symbols[0] if len(symbols) == 1 else "list:" + edge_list_name(symbols))
+
+
+def test_a_symbol_repeated_anywhere_is_not_canonical():
+    symbols = [f"C{n}" for n in range(12)]
+    for first in range(12):
+        for second in range(first + 1, 12):
+            repeated = symbols[:second] + [symbols[first]] + symbols[second:]
+            assert canonical_name("GET", "symbol=" + ",".join(repeated)) == "", repeated
+    assert canonical_name("GET", "symbol=AB,B,BA,ABC") == "list:AB,B,BA,ABC"  # prefixes differ
+
+
+def test_nginx_and_the_script_build_the_apps_keys_in_the_apps_namespace():
+    key_map = CONF.split("map $coinquote_edge_name $coinquote_edge_key {")[1].split("}")[0]
+    assert f"default $coinquote_namespace:edge:{EDGE_VERSION}:$coinquote_edge_name;" in key_map
+    assert '"" $coinquote_edge_normalised;' in " ".join(key_map.split())
+    assert 'set $coinquote_namespace "${CACHE_NAMESPACE}:${BASE_CURRENCY}";' in TEMPLATE
+    assert "include /etc/nginx/conf.d/coinquote-namespace.conf;" in CONF
 
     assert f"var VERSION = '{EDGE_VERSION}';" in JS
+    assert f"var LIST_NAME_MAX = {LIST_NAME_MAX};" in JS
     assert "var prefix = ns + ':edge:' + VERSION + ':';" in JS
-    assert "prefix + list[0] : prefix + 'list:' + digest(list)" in JS
-    assert edge_key(namespace, "BTC") == f"coinquote:USD:edge:{EDGE_VERSION}:BTC"
-    assert "createHash('sha256').update(list.join(','))" in JS
-    assert edge_list_key(namespace, edge_list_digest(("BTC", "ETH"))) == (
-        f"coinquote:USD:edge:{EDGE_VERSION}:list:{hashlib.sha256(b'BTC,ETH').hexdigest()}")
+    assert "prefix + list[0] : prefix + 'list:' + name(list)" in JS
+    assert "return 'sha256-' + crypto.createHash('sha256').update(joined).digest('hex');" in JS
+    assert "var NAMESPACE = /^[A-Za-z0-9_-]{1,32}:[A-Z0-9]{1," + str(MAX_SYMBOL_LENGTH) + "}$/;" in JS
 
 
 def test_the_script_accepts_what_the_app_accepts_and_no_more():
-    assert "var SYMBOL = /^[A-Za-z0-9]{1," + str(MAX_SYMBOL_LENGTH) + "}$/;" in JS
-    assert f"var MAX_SYMBOLS = {MAX_SYMBOLS_PER_REQUEST};" in JS
-    assert "process.env.CACHE_NAMESPACE || 'coinquote'" in JS
-    assert "process.env.BASE_CURRENCY || 'USD'" in JS
-    assert "env CACHE_NAMESPACE;" in CONF and "env BASE_CURRENCY;" in CONF
+    assert ("var ELIGIBLE = /^symbol=[A-Za-z0-9]{1,%d}(,[A-Za-z0-9]{1,%d}){0,%d}$/;"
+            % (MAX_SYMBOL_LENGTH, MAX_SYMBOL_LENGTH, MAX_SYMBOLS_PER_REQUEST - 1)) in JS
 
 
 def test_nginx_keeps_a_clients_request_id_only_when_the_app_would():
@@ -57,3 +116,4 @@ def test_misses_and_memcached_trouble_fall_through_to_the_app():
     assert "memcached_pass coinquote_memcached;" in location
     assert "limit_req zone=coinquote_clients" in location
     assert 'add_header Cache-Control "public, max-age=0" always;' in location
+    assert "memcached_buffer_size 64k;" in location

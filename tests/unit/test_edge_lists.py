@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from src.adapters.cache.edge_lists import EdgeLists
-from src.adapters.cache.keys import edge_list_digest
+from src.adapters.cache.keys import edge_list_name
 from src.domain.model import QuoteAnswer, ServedQuote, Source
 from tests.fakes import T0, coin_quote
 
@@ -24,8 +24,8 @@ class RecordingDocuments:
     def epochs(self) -> dict[str, str]:
         return {"m1:11211": "ab12"}
 
-    def publish_list(self, epochs, digest, body, expire) -> None:
-        self.written.append((epochs, digest, body, expire))
+    def publish_list(self, epochs, name, body, expire) -> None:
+        self.written.append((epochs, name, body, expire))
 
 
 def cached(symbol: str, coin_id: int, *, left: float = 40, stale: bool = False,
@@ -50,7 +50,7 @@ def test_an_all_cache_answer_is_written_under_the_epochs_read_before_it_for_its_
     edge.publish(ticket, answer(BTC=cached("BTC", 1, left=40.7), ETH=cached("ETH", 2, left=12.9)),
                  "body")
 
-    assert documents.written == [({"m1:11211": "ab12"}, edge_list_digest(("BTC", "ETH")),
+    assert documents.written == [({"m1:11211": "ab12"}, edge_list_name(("BTC", "ETH")),
                                   "body", 12)]
 
 
@@ -97,8 +97,8 @@ def test_lists_seen_once_share_a_small_budget_and_lists_seen_again_a_larger_one(
     quotes = answer(BTC=cached("BTC", 1), ETH=cached("ETH", 2))
 
     for n in range(10):  # ten distinct lists (the answer stands in for each): 3,000 bytes
-        edge.publish(replace(edge.ticket(("BTC", "ETH"), None), digest=f"junk{n}"), quotes, body)
+        edge.publish(replace(edge.ticket(("BTC", "ETH"), None), name=f"junk{n}"), quotes, body)
     assert len(documents.written) == 3  # 900 bytes of the 1,000 for first sightings
     for _ in range(5):  # a list seen before (a dashboard polling) still gets written
-        edge.publish(replace(edge.ticket(("BTC", "ETH"), None), digest="junk0"), quotes, body)
+        edge.publish(replace(edge.ticket(("BTC", "ETH"), None), name="junk0"), quotes, body)
     assert len(documents.written) == 8

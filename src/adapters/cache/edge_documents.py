@@ -117,11 +117,11 @@ class EdgeDocuments:
                 found[server] = epoch
         return found
 
-    def publish_list(self, epochs: Mapping[str, str], digest: str, body: str,
+    def publish_list(self, epochs: Mapping[str, str], name: str, body: str,
                      expire: int) -> None:
         """Write one list's answer to each server whose epoch was read before its quotes were,
         and register it there; never raises. See the class for the order and why."""
-        key = edge_list_key(self.namespace, digest)
+        key = edge_list_key(self.namespace, name)
         for server, client in self._live():
             epoch = epochs.get(server)
             if epoch is None:

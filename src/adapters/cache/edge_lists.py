@@ -13,7 +13,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
 
 from src.adapters.cache.edge_documents import EdgeDocuments
-from src.adapters.cache.keys import edge_list_digest
+from src.adapters.cache.keys import edge_list_name
 from src.domain.model import QuoteAnswer, Source
 
 # What one process may write per minute, in bytes of list documents. A list seen before in this
@@ -23,7 +23,7 @@ from src.domain.model import QuoteAnswer, Source
 # process can hold in memcached is about FIRST_SIGHT_BYTES_PER_MINUTE * TTL / 60 s.
 FIRST_SIGHT_BYTES_PER_MINUTE = 1 << 20
 REPEAT_BYTES_PER_MINUTE = 16 << 20
-SEEN_LISTS = 10_000  # lists remembered per process (32-byte digests); forgotten all at once
+SEEN_LISTS = 10_000  # list names remembered per process (up to 180 bytes); forgotten at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,7 @@ class ListTicket:
     """A list request that may become a document: its symbols and the epochs read before it."""
 
     symbols: tuple[str, ...]
-    digest: str
+    name: str  # edge_list_name
     epochs: dict[str, str]
 
 
@@ -69,16 +69,16 @@ class EdgeLists:
         if not epochs:
             return None
         symbols = tuple(symbols)
-        return ListTicket(symbols, edge_list_digest(symbols), epochs)
+        return ListTicket(symbols, edge_list_name(symbols), epochs)
 
     def publish(self, ticket: ListTicket | None, answer: QuoteAnswer, body: str) -> None:
         """Write `body`, the app's answer to the ticket's request, when the edge may serve it."""
         if ticket is None or self._documents is None:
             return
         expire = self._lifetime(ticket, answer)
-        if expire < 1 or not self._within_budget(ticket.digest, len(body)):
+        if expire < 1 or not self._within_budget(ticket.name, len(body)):
             return
-        self._documents.publish_list(ticket.epochs, ticket.digest, body, expire)
+        self._documents.publish_list(ticket.epochs, ticket.name, body, expire)
         self.written += 1
 
     def _lifetime(self, ticket: ListTicket, answer: QuoteAnswer) -> int:
@@ -96,12 +96,12 @@ class EdgeLists:
                 seconds = min(seconds, quote.fetched_at.timestamp() + self._max_age_seconds - now)
         return math.floor(seconds)  # never a second past an entry or a quote's freshness
 
-    def _within_budget(self, digest: str, size: int) -> bool:
+    def _within_budget(self, name: str, size: int) -> bool:
         with self._lock:
-            seen = digest in self._seen
+            seen = name in self._seen
             if not seen:
                 if len(self._seen) >= self._seen_lists:
                     self._seen.clear()
-                self._seen.add(digest)
+                self._seen.add(name)
         item = self._repeat if seen else self._first
         return self._budget.hit(item, "repeat" if seen else "first", cost=size)

@@ -1,9 +1,11 @@
-"""The one place cache keys are built (only A-Z a-z 0-9 : _ -, which memcached and cachelib accept).
+"""The one place cache keys are built (only A-Z a-z 0-9 : _ - and the edge lists' commas, which
+memcached and cachelib accept).
 
 Every key one deployment puts in a shared memcached names its deployment and base currency: the
 app's entries start with `CACHE_NAMESPACE:` (Flask-Caching's key prefix) and name the currency
 (`quote:v1:USD:BTC`); the edge documents start with `key_namespace`, `CACHE_NAMESPACE:BASE`.
-nginx builds the edge keys itself (deploy/coinquote-edge.js): change both together.
+nginx builds the edge keys itself (deploy/nginx.conf, deploy/coinquote-edge.js): change them
+together.
 """
 
 from __future__ import annotations
@@ -63,11 +65,21 @@ def edge_lists_key(namespace: str) -> str:
     return f"{namespace}:edge:{EDGE_VERSION}:lists"
 
 
-def edge_list_digest(symbols: Sequence[str]) -> str:
-    """The name of one normalised symbol list (nginx computes the same, coinquote-edge.js)."""
-    return hashlib.sha256(",".join(symbols).encode()).hexdigest()
+# A list's name is the list itself while its key stays within memcached's 250 bytes whatever the
+# namespace (at most 53 characters, key_namespace): nginx then builds the key with no code at all
+# (deploy/nginx.conf). A longer list is named by its SHA-256 (deploy/coinquote-edge.js).
+LIST_NAME_MAX = 180
 
 
-def edge_list_key(namespace: str, digest: str) -> str:
-    """The document nginx serves for the list named `digest`."""
-    return f"{namespace}:edge:{EDGE_VERSION}:list:{digest}"
+def edge_list_name(symbols: Sequence[str]) -> str:
+    """The name of one normalised symbol list: `BTC,ETH`, or `sha256-<hex>` past LIST_NAME_MAX
+    characters (nginx names it the same way, deploy/nginx.conf and coinquote-edge.js)."""
+    joined = ",".join(symbols)
+    if len(joined) <= LIST_NAME_MAX:
+        return joined
+    return "sha256-" + hashlib.sha256(joined.encode()).hexdigest()
+
+
+def edge_list_key(namespace: str, name: str) -> str:
+    """The document nginx serves for the list named `name` (edge_list_name)."""
+    return f"{namespace}:edge:{EDGE_VERSION}:list:{name}"
