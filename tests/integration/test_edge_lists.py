@@ -78,3 +78,41 @@ def test_a_full_register_starts_afresh_rather_than_leave_a_list_it_cannot_take_a
     wiring(wired_app).cache.set_many(new_quote(), "USD", 60)
     assert eventually(lambda: memcached_probe.get_everywhere(KEY) == [None] * len(
         memcached_probe.clients))
+
+
+ONE = "coinquote:USD:edge:v2:ETH"  # edge_key of the wired app's namespace
+
+
+def test_a_coins_document_gone_from_memcached_comes_back_with_its_next_answer_from_the_cache(
+        client, memcached_probe):
+    """Evicted from a full memcached while its quote's entry stays, a coin's document used to
+    stay away until the entry was cached again (up to CACHE_TTL_SECONDS of misses at the edge)."""
+    client.get("/api/v1/quotes?symbol=ETH")  # fetched: cached, and its document written with it
+    written = memcached_probe.get_everywhere(ONE)
+    assert None not in written
+    for probe in memcached_probe.clients:
+        probe.delete(ONE, noreply=False)
+
+    from_cache = client.get("/api/v1/quotes?symbol=eth")
+
+    assert from_cache.get_json()["data"]["ETH"]["source"] == "cache"
+    assert from_cache.data == written[0]  # the same bytes as the document written with the quote
+    assert memcached_probe.get_everywhere(ONE) == written
+
+
+def test_a_coins_answer_never_replaces_the_document_of_a_newer_quote(wired_app, client,
+                                                                     memcached_probe):
+    client.get("/api/v1/quotes?symbol=ETH")
+    for probe in memcached_probe.clients:
+        probe.delete(ONE, noreply=False)
+    services = wiring(wired_app)
+    ticket = services.edge_lists.ticket(("ETH",), None)  # as the view does, first
+    answer = services.service.get_quotes(("ETH",), None)  # the old quote
+    newer = {"ETH": coin_quote("ETH", 1027, "4321", fetched_at=datetime.now(UTC))}
+
+    services.cache.set_many(newer, "USD", 60)  # its document is written, a new epoch follows
+    published = memcached_probe.get_everywhere(ONE)
+    services.edge_lists.publish(ticket, answer, services.renderer.render(answer))
+
+    assert b"4321" in published[0]
+    assert memcached_probe.get_everywhere(ONE) == published

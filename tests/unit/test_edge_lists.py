@@ -20,12 +20,24 @@ class RecordingDocuments:
 
     def __init__(self) -> None:
         self.written: list[tuple[dict, str, str, int]] = []
+        self.epoch = "ab12"
 
     def epochs(self) -> dict[str, str]:
-        return {"m1:11211": "ab12"}
+        return {"m1:11211": self.epoch}
 
     def publish_list(self, epochs, name, body, expire) -> None:
         self.written.append((epochs, name, body, expire))
+
+    def restore(self, epochs, symbol, body, expire) -> None:
+        self.written.append((epochs, f"restored {symbol}", body, expire))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def cached(symbol: str, coin_id: int, *, left: float = 40, stale: bool = False,
@@ -35,7 +47,9 @@ def cached(symbol: str, coin_id: int, *, left: float = 40, stale: bool = False,
 
 
 def lists(documents=None, **kwargs) -> tuple[EdgeLists, RecordingDocuments]:
+    """Rewrites at once unless the test says otherwise (`rewrite_seconds`)."""
     documents = documents or RecordingDocuments()
+    kwargs.setdefault("rewrite_seconds", 0)
     return EdgeLists(documents, max_age_seconds=MAX_AGE, now=NOW.timestamp, **kwargs), documents
 
 
@@ -83,12 +97,55 @@ def test_what_the_edge_must_never_serve_is_never_written():
         assert documents.written == [], why
 
 
-def test_conversions_single_symbols_and_a_cache_without_memcached_get_no_ticket():
+def test_conversions_and_a_cache_without_memcached_get_no_ticket():
     edge, _ = lists()
 
     assert edge.ticket(("BTC", "ETH"), "EUR") is None
-    assert edge.ticket(("BTC",), None) is None  # the one-symbol document is written with the quote
+    assert edge.ticket(("BTC",), "EUR") is None
     assert EdgeLists(None, max_age_seconds=MAX_AGE).ticket(("BTC", "ETH"), None) is None
+
+
+def test_one_coins_answer_from_the_cache_restores_its_document_where_none_is():
+    """Written with its quote; an answer reaching the app means it went missing (evicted)."""
+    edge, documents = lists()
+
+    edge.publish(edge.ticket(("BTC",), None), answer(BTC=cached("BTC", 1, left=30.5)), "one")
+    edge.publish(edge.ticket(("BTC",), None), answer(BTC=cached("BTC", 1, stale=True)), "stale")
+
+    assert documents.written == [({"m1:11211": "ab12"}, "restored BTC", "one", 30)]
+
+
+def test_the_same_answer_is_written_at_most_once_a_second_however_many_requests_come():
+    clock = Clock()
+    edge, documents = lists(clock=clock, rewrite_seconds=1.0)
+    quotes = answer(BTC=cached("BTC", 1), ETH=cached("ETH", 2))
+
+    for _ in range(50):  # a burst reaching the app before the first document is there
+        edge.publish(edge.ticket(("BTC", "ETH"), None), quotes, "list")
+        edge.publish(edge.ticket(("BTC",), None), answer(BTC=quotes.quotes["BTC"]), "one")
+    assert [name for _, name, *_ in documents.written] == ["BTC,ETH", "restored BTC"]
+    assert edge.ticket(("ETH", "BTC"), None) is not None  # another list, its own second
+
+    clock.now += 0.99
+    assert edge.ticket(("BTC", "ETH"), None) is None
+    assert edge.ticket(("BTC",), None) is None
+    clock.now += 0.02
+    edge.publish(edge.ticket(("BTC", "ETH"), None), quotes, "list")
+    assert [name for _, name, *_ in documents.written] == ["BTC,ETH", "restored BTC", "BTC,ETH"]
+
+
+def test_a_new_epoch_makes_a_list_due_again_at_once():
+    """A quote cached anew took the list documents away: the next answer writes it again."""
+    edge, documents = lists(clock=Clock(), rewrite_seconds=1.0)
+    quotes = answer(BTC=cached("BTC", 1), ETH=cached("ETH", 2))
+    edge.publish(edge.ticket(("BTC", "ETH"), None), quotes, "list")
+    assert edge.ticket(("BTC", "ETH"), None) is None
+
+    documents.epoch = "cd34"
+    edge.publish(edge.ticket(("BTC", "ETH"), None), quotes, "list")
+
+    assert [epochs for epochs, *_ in documents.written] == [{"m1:11211": "ab12"},
+                                                            {"m1:11211": "cd34"}]
 
 
 def test_lists_seen_once_share_a_small_budget_and_lists_seen_again_a_larger_one():

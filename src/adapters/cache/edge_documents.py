@@ -135,6 +135,23 @@ class EdgeDocuments:
             except (MemcacheError, OSError) as exc:
                 self._failed(server, self._clock(), exc)
 
+    def restore(self, epochs: Mapping[str, str], symbol: str, body: str, expire: int) -> None:
+        """Write one coin's answer to each server whose epoch was read before its quote was and
+        which has no document for it (gone from a full memcached); never raises. Only where none
+        is: the document written with a newer quote stays. A new epoch in between (a quote cached
+        anew) takes the document away, whichever write it holds: a later answer restores it."""
+        key = edge_key(self.namespace, symbol)
+        for server, client in self._live():
+            epoch = epochs.get(server)
+            if epoch is None:
+                continue
+            try:
+                if client.add(key, body, expire=expire, noreply=False) \
+                        and client.get(edge_epoch_key(self.namespace)) != epoch:
+                    client.delete(key, noreply=False)
+            except (MemcacheError, OSError) as exc:
+                self._failed(server, self._clock(), exc)
+
     def _register(self, client: PooledClient, key: str) -> bool:
         register, entry = edge_lists_key(self.namespace), key + " "
         for _ in range(2):

@@ -1,4 +1,8 @@
-"""Which answers to symbol lists become edge documents, and for how long (bounded against junk)."""
+"""Which answers become edge documents from the request path, and for how long (bounded).
+
+Lists: every answer nginx could serve in the app's place. One coin: its document is written with
+its quote, so only one that went missing (evicted from a full memcached) is restored from here.
+"""
 
 from __future__ import annotations
 
@@ -24,52 +28,67 @@ from src.domain.model import QuoteAnswer, Source
 FIRST_SIGHT_BYTES_PER_MINUTE = 1 << 20
 REPEAT_BYTES_PER_MINUTE = 16 << 20
 SEEN_LISTS = 10_000  # list names remembered per process (up to 180 bytes); forgotten at once
+# A request reaching the app for an answer nginx could serve means its document is missing: the
+# same answer is written at most once a second per process, however many requests come meanwhile
+# (direct traffic to the app included), so it comes back within a second and the budget lasts.
+REWRITE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class ListTicket:
-    """A list request that may become a document: its symbols and the epochs read before it."""
+    """A request that may become a document: its symbols and the epochs read before it."""
 
     symbols: tuple[str, ...]
-    name: str  # edge_list_name
+    name: str  # edge_list_name, or the one symbol
     epochs: dict[str, str]
 
 
 class EdgeLists:
-    """Writes the app's answer to a list of several symbols as an edge document, when nginx
-    could serve it in the app's place (README "Deploy", the edge): no `convert`, no unknown
-    symbol, every quote from the cache and fresh; it lives until the first of its quotes'
-    entries expires or stops being fresh, whichever is sooner; the epochs read before the
-    quotes were (`ticket`) let EdgeDocuments take it away when a quote was cached anew
-    meanwhile.
-    Bounded: bytes written per minute (FIRST_SIGHT_/REPEAT_BYTES_PER_MINUTE above).
+    """Writes the app's answer as an edge document when nginx could serve it in the app's place
+    (README "Deploy", the edge): no `convert`, no unknown symbol, every quote from the cache and
+    fresh; it lives until the first of its quotes' entries expires or stops being fresh,
+    whichever is sooner; the epochs read before the quotes were (`ticket`) let EdgeDocuments
+    take it away when a quote was cached anew meanwhile. A list's document is written over
+    whatever is there; one coin's only where none is (the one written with a newer quote wins).
+    Bounded: one write a second per answer (REWRITE_SECONDS), bytes written per minute
+    (FIRST_SIGHT_/REPEAT_BYTES_PER_MINUTE above).
     """
 
     def __init__(self, documents: EdgeDocuments | None, *, max_age_seconds: float | None,
                  now: Callable[[], float] = time.time,
+                 clock: Callable[[], float] = time.monotonic,
                  first_sight_bytes: int = FIRST_SIGHT_BYTES_PER_MINUTE,
                  repeat_bytes: int = REPEAT_BYTES_PER_MINUTE,
-                 seen_lists: int = SEEN_LISTS) -> None:
+                 seen_lists: int = SEEN_LISTS,
+                 rewrite_seconds: float = REWRITE_SECONDS) -> None:
         self._documents = documents
         self._max_age_seconds = max_age_seconds
         self._now = now
+        self._clock = clock  # the rewrite interval's
         self._budget = FixedWindowRateLimiter(MemoryStorage())
         self._first = RateLimitItemPerMinute(first_sight_bytes)
         self._repeat = RateLimitItemPerMinute(repeat_bytes)
         self._seen: set[str] = set()
         self._seen_lists = seen_lists
+        self._rewrite_seconds = rewrite_seconds
+        self._written_at: dict[str, float] = {}  # _mark -> when this process last wrote it
         self._lock = threading.Lock()
         self.written = 0  # documents written by this process (tests and the benchmark read it)
 
     def ticket(self, symbols: Sequence[str], convert: str | None) -> ListTicket | None:
         """Call before answering: a ticket when this request's answer may become a document."""
-        if self._documents is None or convert is not None or len(symbols) < 2:
-            return None
-        epochs = self._documents.epochs()
-        if not epochs:
+        if self._documents is None or convert is not None or not symbols:
             return None
         symbols = tuple(symbols)
-        return ListTicket(symbols, edge_list_name(symbols), epochs)
+        if len(symbols) == 1:  # the most common request: no round trip unless it is due
+            if not self._due(symbols[0]):
+                return None
+            epochs = self._documents.epochs()
+            return ListTicket(symbols, symbols[0], epochs) if epochs else None
+        epochs = self._documents.epochs()
+        ticket = ListTicket(symbols, edge_list_name(symbols), epochs)
+        # A new epoch took the lists away: the same list is due again at once.
+        return ticket if epochs and self._due(_mark(ticket)) else None
 
     def publish(self, ticket: ListTicket | None, answer: QuoteAnswer, body: str) -> None:
         """Write `body`, the app's answer to the ticket's request, when the edge may serve it."""
@@ -78,7 +97,11 @@ class EdgeLists:
         expire = self._lifetime(ticket, answer)
         if expire < 1 or not self._within_budget(ticket.name, len(body)):
             return
-        self._documents.publish_list(ticket.epochs, ticket.name, body, expire)
+        self._wrote(_mark(ticket))
+        if len(ticket.symbols) == 1:
+            self._documents.restore(ticket.epochs, ticket.name, body, expire)
+        else:
+            self._documents.publish_list(ticket.epochs, ticket.name, body, expire)
         self.written += 1
 
     def _lifetime(self, ticket: ListTicket, answer: QuoteAnswer) -> int:
@@ -96,6 +119,17 @@ class EdgeLists:
                 seconds = min(seconds, quote.fetched_at.timestamp() + self._max_age_seconds - now)
         return math.floor(seconds)  # never a second past an entry or a quote's freshness
 
+    def _due(self, mark: str) -> bool:
+        """Whether this process wrote no such document (`_mark`) within the rewrite interval."""
+        last = self._written_at.get(mark)
+        return last is None or self._clock() - last >= self._rewrite_seconds
+
+    def _wrote(self, mark: str) -> None:
+        with self._lock:
+            if len(self._written_at) >= self._seen_lists:
+                self._written_at.clear()
+            self._written_at[mark] = self._clock()
+
     def _within_budget(self, name: str, size: int) -> bool:
         with self._lock:
             seen = name in self._seen
@@ -105,3 +139,11 @@ class EdgeLists:
                 self._seen.add(name)
         item = self._repeat if seen else self._first
         return self._budget.hit(item, "repeat" if seen else "first", cost=size)
+
+
+def _mark(ticket: ListTicket) -> str:
+    """What one write stands for: a coin's document; a list's under the epochs it was written in
+    (a new one deletes it, so it is not the same document any more)."""
+    if len(ticket.symbols) == 1:
+        return ticket.name
+    return ticket.name + " " + " ".join(sorted(ticket.epochs.values()))
