@@ -4,8 +4,8 @@
 // nginx.conf names the canonical spelling (capitals, no repeats, at most LIST_NAME_MAX
 // characters) itself, with no code: this file runs only for the others, and builds the same keys
 // as the app (src/adapters/cache/keys.py) and as nginx.conf. Change the three together
-// (tests/unit/test_edge_config.py runs this file under node when it can, and the e2e tier runs
-// it under nginx).
+// (tests/unit/test_edge_config.py pins what they share; tests/e2e/test_edge.py runs this file
+// under nginx, every spelling against the app's answer).
 //
 // Eligible: GET or HEAD /api/v1/quotes?symbol=A[,B...], nothing else in the query string, each
 // symbol 1-20 ASCII letters or digits, at most 100. The list is normalised as the app does

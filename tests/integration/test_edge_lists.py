@@ -92,12 +92,15 @@ def test_a_coins_document_gone_from_memcached_comes_back_with_its_next_answer_fr
     assert None not in written
     for probe in memcached_probe.clients:
         probe.delete(ONE, noreply=False)
+    answers = []
 
-    from_cache = client.get("/api/v1/quotes?symbol=eth")
+    def restored() -> bool:  # within a second: one try a second per coin and process
+        answers.append(client.get("/api/v1/quotes?symbol=eth"))
+        return memcached_probe.get_everywhere(ONE) == written
 
-    assert from_cache.get_json()["data"]["ETH"]["source"] == "cache"
-    assert from_cache.data == written[0]  # the same bytes as the document written with the quote
-    assert memcached_probe.get_everywhere(ONE) == written
+    assert eventually(restored, timeout=5)
+    assert {a.get_json()["data"]["ETH"]["source"] for a in answers} == {"cache"}
+    assert answers[-1].data == written[0]  # the same bytes as the document written with the quote
 
 
 def test_a_coins_answer_never_replaces_the_document_of_a_newer_quote(wired_app, client,
@@ -106,7 +109,7 @@ def test_a_coins_answer_never_replaces_the_document_of_a_newer_quote(wired_app, 
     for probe in memcached_probe.clients:
         probe.delete(ONE, noreply=False)
     services = wiring(wired_app)
-    ticket = services.edge_lists.ticket(("ETH",), None)  # as the view does, first
+    ticket = first_ticket(services, "ETH")  # as the view does, first
     answer = services.service.get_quotes(("ETH",), None)  # the old quote
     newer = {"ETH": coin_quote("ETH", 1027, "4321", fetched_at=datetime.now(UTC))}
 
@@ -116,3 +119,29 @@ def test_a_coins_answer_never_replaces_the_document_of_a_newer_quote(wired_app, 
 
     assert b"4321" in published[0]
     assert memcached_probe.get_everywhere(ONE) == published
+
+
+def first_ticket(services, symbol: str):
+    """The next ticket for one coin (the request that fetched it took this second's try)."""
+    tickets = []
+    assert eventually(lambda: tickets.append(services.edge_lists.ticket((symbol,), None))
+                      or tickets[-1] is not None)
+    return tickets[-1]
+
+
+def test_a_coin_now_unknown_takes_its_document_and_its_lists_away_for_good(wired_app, client,
+                                                                         memcached_probe):
+    client.get("/api/v1/quotes?symbol=BTC,ETH")
+    client.get("/api/v1/quotes?symbol=BTC,ETH")
+    services = wiring(wired_app)
+    services.cache.set_many({"NOPE9": None}, "USD", 60)  # never seen: no document, no change
+    assert None not in memcached_probe.get_everywhere(KEY) + memcached_probe.get_everywhere(ONE)
+    ticket = first_ticket(services, "ETH")
+    answer = services.service.get_quotes(("ETH",), None)  # read while ETH was still known
+
+    services.cache.set_many({"ETH": None}, "USD", 60)  # ETH is unknown now
+    services.edge_lists.publish(ticket, answer, services.renderer.render(answer))
+
+    nothing = [None] * len(memcached_probe.clients)
+    assert memcached_probe.get_everywhere(ONE) == nothing  # not restored from the older answer
+    assert memcached_probe.get_everywhere(KEY) == nothing  # nor any list holding ETH

@@ -32,7 +32,7 @@ def canonical_name(method: str, args: str) -> str:
     `re` (PCRE's `(?<name>` spelled `(?P<name>`, the map's `$capture` values filled in)."""
     block = CONF.split('map "$request_method:$args" $coinquote_edge_name {')[1].split("}\n")[0]
     for pattern, value in re.findall(r'^\s*"~(.+)" (\S+);$', block, re.MULTILINE):
-        found = re.match(pattern.replace("(?<", "(?P<"), f"{method}:{args}")
+        found = re.search(pattern.replace("(?<", "(?P<"), f"{method}:{args}")
         if found:
             return re.sub(r"\$(\w+)", lambda m: found.group(m.group(1)), value)
     assert re.search(r'^\s*default "";$', block, re.MULTILINE)
@@ -56,8 +56,9 @@ def test_a_list_names_itself_while_its_key_fits_memcached_whatever_the_namespace
     ("symbol=BTC", "BTC"),
     ("symbol=BTC,ETH,SOL", "list:BTC,ETH,SOL"),
     ("symbol=ETH,BTC", "list:ETH,BTC"),  # another order is another answer
-    ("symbol=" + ",".join(f"SYN{n}" for n in range(1, 101)), ""),  # over 180 characters
-    ("symbol=" + ",".join(f"S{n}" for n in range(1, 61)), ""),  # 170 characters, 60 symbols
+    ("symbol=" + ",".join(f"SYN{n}" for n in range(1, 101)), ""),  # over 180 characters: njs
+    ("symbol=" + ",".join(f"S{n}" for n in range(1, 46)),  # 45 symbols in 170 characters
+     "list:" + ",".join(f"S{n}" for n in range(1, 46))),
     ("symbol=btc", ""), ("symbol=BTC,eth", ""),  # njs upper-cases
     ("symbol=BTC,ETH,BTC", ""), ("symbol=BTC,BTC", ""), ("symbol=A,B,C,B", ""),  # njs collapses
     ("symbol=BTC&convert=EUR", ""), ("symbol=BTC,", ""), ("symbol=BTC,,ETH", ""),
@@ -72,6 +73,16 @@ def test_nginx_names_the_canonical_spelling_as_the_app_does_and_leaves_the_rest_
         assert name == (symbols[0] if len(symbols) == 1 else "list:" + edge_list_name(symbols))
 
 
+def test_nginx_names_a_list_itself_exactly_as_long_as_the_app_does():
+    for length in (LIST_NAME_MAX - 1, LIST_NAME_MAX, LIST_NAME_MAX + 1):
+        symbols = [f"A{n:04d}" for n in range(29)]
+        symbols.append("B" * (length - len(",".join(symbols)) - 1))
+        assert len(",".join(symbols)) == length
+        named = canonical_name("GET", "symbol=" + ",".join(symbols))
+        app = edge_list_name(symbols)
+        assert named == ("list:" + app if not app.startswith("sha256-") else ""), length
+
+
 def test_a_symbol_repeated_anywhere_is_not_canonical():
     symbols = [f"C{n}" for n in range(12)]
     for first in range(12):
@@ -81,10 +92,28 @@ def test_a_symbol_repeated_anywhere_is_not_canonical():
     assert canonical_name("GET", "symbol=AB,B,BA,ABC") == "list:AB,B,BA,ABC"  # prefixes differ
 
 
+def edge_key_of(namespace: str, name: str) -> str:
+    """What nginx.conf's `$coinquote_edge_key` map gives (its patterns run by Python's `re`);
+    `njs` stands for the value njs would give."""
+    block = CONF.split('map "$coinquote_namespace $coinquote_edge_name" $coinquote_edge_key {'
+                       )[1].split("    }\n")[0]
+    for pattern, value in re.findall(r'^\s*"~(.+)" (\S+);$', block, re.MULTILINE):
+        found = re.search(pattern.replace("(?<", "(?P<"), f"{namespace} {name}")  # unanchored
+        if found:
+            return re.sub(r"\$(\w+)", lambda m: found.groupdict().get(m.group(1), "njs"), value)
+    assert re.search(r'^\s*default "";$', block, re.MULTILINE)
+    return ""
+
+
 def test_nginx_and_the_script_build_the_apps_keys_in_the_apps_namespace():
-    key_map = CONF.split("map $coinquote_edge_name $coinquote_edge_key {")[1].split("}")[0]
-    assert f"default $coinquote_namespace:edge:{EDGE_VERSION}:$coinquote_edge_name;" in key_map
-    assert '"" $coinquote_edge_normalised;' in " ".join(key_map.split())
+    namespace = key_namespace("coinquote", "USD")
+    assert edge_key_of(namespace, "BTC") == edge_key(namespace, "BTC")
+    assert edge_key_of(namespace, "list:BTC,ETH") == edge_list_key(namespace, "BTC,ETH")
+    assert edge_key_of("my_deploy-2:EUR", "ETH") == edge_key(key_namespace("my_deploy-2", "EUR"),
+                                                             "ETH")
+    assert edge_key_of(namespace, "") == "njs"  # any other spelling: njs names it
+    for wrong in ("coinquote:usd", "coinquote", "a b:USD", "n" * 33 + ":USD", "${CACHE_NAMESPACE}:USD"):
+        assert edge_key_of(wrong, "BTC") == "", wrong  # not the app's: no edge at all
     assert 'set $coinquote_namespace "${CACHE_NAMESPACE}:${BASE_CURRENCY}";' in TEMPLATE
     assert "include /etc/nginx/conf.d/coinquote-namespace.conf;" in CONF
 

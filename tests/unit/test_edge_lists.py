@@ -159,3 +159,15 @@ def test_lists_seen_once_share_a_small_budget_and_lists_seen_again_a_larger_one(
     for _ in range(5):  # a list seen before (a dashboard polling) still gets written
         edge.publish(replace(edge.ticket(("BTC", "ETH"), None), name="junk0"), quotes, body)
     assert len(documents.written) == 8
+
+
+def test_a_list_answer_that_cannot_become_a_document_leaves_the_second_to_the_next():
+    """The first answer to a list is a fetch: the answer from the cache right after is written."""
+    edge, documents = lists(clock=Clock(), rewrite_seconds=1.0)
+    fetched = answer(BTC=cached("BTC", 1, source=Source.PROVIDER), ETH=cached("ETH", 2))
+    edge.publish(edge.ticket(("BTC", "ETH"), None), fetched, "fetched")
+
+    edge.publish(edge.ticket(("BTC", "ETH"), None),
+                 answer(BTC=cached("BTC", 1), ETH=cached("ETH", 2)), "cached")
+
+    assert [body for _, _, body, _ in documents.written] == ["cached"]

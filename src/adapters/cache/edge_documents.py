@@ -36,8 +36,9 @@ class EdgeDocuments:
 
     A list's document must never be older than its quotes' entries, yet nginx reads it in one
     lookup. So: caching a newly fetched quote (one fetched within its entry's lifetime: a
-    re-cache of an older stored quote is not new) gives every server a new epoch, after the
-    entries are written, then takes that server's register of list documents (compare and swap)
+    re-cache of an older stored quote is not new), or taking a coin's document away, gives every
+    server a new epoch, after the entries are written, then takes that server's register of list
+    documents (compare and swap)
     and deletes every one listed. A list writer reads the epochs before the quotes (`epochs`),
     writes its document, registers it, and reads the epoch again: changed, it deletes its own
     document (registered after the register was taken, nobody else would). Either way no list
@@ -90,10 +91,15 @@ class EdgeDocuments:
             try:
                 for expire, batch in documents.items():
                     client.set_many(batch, expire=expire, noreply=True)
+                # A document taken away (a coin now unknown) is a change as a new quote is: the
+                # lists holding it go, and an answer read before it cannot restore it. A symbol
+                # that had none (a never-seen one, the usual unknown) changes nothing.
+                taken = bool(gone) and bool(client.get_many(gone))
                 if gone:
                     client.delete_many(gone, noreply=True)
-                if epoch:  # acknowledged: a lost one would leave older lists in place
-                    client.set(edge_epoch_key(self.namespace), epoch, expire=0, noreply=False)
+                if epoch or taken:  # acknowledged: a lost one would leave older lists in place
+                    client.set(edge_epoch_key(self.namespace), epoch or secrets.token_hex(6),
+                               expire=0, noreply=False)
                     self._drop_lists(client)
             except (MemcacheError, OSError) as exc:
                 self._failed(server, self._clock(), exc)

@@ -50,8 +50,8 @@ class EdgeLists:
     whichever is sooner; the epochs read before the quotes were (`ticket`) let EdgeDocuments
     take it away when a quote was cached anew meanwhile. A list's document is written over
     whatever is there; one coin's only where none is (the one written with a newer quote wins).
-    Bounded: one write a second per answer (REWRITE_SECONDS), bytes written per minute
-    (FIRST_SIGHT_/REPEAT_BYTES_PER_MINUTE above).
+    Bounded: one write a second per answer and process (REWRITE_SECONDS), and for lists the
+    bytes written per minute (FIRST_SIGHT_/REPEAT_BYTES_PER_MINUTE above).
     """
 
     def __init__(self, documents: EdgeDocuments | None, *, max_age_seconds: float | None,
@@ -71,7 +71,7 @@ class EdgeLists:
         self._seen: set[str] = set()
         self._seen_lists = seen_lists
         self._rewrite_seconds = rewrite_seconds
-        self._written_at: dict[str, float] = {}  # _mark -> when this process last wrote it
+        self._written_at: dict[str, float] = {}  # _mark -> when this process took its write
         self._lock = threading.Lock()
         self.written = 0  # documents written by this process (tests and the benchmark read it)
 
@@ -80,28 +80,33 @@ class EdgeLists:
         if self._documents is None or convert is not None or not symbols:
             return None
         symbols = tuple(symbols)
-        if len(symbols) == 1:  # the most common request: no round trip unless it is due
-            if not self._due(symbols[0]):
+        if len(symbols) == 1:
+            # The most common request, and its document is normally there: one try a second,
+            # whatever the answer turns out to be, and no round trip in between.
+            if not self._reserve(symbols[0]):
                 return None
             epochs = self._documents.epochs()
             return ListTicket(symbols, symbols[0], epochs) if epochs else None
         epochs = self._documents.epochs()
         ticket = ListTicket(symbols, edge_list_name(symbols), epochs)
-        # A new epoch took the lists away: the same list is due again at once.
-        return ticket if epochs and self._due(_mark(ticket)) else None
+        # Under a new epoch (which took the lists away) the same list is due again at once.
+        return ticket if epochs and self._reserve(_mark(ticket)) else None
 
     def publish(self, ticket: ListTicket | None, answer: QuoteAnswer, body: str) -> None:
         """Write `body`, the app's answer to the ticket's request, when the edge may serve it."""
         if ticket is None or self._documents is None:
             return
         expire = self._lifetime(ticket, answer)
-        if expire < 1 or not self._within_budget(ticket.name, len(body)):
-            return
-        self._wrote(_mark(ticket))
         if len(ticket.symbols) == 1:
-            self._documents.restore(ticket.epochs, ticket.name, body, expire)
-        else:
-            self._documents.publish_list(ticket.epochs, ticket.name, body, expire)
+            # The document written with the quote, where it went missing: no junk to bound.
+            if expire >= 1:
+                self._documents.restore(ticket.epochs, ticket.name, body, expire)
+                self.written += 1
+            return
+        if expire < 1 or not self._within_budget(ticket.name, len(body)):
+            self._release(_mark(ticket))  # a list is due again at its next answer
+            return
+        self._documents.publish_list(ticket.epochs, ticket.name, body, expire)
         self.written += 1
 
     def _lifetime(self, ticket: ListTicket, answer: QuoteAnswer) -> int:
@@ -119,16 +124,21 @@ class EdgeLists:
                 seconds = min(seconds, quote.fetched_at.timestamp() + self._max_age_seconds - now)
         return math.floor(seconds)  # never a second past an entry or a quote's freshness
 
-    def _due(self, mark: str) -> bool:
-        """Whether this process wrote no such document (`_mark`) within the rewrite interval."""
-        last = self._written_at.get(mark)
-        return last is None or self._clock() - last >= self._rewrite_seconds
-
-    def _wrote(self, mark: str) -> None:
+    def _reserve(self, mark: str) -> bool:
+        """Take the rewrite interval's one write of `mark` (`_mark`), if it is not taken."""
+        clock = self._clock()
         with self._lock:
+            last = self._written_at.get(mark)
+            if last is not None and clock - last < self._rewrite_seconds:
+                return False
             if len(self._written_at) >= self._seen_lists:
                 self._written_at.clear()
-            self._written_at[mark] = self._clock()
+            self._written_at[mark] = clock
+        return True
+
+    def _release(self, mark: str) -> None:
+        with self._lock:
+            self._written_at.pop(mark, None)
 
     def _within_budget(self, name: str, size: int) -> bool:
         with self._lock:
