@@ -3,8 +3,12 @@ cache, never past a quote's entry or freshness, and bounded against a flood of d
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import replace
 from datetime import timedelta
+
+from limits.storage import MemoryStorage
 
 from src.adapters.cache.edge_lists import EdgeLists
 from src.adapters.cache.keys import edge_list_name
@@ -171,3 +175,59 @@ def test_a_list_answer_that_cannot_become_a_document_leaves_the_second_to_the_ne
                  answer(BTC=cached("BTC", 1), ETH=cached("ETH", 2)), "cached")
 
     assert [body for _, _, body, _ in documents.written] == ["cached"]
+
+
+class OneAtATime(MemoryStorage):
+    """MemoryStorage noting how many threads are inside it at once (it is not thread-safe)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = self.most = 0
+        self.count_lock = threading.Lock()
+
+    def incr(self, *args, **kwargs):
+        with self.count_lock:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+        time.sleep(0.002)  # long enough for another thread to come in, were it let in
+        try:
+            return super().incr(*args, **kwargs)
+        finally:
+            with self.count_lock:
+                self.inside -= 1
+
+
+def test_the_byte_budget_is_counted_by_one_thread_at_a_time():
+    """make bench: 'RuntimeError: threads can only be started once' from MemoryStorage, a 500,
+    once in about 100,000 list answers (gthread: four threads a worker)."""
+    storage = OneAtATime()
+    edge, documents = lists(budget_storage=storage)
+    quotes = answer(BTC=cached("BTC", 1), ETH=cached("ETH", 2))
+    start = threading.Barrier(8)
+
+    def answering() -> None:
+        start.wait()
+        for _ in range(5):
+            edge.publish(edge.ticket(("BTC", "ETH"), None), quotes, "body")
+
+    threads = [threading.Thread(target=answering) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(documents.written) == 40
+    assert storage.most == 1
+
+
+def test_a_defect_writing_the_document_never_fails_the_answer(caplog):
+    class Broken(RecordingDocuments):
+        def publish_list(self, *args) -> None:
+            raise RuntimeError("threads can only be started once")
+
+    edge, _ = lists(Broken())
+
+    edge.publish(edge.ticket(("BTC", "ETH"), None),
+                 answer(BTC=cached("BTC", 1), ETH=cached("ETH", 2)), "body")
+
+    assert "the edge document of BTC,ETH was not written" in caplog.text

@@ -6,6 +6,7 @@ its quote, so only one that went missing (evicted from a full memcached) is rest
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -13,12 +14,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from limits import RateLimitItemPerMinute
-from limits.storage import MemoryStorage
+from limits.storage import MemoryStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
 
 from src.adapters.cache.edge_documents import EdgeDocuments
 from src.adapters.cache.keys import edge_list_name
+from src.adapters.metrics import CACHE_ERRORS
 from src.domain.model import QuoteAnswer, Source
+
+logger = logging.getLogger(__name__)
 
 # What one process may write per minute, in bytes of list documents. A list seen before in this
 # process (a dashboard polling) has the larger budget; a list seen for the first time (which a
@@ -60,12 +64,15 @@ class EdgeLists:
                  first_sight_bytes: int = FIRST_SIGHT_BYTES_PER_MINUTE,
                  repeat_bytes: int = REPEAT_BYTES_PER_MINUTE,
                  seen_lists: int = SEEN_LISTS,
-                 rewrite_seconds: float = REWRITE_SECONDS) -> None:
+                 rewrite_seconds: float = REWRITE_SECONDS,
+                 budget_storage: Storage | None = None) -> None:
         self._documents = documents
         self._max_age_seconds = max_age_seconds
         self._now = now
         self._clock = clock  # the rewrite interval's
-        self._budget = FixedWindowRateLimiter(MemoryStorage())
+        # Used under self._lock only: MemoryStorage is not thread-safe (two threads scheduling
+        # its expiry timer at once start the same thread twice: a RuntimeError in a request).
+        self._budget = FixedWindowRateLimiter(budget_storage or MemoryStorage())
         self._first = RateLimitItemPerMinute(first_sight_bytes)
         self._repeat = RateLimitItemPerMinute(repeat_bytes)
         self._seen: set[str] = set()
@@ -93,20 +100,30 @@ class EdgeLists:
         return ticket if epochs and self._reserve(_mark(ticket)) else None
 
     def publish(self, ticket: ListTicket | None, answer: QuoteAnswer, body: str) -> None:
-        """Write `body`, the app's answer to the ticket's request, when the edge may serve it."""
+        """Write `body`, the app's answer to the ticket's request, when the edge may serve it.
+
+        Never raises: the document is nginx's shortcut, and the answer goes out without it."""
         if ticket is None or self._documents is None:
             return
+        try:
+            self._publish(self._documents, ticket, answer, body)
+        except Exception:  # a defect here must not turn the answer into a 500
+            CACHE_ERRORS.labels("edge").inc()
+            logger.exception("the edge document of %s was not written", ticket.name)
+
+    def _publish(self, documents: EdgeDocuments, ticket: ListTicket, answer: QuoteAnswer,
+                 body: str) -> None:
         expire = self._lifetime(ticket, answer)
         if len(ticket.symbols) == 1:
             # The document written with the quote, where it went missing: no junk to bound.
             if expire >= 1:
-                self._documents.restore(ticket.epochs, ticket.name, body, expire)
+                documents.restore(ticket.epochs, ticket.name, body, expire)
                 self.written += 1
             return
         if expire < 1 or not self._within_budget(ticket.name, len(body)):
             self._release(_mark(ticket))  # a list is due again at its next answer
             return
-        self._documents.publish_list(ticket.epochs, ticket.name, body, expire)
+        documents.publish_list(ticket.epochs, ticket.name, body, expire)
         self.written += 1
 
     def _lifetime(self, ticket: ListTicket, answer: QuoteAnswer) -> int:
@@ -126,8 +143,8 @@ class EdgeLists:
 
     def _reserve(self, mark: str) -> bool:
         """Take the rewrite interval's one write of `mark` (`_mark`), if it is not taken."""
-        clock = self._clock()
         with self._lock:
+            clock = self._clock()
             last = self._written_at.get(mark)
             if last is not None and clock - last < self._rewrite_seconds:
                 return False
@@ -147,8 +164,8 @@ class EdgeLists:
                 if len(self._seen) >= self._seen_lists:
                     self._seen.clear()
                 self._seen.add(name)
-        item = self._repeat if seen else self._first
-        return self._budget.hit(item, "repeat" if seen else "first", cost=size)
+            item = self._repeat if seen else self._first
+            return self._budget.hit(item, "repeat" if seen else "first", cost=size)
 
 
 def _mark(ticket: ListTicket) -> str:
