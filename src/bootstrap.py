@@ -25,8 +25,8 @@ from src.adapters.budget.board import Board, build_board
 from src.adapters.budget.governor import SharedCreditGovernor
 from src.adapters.budget.notes import budget_namespace
 from src.adapters.buffered_request_log import BufferedRequestLog
+from src.adapters.cache.edge_answers import EdgeAnswers
 from src.adapters.cache.edge_documents import EdgeDocuments
-from src.adapters.cache.edge_lists import EdgeLists
 from src.adapters.cache.local import LocalCache
 from src.adapters.cache.memcached import PymemcacheCache
 from src.adapters.cache.quote_cache import FlaskCachingQuoteCache
@@ -104,7 +104,7 @@ class Wiring:
     repository: QuoteRepository
     cache: QuoteCache
     renderer: QuoteRenderer
-    edge_lists: EdgeLists
+    edge_answers: EdgeAnswers
     governor: CreditGovernor
     history: HistoryService
     refresh: RefreshAhead
@@ -139,7 +139,7 @@ def bootstrap(settings: Settings, database: Database | None,
         governor=governor, hot_set=hot_set,
     )
     # A fake cache is no memcached: nginx could not read what the lists would write.
-    edge_lists = EdgeLists(edge if isinstance(cache, FlaskCachingQuoteCache) else None,
+    edge_answers = EdgeAnswers(edge if isinstance(cache, FlaskCachingQuoteCache) else None,
                            max_age_seconds=settings.quote_max_age_seconds or None,
                            now=lambda: clock.now().timestamp())
     history = build_history(settings, clock, overrides.history_repository, database)
@@ -148,7 +148,7 @@ def bootstrap(settings: Settings, database: Database | None,
         governor=governor, engine=engine, request_log=request_log,
         lease=overrides.refresh_lease, history=history,
         context=database.context if database is not None else None)
-    return Wiring(settings, clock, service, repository, cache, renderer, edge_lists, governor,
+    return Wiring(settings, clock, service, repository, cache, renderer, edge_answers, governor,
                   history, refresh)
 
 

@@ -27,16 +27,28 @@ JS = (DEPLOY / "coinquote-edge.js").read_text()
 TEMPLATE = (DEPLOY / "coinquote-namespace.conf.template").read_text()
 
 
-def canonical_name(method: str, args: str) -> str:
-    """What nginx.conf's `$coinquote_edge_name` map gives, its regular expressions run by Python's
-    `re` (PCRE's `(?<name>` spelled `(?P<name>`, the map's `$capture` values filled in)."""
-    block = CONF.split('map "$request_method:$args" $coinquote_edge_name {')[1].split("}\n")[0]
+def nginx_map(header: str, subject: str) -> str:
+    """What the nginx.conf `map` opened by `header` gives for `subject`, its regular expressions
+    run by Python's `re` (PCRE's `(?<name>` spelled `(?P<name>`; nginx searches unanchored).
+    Its `$capture` values are filled in; any other variable reads as `njs`, the one njs sets."""
+    block = CONF.split(header + " {")[1].split("    }\n")[0]
     for pattern, value in re.findall(r'^\s*"~(.+)" (\S+);$', block, re.MULTILINE):
-        found = re.search(pattern.replace("(?<", "(?P<"), f"{method}:{args}")
+        found = re.search(pattern.replace("(?<", "(?P<"), subject)
         if found:
-            return re.sub(r"\$(\w+)", lambda m: found.group(m.group(1)), value)
+            return re.sub(r"\$(\w+)", lambda m: found.groupdict().get(m.group(1), "njs"), value)
     assert re.search(r'^\s*default "";$', block, re.MULTILINE)
     return ""
+
+
+def canonical_name(method: str, args: str) -> str:
+    """What nginx.conf's `$coinquote_edge_name` gives."""
+    return nginx_map('map "$request_method:$args" $coinquote_edge_name', f"{method}:{args}")
+
+
+def edge_key_of(namespace: str, name: str) -> str:
+    """What nginx.conf's `$coinquote_edge_key` gives (`njs` where njs would name it)."""
+    return nginx_map('map "$coinquote_namespace $coinquote_edge_name" $coinquote_edge_key',
+                     f"{namespace} {name}")
 
 
 def test_a_list_names_itself_while_its_key_fits_memcached_whatever_the_namespace():
@@ -90,19 +102,6 @@ def test_a_symbol_repeated_anywhere_is_not_canonical():
             repeated = symbols[:second] + [symbols[first]] + symbols[second:]
             assert canonical_name("GET", "symbol=" + ",".join(repeated)) == "", repeated
     assert canonical_name("GET", "symbol=AB,B,BA,ABC") == "list:AB,B,BA,ABC"  # prefixes differ
-
-
-def edge_key_of(namespace: str, name: str) -> str:
-    """What nginx.conf's `$coinquote_edge_key` map gives (its patterns run by Python's `re`);
-    `njs` stands for the value njs would give."""
-    block = CONF.split('map "$coinquote_namespace $coinquote_edge_name" $coinquote_edge_key {'
-                       )[1].split("    }\n")[0]
-    for pattern, value in re.findall(r'^\s*"~(.+)" (\S+);$', block, re.MULTILINE):
-        found = re.search(pattern.replace("(?<", "(?P<"), f"{namespace} {name}")  # unanchored
-        if found:
-            return re.sub(r"\$(\w+)", lambda m: found.groupdict().get(m.group(1), "njs"), value)
-    assert re.search(r'^\s*default "";$', block, re.MULTILINE)
-    return ""
 
 
 def test_nginx_and_the_script_build_the_apps_keys_in_the_apps_namespace():

@@ -94,8 +94,9 @@ class EdgeDocuments:
                 # A document taken away (a coin now unknown) is a change as a new quote is: the
                 # lists holding it go, and an answer read before it cannot restore it. A symbol
                 # that had none (a never-seen one, the usual unknown) changes nothing.
-                taken = bool(gone) and bool(client.get_many(gone))
+                taken = False
                 if gone:
+                    taken = bool(client.get_many(gone))
                     client.delete_many(gone, noreply=True)
                 if epoch or taken:  # acknowledged: a lost one would leave older lists in place
                     client.set(edge_epoch_key(self.namespace), epoch or secrets.token_hex(6),

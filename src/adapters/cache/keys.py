@@ -66,8 +66,9 @@ def edge_lists_key(namespace: str) -> str:
 
 
 # A list's name is the list itself while its key stays within memcached's 250 bytes whatever the
-# namespace (at most 53 characters, key_namespace): nginx then builds the key with no code at all
-# (deploy/nginx.conf). A longer list is named by its SHA-256 (deploy/coinquote-edge.js).
+# namespace (at most 53 characters: CACHE_NAMESPACE's 32, a colon, a currency's 20): nginx then
+# builds the key with no code at all (deploy/nginx.conf). A longer list is named by its SHA-256
+# (deploy/coinquote-edge.js).
 LIST_NAME_MAX = 180
 
 

@@ -174,11 +174,11 @@ class Quotes(MethodView):
         metrics.
         """
         built = wiring()
-        edge_ticket = built.edge_lists.ticket(symbol, convert)  # before the quotes are read
+        edge_ticket = built.edge_answers.ticket(symbol, convert)  # before the quotes are read
         answer = built.service.get_quotes(symbol, convert)
         note_requested(answer)
         observe_answer(answer)
         body = built.renderer.render(answer)
-        built.edge_lists.publish(edge_ticket, answer, body)  # nginx's copy of a list's answer
+        built.edge_answers.publish(edge_ticket, answer, body)  # nginx's copy of the answer
         return quotes_response(body, answer, request)
 

@@ -1,6 +1,6 @@
-"""List documents on real memcached through the wired app: written when the app answers a list
-from its cache, on every server, and gone once one of its quotes is cached anew (a document is
-never older than its quotes' entries; README "Deploy")."""
+"""Edge documents on real memcached through the wired app: a list's written when the app answers
+it from its cache, on every server, and gone once one of its quotes is cached anew (a document is
+never older than its quotes' entries; README "Deploy"); a coin's restored when it went missing."""
 
 from __future__ import annotations
 
@@ -55,11 +55,11 @@ def test_a_list_read_while_a_quote_is_cached_anew_takes_itself_away(wired_app, c
                                                                    memcached_probe):
     client.get("/api/v1/quotes?symbol=BTC,ETH")  # cached
     services = wiring(wired_app)
-    ticket = services.edge_lists.ticket(("BTC", "ETH"), None)  # as the view does, first
+    ticket = services.edge_answers.ticket(("BTC", "ETH"), None)  # as the view does, first
     answer = services.service.get_quotes(("BTC", "ETH"), None)  # the old quotes
 
     services.cache.set_many(new_quote(), "USD", 60)  # its lists are taken away before ours lands
-    services.edge_lists.publish(ticket, answer, services.renderer.render(answer))
+    services.edge_answers.publish(ticket, answer, services.renderer.render(answer))
 
     assert memcached_probe.get_everywhere(KEY) == [None] * len(memcached_probe.clients)
 
@@ -115,7 +115,7 @@ def test_a_coins_answer_never_replaces_the_document_of_a_newer_quote(wired_app, 
 
     services.cache.set_many(newer, "USD", 60)  # its document is written, a new epoch follows
     published = memcached_probe.get_everywhere(ONE)
-    services.edge_lists.publish(ticket, answer, services.renderer.render(answer))
+    services.edge_answers.publish(ticket, answer, services.renderer.render(answer))
 
     assert b"4321" in published[0]
     assert memcached_probe.get_everywhere(ONE) == published
@@ -124,7 +124,7 @@ def test_a_coins_answer_never_replaces_the_document_of_a_newer_quote(wired_app, 
 def first_ticket(services, symbol: str):
     """The next ticket for one coin (the request that fetched it took this second's try)."""
     tickets = []
-    assert eventually(lambda: tickets.append(services.edge_lists.ticket((symbol,), None))
+    assert eventually(lambda: tickets.append(services.edge_answers.ticket((symbol,), None))
                       or tickets[-1] is not None)
     return tickets[-1]
 
@@ -140,7 +140,7 @@ def test_a_coin_now_unknown_takes_its_document_and_its_lists_away_for_good(wired
     answer = services.service.get_quotes(("ETH",), None)  # read while ETH was still known
 
     services.cache.set_many({"ETH": None}, "USD", 60)  # ETH is unknown now
-    services.edge_lists.publish(ticket, answer, services.renderer.render(answer))
+    services.edge_answers.publish(ticket, answer, services.renderer.render(answer))
 
     nothing = [None] * len(memcached_probe.clients)
     assert memcached_probe.get_everywhere(ONE) == nothing  # not restored from the older answer

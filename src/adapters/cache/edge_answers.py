@@ -39,7 +39,7 @@ REWRITE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
-class ListTicket:
+class EdgeTicket:
     """A request that may become a document: its symbols and the epochs read before it."""
 
     symbols: tuple[str, ...]
@@ -47,7 +47,7 @@ class ListTicket:
     epochs: dict[str, str]
 
 
-class EdgeLists:
+class EdgeAnswers:
     """Writes the app's answer as an edge document when nginx could serve it in the app's place
     (README "Deploy", the edge): no `convert`, no unknown symbol, every quote from the cache and
     fresh; it lives until the first of its quotes' entries expires or stops being fresh,
@@ -82,7 +82,7 @@ class EdgeLists:
         self._lock = threading.Lock()
         self.written = 0  # documents written by this process (tests and the benchmark read it)
 
-    def ticket(self, symbols: Sequence[str], convert: str | None) -> ListTicket | None:
+    def ticket(self, symbols: Sequence[str], convert: str | None) -> EdgeTicket | None:
         """Call before answering: a ticket when this request's answer may become a document."""
         if self._documents is None or convert is not None or not symbols:
             return None
@@ -93,13 +93,13 @@ class EdgeLists:
             if not self._reserve(symbols[0]):
                 return None
             epochs = self._documents.epochs()
-            return ListTicket(symbols, symbols[0], epochs) if epochs else None
+            return EdgeTicket(symbols, symbols[0], epochs) if epochs else None
         epochs = self._documents.epochs()
-        ticket = ListTicket(symbols, edge_list_name(symbols), epochs)
+        ticket = EdgeTicket(symbols, edge_list_name(symbols), epochs)
         # Under a new epoch (which took the lists away) the same list is due again at once.
         return ticket if epochs and self._reserve(_mark(ticket)) else None
 
-    def publish(self, ticket: ListTicket | None, answer: QuoteAnswer, body: str) -> None:
+    def publish(self, ticket: EdgeTicket | None, answer: QuoteAnswer, body: str) -> None:
         """Write `body`, the app's answer to the ticket's request, when the edge may serve it.
 
         Never raises: the document is nginx's shortcut, and the answer goes out without it."""
@@ -111,7 +111,7 @@ class EdgeLists:
             CACHE_ERRORS.labels("edge").inc()
             logger.exception("the edge document of %s was not written", ticket.name)
 
-    def _publish(self, documents: EdgeDocuments, ticket: ListTicket, answer: QuoteAnswer,
+    def _publish(self, documents: EdgeDocuments, ticket: EdgeTicket, answer: QuoteAnswer,
                  body: str) -> None:
         expire = self._lifetime(ticket, answer)
         if len(ticket.symbols) == 1:
@@ -126,7 +126,7 @@ class EdgeLists:
         documents.publish_list(ticket.epochs, ticket.name, body, expire)
         self.written += 1
 
-    def _lifetime(self, ticket: ListTicket, answer: QuoteAnswer) -> int:
+    def _lifetime(self, ticket: EdgeTicket, answer: QuoteAnswer) -> int:
         if answer.convert is not None or answer.unknown_symbols \
                 or tuple(answer.quotes) != ticket.symbols:
             return 0
@@ -168,7 +168,7 @@ class EdgeLists:
             return self._budget.hit(item, "repeat" if seen else "first", cost=size)
 
 
-def _mark(ticket: ListTicket) -> str:
+def _mark(ticket: EdgeTicket) -> str:
     """What one write stands for: a coin's document; a list's under the epochs it was written in
     (a new one deletes it, so it is not the same document any more)."""
     if len(ticket.symbols) == 1:

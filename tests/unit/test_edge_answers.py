@@ -1,4 +1,4 @@
-"""Which list answers become edge documents (README "Deploy"): only what the app would serve from its
+"""Which answers become edge documents (README "Deploy"): only what the app would serve from its
 cache, never past a quote's entry or freshness, and bounded against a flood of distinct lists."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from limits.storage import MemoryStorage
 
-from src.adapters.cache.edge_lists import EdgeLists
+from src.adapters.cache.edge_answers import EdgeAnswers
 from src.adapters.cache.keys import edge_list_name
 from src.domain.model import QuoteAnswer, ServedQuote, Source
 from tests.fakes import T0, coin_quote
@@ -50,11 +50,11 @@ def cached(symbol: str, coin_id: int, *, left: float = 40, stale: bool = False,
     return ServedQuote(quote, source, stale=stale)
 
 
-def lists(documents=None, **kwargs) -> tuple[EdgeLists, RecordingDocuments]:
+def lists(documents=None, **kwargs) -> tuple[EdgeAnswers, RecordingDocuments]:
     """Rewrites at once unless the test says otherwise (`rewrite_seconds`)."""
     documents = documents or RecordingDocuments()
     kwargs.setdefault("rewrite_seconds", 0)
-    return EdgeLists(documents, max_age_seconds=MAX_AGE, now=NOW.timestamp, **kwargs), documents
+    return EdgeAnswers(documents, max_age_seconds=MAX_AGE, now=NOW.timestamp, **kwargs), documents
 
 
 def answer(**quotes: ServedQuote) -> QuoteAnswer:
@@ -106,7 +106,7 @@ def test_conversions_and_a_cache_without_memcached_get_no_ticket():
 
     assert edge.ticket(("BTC", "ETH"), "EUR") is None
     assert edge.ticket(("BTC",), "EUR") is None
-    assert EdgeLists(None, max_age_seconds=MAX_AGE).ticket(("BTC", "ETH"), None) is None
+    assert EdgeAnswers(None, max_age_seconds=MAX_AGE).ticket(("BTC", "ETH"), None) is None
 
 
 def test_one_coins_answer_from_the_cache_restores_its_document_where_none_is():
